@@ -1,0 +1,213 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * QHCP load balancer monitor. Run `deno run -A lb.ts --help`.
+ *
+ * @module
+ */
+
+import {
+  AuthConfigError,
+  createEd25519Signer,
+  createHmacSigner,
+  readKeyFile,
+  readSecretFile,
+} from "./lib/auth.ts";
+import { CliError } from "./lib/cli.ts";
+import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
+import { installProcessGuard } from "./lib/guard.ts";
+import { createHttpHandler } from "./lib/http_api.ts";
+import { type LbConfig, lbUsage, parseLbArgs } from "./lib/lb_cli.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+import { Monitor } from "./lib/monitor.ts";
+import { createMatrixaiTransport, isTransportLibraryError } from "./lib/quic_matrixai.ts";
+import { StatusScreen, summarize } from "./lib/status_table.ts";
+import { VERSION } from "./lib/version.ts";
+
+const PROGRAM = "qhcp-lb";
+
+/** Runs the LB until SIGINT or SIGTERM; returns the exit code. */
+export async function runLb(args: readonly string[]): Promise<number> {
+  let config: LbConfig;
+  try {
+    config = parseLbArgs(args);
+  } catch (e) {
+    if (e instanceof CliError) return _fail(e.message, 2);
+    throw e;
+  }
+  if (config.help) {
+    console.log(lbUsage(PROGRAM));
+    return 0;
+  }
+  if (config.version) {
+    console.log(`${PROGRAM} ${VERSION}`);
+    return 0;
+  }
+
+  const tableMode = config.table === "off"
+    ? "off"
+    : config.table === "plain" || !Deno.stdout.isTerminal()
+    ? "plain"
+    : "tty";
+  const screen = tableMode === "off" ? undefined : new StatusScreen({
+    mode: tableMode,
+    write: (text) => _write(Deno.stdout, text),
+    columns: () => _columns(),
+  });
+  // On a redrawn terminal, log lines go under the table instead of scrolling it away.
+  const log = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    ...(tableMode === "tty" ? { sink: (line: string) => screen!.note(line) } : {}),
+  });
+  installProcessGuard({ log, isLibraryError: isTransportLibraryError });
+
+  let monitor: Monitor;
+  try {
+    monitor = await _buildMonitor(config, log);
+  } catch (e) {
+    if (e instanceof AuthConfigError || e instanceof CliError) return _fail(e.message, 2);
+    return _fail((e as Error).message, 1);
+  }
+  if (config.insecure) {
+    log.warn(
+      "INSECURE: server certificates are NOT verified (--insecure); anyone on the path can impersonate a server",
+    );
+  }
+  if (config.servers.length === 0) log.warn("no servers to watch (--servers is empty)");
+
+  const startedAt = Date.now();
+  const handler = createHttpHandler({ monitor, lbId: config.lbId, startedAt, version: VERSION });
+  let http: Deno.HttpServer;
+  try {
+    http = Deno.serve({
+      hostname: config.httpHost,
+      port: config.httpPort,
+      onListen: ({ hostname, port }) =>
+        log.info("HTTP status endpoint listening", { address: hostname, port }),
+    }, handler);
+  } catch (e) {
+    return _fail(
+      `--loadbalancer-port: cannot listen on ${config.httpHost}:${config.httpPort}: ${
+        (e as Error).message
+      }`,
+      1,
+    );
+  }
+
+  log.info("load balancer starting", {
+    lb_id: config.lbId,
+    servers: config.servers.length,
+    interval_ms: monitor.settings.checkIntervalMs,
+    timeout_ms: monitor.settings.checkTimeoutMs,
+    fall: monitor.settings.maxFailAttempts,
+    reconnect_ms: monitor.settings.reconnectIntervalMs,
+  });
+  monitor.start();
+
+  let tableTimer: ReturnType<typeof setTimeout> | undefined;
+  const draw = () => {
+    const rows = monitor.status();
+    screen?.draw(rows, `QHCP LB ${config.lbId}  ${summarize(rows)}  ${new Date().toISOString()}`);
+  };
+  const scheduleTable = () => {
+    if (!screen) return;
+    const every = Math.max(monitor.settings.checkIntervalMs, tableMode === "tty" ? 250 : 1000);
+    tableTimer = setTimeout(() => {
+      draw();
+      scheduleTable();
+    }, every);
+  };
+  scheduleTable();
+
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const onSignal = (name: string) => () => stop(name);
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handlers = signals.map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+
+  const signal = await stopped;
+  log.info("shutting down: sending TERMINATE to every server", { signal });
+  clearTimeout(tableTimer);
+  // A second signal ends the process at once.
+  for (const [s, h] of handlers) {
+    Deno.removeSignalListener(s, h);
+    Deno.addSignalListener(s, () => Deno.exit(130));
+  }
+  await Promise.race([monitor.stop("shutdown"), new Promise((r) => setTimeout(r, 1500))]);
+  await http.shutdown().catch(() => {});
+  if (tableMode === "tty") draw();
+  log.info("stopped");
+  return 0;
+}
+
+async function _buildMonitor(config: LbConfig, log: Logger): Promise<Monitor> {
+  const needDefaults = (!config.caFile && !config.insecure) ||
+    (!config.jwtSecretFile && !config.jwtPrivateKeyFile);
+  let files: DefaultFiles | undefined;
+  if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
+  let caPem: string | undefined;
+  if (!config.insecure) {
+    const path = config.caFile ?? files!.caCert;
+    try {
+      caPem = await Deno.readTextFile(path);
+    } catch (e) {
+      throw new CliError(`--cert-file: cannot read ${path}: ${(e as Error).message}`);
+    }
+    if (!caPem.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new CliError(`--cert-file: ${path} holds no PEM certificate`);
+    }
+  }
+  const signerOptions = { lbId: config.lbId, ttlSec: config.jwtTtlSec };
+  const signer = config.jwtPrivateKeyFile
+    ? await createEd25519Signer(
+      await readKeyFile(config.jwtPrivateKeyFile, "JWT private key"),
+      signerOptions,
+    )
+      .catch((e) => {
+        throw new CliError(`--jwt-private-key-file: ${(e as Error).message}`);
+      })
+    : createHmacSigner(
+      await readSecretFile(config.jwtSecretFile ?? files!.jwtSecret).catch((e) => {
+        throw new CliError(`--jwt-secret-file: ${(e as Error).message}`);
+      }),
+      signerOptions,
+    );
+  return new Monitor({
+    transport: createMatrixaiTransport(),
+    signer,
+    lbId: config.lbId,
+    servers: config.servers,
+    checkIntervalMs: config.checkIntervalMs,
+    ...(config.checkTimeoutMs === undefined ? {} : { checkTimeoutMs: config.checkTimeoutMs }),
+    maxFailAttempts: config.maxFailAttempts,
+    reconnectIntervalMs: config.reconnectIntervalMs,
+    ...(config.metrics ? { metrics: config.metrics } : {}),
+    ...(caPem === undefined ? {} : { caPem }),
+    insecure: config.insecure,
+    idleTimeoutMs: config.idleTimeoutMs,
+    log,
+  });
+}
+
+function _fail(message: string, code: number): number {
+  _write(Deno.stderr, `${PROGRAM}: ${message}\n`);
+  return code;
+}
+
+function _write(out: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  try {
+    let off = 0;
+    while (off < bytes.length) off += out.writeSync(bytes.subarray(off));
+  } catch { /* closed pipe */ }
+}
+
+function _columns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 120;
+  }
+}
+
+if (import.meta.main) Deno.exit(await runLb(Deno.args));

@@ -1,0 +1,112 @@
+/**
+ * Pieces shared by the two session state machines: sequence numbers, the
+ * order in which a received message is checked, and fatal-error actions.
+ *
+ * @module
+ */
+
+import { CodecError, ProtocolError, type QhcpError } from "./errors.ts";
+import { CLOSE_CODES } from "./protocol.ts";
+import type { CloseCode, ErrorCode, Message, MessageType, UnsequencedMessage } from "./protocol.ts";
+
+/** Something a state machine asks its driver to do, or reports to it. */
+export interface SendAction {
+  kind: "send";
+  message: Message;
+}
+
+/** Close the QUIC connection with this application code. */
+export interface CloseAction {
+  kind: "close";
+  code: CloseCode;
+  /** Human text put in CONNECTION_CLOSE and the logs. */
+  reason: string;
+  /** The breach that caused the close, if any. */
+  error?: QhcpError;
+}
+
+/** Stamps outgoing sequence numbers and checks incoming ones. */
+export class _Sequencer {
+  #next = 1;
+  #expected = 1;
+
+  /** The `seq` the next sent message will carry. */
+  get nextSeq(): number {
+    return this.#next;
+  }
+
+  /** Returns the message with this sender's next `seq`. */
+  stamp(message: UnsequencedMessage): Message {
+    return { ...message, seq: this.#next++ } as Message;
+  }
+
+  /** Accepts the peer's `seq`, or returns the error when it is out of order. */
+  accept(seq: number, type: MessageType): ProtocolError | undefined {
+    if (seq !== this.#expected) {
+      return new ProtocolError(
+        "BAD_MESSAGE",
+        "remote",
+        `Cannot accept ${type}: seq ${seq} is out of order, expected ${this.#expected}`,
+        { seq, messageType: type },
+      );
+    }
+    this.#expected++;
+    return undefined;
+  }
+}
+
+/**
+ * Turns a codec failure into the error to report, following the order in
+ * which the protocol checks a message: frame, then `type` and `seq`, then
+ * whether the type is allowed in this state, then the fields.
+ */
+export function _classifyInvalid(
+  err: CodecError,
+  sequencer: _Sequencer,
+  accepts: (type: MessageType) => boolean,
+): QhcpError {
+  if (err.code === "BAD_FRAME" || err.messageType === undefined || err.seq === undefined) {
+    return err;
+  }
+  const outOfOrder = sequencer.accept(err.seq, err.messageType);
+  if (outOfOrder) return outOfOrder;
+  if (!accepts(err.messageType)) return _unexpected(err.messageType, err.seq, "");
+  return err;
+}
+
+/** The error for a message type that the current state does not accept. */
+export function _unexpected(type: MessageType, seq: number, state: string): ProtocolError {
+  const where = state ? ` in state ${state}` : "";
+  return new ProtocolError(
+    "UNEXPECTED_MESSAGE",
+    "remote",
+    `Cannot accept ${type}${where}: not expected`,
+    { seq, messageType: type },
+  );
+}
+
+/** Sends ERROR for a breach by the peer and closes with the matching code. */
+export function _fatal(
+  sequencer: _Sequencer,
+  error: QhcpError,
+): [SendAction, CloseAction] {
+  const message: UnsequencedMessage = error.seq === undefined
+    ? { type: "ERROR", code: error.code, message: error.message }
+    : { type: "ERROR", re: error.seq, code: error.code, message: error.message };
+  return [
+    { kind: "send", message: sequencer.stamp(message) },
+    { kind: "close", code: CLOSE_CODES[error.code], reason: error.message, error },
+  ];
+}
+
+/** Builds a local-side error (this process could not continue). */
+export function _internal(message: string): ProtocolError {
+  return new ProtocolError("INTERNAL", "local", message);
+}
+
+/** Maps an error code to its close code. */
+export function _closeCodeOf(code: ErrorCode): CloseCode {
+  return CLOSE_CODES[code];
+}
+
+export { CodecError };

@@ -1,0 +1,299 @@
+/**
+ * The server agent: accepts LB sessions on a {@linkcode Transport}, runs a
+ * {@linkcode ServerSession} per connection and performs its actions (write
+ * frames, verify tokens, close, keep the deadline timer).
+ *
+ * @module
+ */
+
+import { CodecError, decodeMessage, encodeMessage, FrameDecoder } from "./codec.ts";
+import type { TokenVerifier } from "./auth.ts";
+import type { Logger } from "./log.ts";
+import { silentLogger } from "./log.ts";
+import type { MetricsSource } from "./metrics.ts";
+import { CLOSE_CODES, DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
+import type { Message, ServerStatus, SessionConfig } from "./protocol.ts";
+import { type ServerAction, ServerSession, type ServerSessionState } from "./server_machine.ts";
+import type { Channel, Listener, Transport } from "./transport.ts";
+
+/** Options of {@linkcode Agent.start}. */
+export interface AgentOptions {
+  /** The QUIC stack. */
+  transport: Transport;
+  /** Address to bind. Default "0.0.0.0". */
+  host?: string;
+  /** UDP port. Default 4243; 0 picks a free one. */
+  port?: number;
+  /** Server certificate chain and key, PEM. */
+  certPem: string;
+  keyPem: string;
+  /** Identifier sent in ACK. */
+  serverId: string;
+  /** Checks HELLO tokens. */
+  verifier: TokenVerifier;
+  /** Metric values for HEALTH_RESPONSE. */
+  metrics: MetricsSource;
+  /** Names reported when HELLO asks for none. Default cpu_percent, mem_percent. */
+  defaultMetrics?: readonly string[];
+  /** Current status. Default: always "UP". */
+  status?: () => ServerStatus;
+  /** Close a connection that sends no HELLO within this time, ms. Default 5000. */
+  helloTimeoutMs?: number;
+  /** Close a connection silent for this long, ms. Default 30000. */
+  idleTimeoutMs?: number;
+  /** Logger. Default: silent. */
+  log?: Logger;
+}
+
+/** One session as shown by {@linkcode Agent.sessions}. */
+export interface AgentSessionInfo {
+  remote: string;
+  state: ServerSessionState;
+  lbId: string | undefined;
+  config: SessionConfig;
+  /** When the connection was accepted (ms since epoch). */
+  since: number;
+}
+
+/**
+ * A running server agent.
+ *
+ * @example
+ * ```ts
+ * import { Agent } from "./agent.ts";
+ * const agent = await Agent.start({ transport, certPem, keyPem, serverId: "web-1", verifier, metrics });
+ * // … later, on SIGTERM:
+ * await agent.shutdown("shutdown");
+ * ```
+ */
+export class Agent {
+  readonly #options: AgentOptions;
+  readonly #log: Logger;
+  readonly #sessions = new Set<_AgentSession>();
+  #listener!: Listener;
+  #stopping = false;
+
+  private constructor(options: AgentOptions) {
+    this.#options = options;
+    this.#log = options.log ?? silentLogger;
+  }
+
+  /** Binds the port and starts accepting LB sessions. */
+  static async start(options: AgentOptions): Promise<Agent> {
+    for (const name of REQUIRED_METRICS) {
+      if (!options.metrics.names.includes(name)) {
+        throw new Error(`Cannot start agent: metrics source lacks required metric ${name}`);
+      }
+    }
+    const agent = new Agent(options);
+    agent.#listener = await options.transport.listen(
+      {
+        host: options.host ?? "0.0.0.0",
+        port: options.port ?? DEFAULT_SERVER_PORT,
+        certPem: options.certPem,
+        keyPem: options.keyPem,
+        idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      },
+      (channel) => agent.#accept(channel),
+    );
+    return agent;
+  }
+
+  /** The bound UDP port. */
+  get port(): number {
+    return this.#listener.port;
+  }
+
+  /** The bound address. */
+  get host(): string {
+    return this.#listener.host;
+  }
+
+  /** Open sessions. */
+  sessions(): AgentSessionInfo[] {
+    return [...this.#sessions].map((s) => s.info());
+  }
+
+  /**
+   * Ends every session: READY sessions get TERMINATE with `reason` and up to
+   * `graceMs` to answer TERMINATE_ACK; the rest are closed. Then stops listening.
+   */
+  async shutdown(reason = "shutdown", graceMs = 1000): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    const sessions = [...this.#sessions];
+    for (const s of sessions) s.terminate(reason);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(sessions.map((s) => s.done)),
+      new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+    ]);
+    clearTimeout(timer);
+    await this.#listener.close(CLOSE_CODES.GOING_AWAY, reason);
+    await Promise.all(sessions.map((s) => s.done));
+  }
+
+  #accept(channel: Channel): void {
+    if (this.#stopping) {
+      void channel.close(CLOSE_CODES.GOING_AWAY, "server shutting down", 0);
+      return;
+    }
+    const session = new _AgentSession(channel, this.#options, this.#log);
+    this.#sessions.add(session);
+    void session.done.then(() => this.#sessions.delete(session));
+  }
+}
+
+/** Drives one {@linkcode ServerSession} over one channel. */
+class _AgentSession {
+  readonly done: Promise<void>;
+  readonly #channel: Channel;
+  readonly #options: AgentOptions;
+  readonly #machine: ServerSession;
+  readonly #log: Logger;
+  readonly #since = Date.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  constructor(channel: Channel, options: AgentOptions, log: Logger) {
+    this.#channel = channel;
+    this.#options = options;
+    this.#log = log.child({ remote: channel.remoteAddress });
+    const metrics = options.metrics;
+    const status = options.status ?? (() => "UP" as const);
+    this.#machine = new ServerSession({
+      serverId: options.serverId,
+      availableMetrics: metrics.names,
+      ...(options.defaultMetrics ? { defaultMetrics: options.defaultMetrics } : {}),
+      ...(options.helloTimeoutMs === undefined ? {} : { helloTimeoutMs: options.helloTimeoutMs }),
+      health: () => ({ status: status(), metrics: metrics.snapshot() }),
+    }, this.#since);
+    this.#log.debug("connection accepted");
+    this.#schedule();
+    this.done = this.#run();
+  }
+
+  info(): AgentSessionInfo {
+    return {
+      remote: this.#channel.remoteAddress,
+      state: this.#machine.state,
+      lbId: this.#machine.lbId,
+      config: this.#machine.config,
+      since: this.#since,
+    };
+  }
+
+  terminate(reason: string): void {
+    void this.#perform(this.#machine.terminate(reason, Date.now()));
+  }
+
+  async #run(): Promise<void> {
+    const frames = new FrameDecoder();
+    try {
+      while (!this.#closed) {
+        const chunk = await this.#channel.read();
+        if (chunk === null) break;
+        frames.push(chunk);
+        while (!this.#closed) {
+          let message: Message;
+          try {
+            const payload = frames.next();
+            if (payload === null) break;
+            message = decodeMessage(payload);
+          } catch (e) {
+            if (!(e instanceof CodecError)) throw e;
+            await this.#perform(this.#machine.receiveInvalid(e, Date.now()));
+            break;
+          }
+          await this.#perform(this.#machine.receive(message, Date.now()));
+        }
+      }
+    } catch (e) {
+      this.#log.error("session failed", { error: (e as Error).message });
+      await this.#perform([{
+        kind: "close",
+        code: CLOSE_CODES.INTERNAL,
+        reason: "internal error",
+      }]);
+    }
+    // The peer finished the stream or the connection is gone.
+    if (!this.#closed) {
+      this.#machine.closed();
+      this.#closed = true;
+      await this.#channel.close(CLOSE_CODES.NO_ERROR, "stream finished", 0);
+    }
+    clearTimeout(this.#timer);
+    const info = await this.#channel.closed;
+    this.#log.debug("connection closed", { by: info.by, code: info.code, reason: info.reason });
+  }
+
+  async #perform(actions: ServerAction[]): Promise<void> {
+    for (const action of actions) {
+      switch (action.kind) {
+        case "send":
+          if (this.#closed) break;
+          try {
+            await this.#channel.write(encodeMessage(action.message));
+          } catch (e) {
+            this.#log.debug("write failed", { error: (e as Error).message });
+            this.#machine.closed();
+            this.#closed = true;
+          }
+          break;
+        case "authenticate": {
+          const result = await this.#options.verifier.verify(action.token, action.lbId, Date.now());
+          if (!result.ok) {
+            this.#log.warn("LB refused", {
+              lb: action.lbId,
+              code: "UNAUTHORIZED",
+              reason: result.reason,
+            });
+          }
+          await this.#perform(this.#machine.authenticated(result, Date.now()));
+          break;
+        }
+        case "ready":
+          this.#log.info("LB session ready", {
+            lb: action.lbId,
+            interval_ms: action.config.interval_ms,
+            metrics: action.config.metrics.join(","),
+          });
+          break;
+        case "configured":
+          this.#log.info("LB changed session config", {
+            lb: this.#machine.lbId,
+            interval_ms: action.config.interval_ms,
+            metrics: action.config.metrics.join(","),
+          });
+          break;
+        case "close": {
+          this.#closed = true;
+          clearTimeout(this.#timer);
+          if (action.error) {
+            this.#log.warn("closing session: peer broke the protocol", {
+              lb: this.#machine.lbId,
+              code: action.error.code,
+              reason: action.error.message,
+            });
+          } else {
+            this.#log.info("closing session", { lb: this.#machine.lbId, reason: action.reason });
+          }
+          await this.#channel.close(action.code, action.reason);
+          break;
+        }
+      }
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    const deadline = this.#machine.deadline;
+    if (this.#closed || deadline === undefined) return;
+    // setTimeout cannot wait longer than 2^31-1 ms; re-arm in steps.
+    const delay = Math.min(Math.max(0, deadline - Date.now()), 2 ** 31 - 1);
+    this.#timer = setTimeout(() => {
+      void this.#perform(this.#machine.tick(Date.now()));
+    }, delay);
+  }
+}

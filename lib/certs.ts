@@ -1,0 +1,334 @@
+/**
+ * X.509 certificates: a development CA and server certificate made with
+ * WebCrypto, and verification of a server's chain against a CA bundle and
+ * the name it was dialed by (DNS name or IP address).
+ *
+ * @module
+ */
+
+import "reflect-metadata"; // @peculiar/x509 needs the Reflect polyfill loaded first
+import * as x509 from "@peculiar/x509";
+
+const _ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+const _DAY_MS = 86_400_000;
+
+/** PEM texts of a development CA and a server certificate it signed. */
+export interface DevCertificates {
+  caCertPem: string;
+  caKeyPem: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+}
+
+/** Options of {@linkcode generateDevCertificates}. */
+export interface GenerateCertificatesOptions {
+  /** DNS names and IP addresses the server certificate names. Default: localhost, 127.0.0.1, ::1. */
+  hosts?: readonly string[];
+  /** Validity start (ms since epoch). Default: now minus one hour. */
+  notBefore?: number;
+  /** Server certificate lifetime in days. Default 825. */
+  serverDays?: number;
+  /** CA lifetime in days. Default 3650. */
+  caDays?: number;
+  /** Common name of the CA. Default "QHCP development CA". */
+  caName?: string;
+  /** Sign with this existing CA (PEM certificate and PKCS#8 ECDSA P-256 key) instead of a new one. */
+  ca?: { certPem: string; keyPem: string };
+}
+
+/**
+ * Creates a CA (ECDSA P-256) and a server certificate signed by it for the
+ * given host names and addresses.
+ *
+ * @example
+ * ```ts
+ * import { generateDevCertificates } from "./certs.ts";
+ * const certs = await generateDevCertificates({ hosts: ["localhost", "127.0.0.1"] });
+ * certs.serverCertPem.startsWith("-----BEGIN CERTIFICATE-----"); // true
+ * ```
+ */
+export async function generateDevCertificates(
+  options: GenerateCertificatesOptions = {},
+): Promise<DevCertificates> {
+  const hosts = options.hosts ?? ["localhost", "127.0.0.1", "::1"];
+  const notBefore = new Date(options.notBefore ?? Date.now() - 3_600_000);
+  const { ca, caKey } = options.ca
+    ? {
+      ca: new x509.X509Certificate(options.ca.certPem),
+      caKey: await crypto.subtle.importKey("pkcs8", pemToDer(options.ca.keyPem), _ALG, true, [
+        "sign",
+      ]),
+    }
+    : await _newCa(options, notBefore);
+  const leafKeys = await crypto.subtle.generateKey(_ALG, true, ["sign", "verify"]);
+  const names = hosts.map((h) =>
+    _parseIp(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h }
+  );
+  const leaf = await x509.X509CertificateGenerator.create({
+    serialNumber: _serial(),
+    subject: `CN=${hosts[0] ?? "localhost"}`,
+    issuer: ca.subject,
+    notBefore,
+    notAfter: new Date(notBefore.getTime() + (options.serverDays ?? 825) * _DAY_MS),
+    signingKey: caKey,
+    publicKey: leafKeys.publicKey,
+    signingAlgorithm: _ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(names),
+      await x509.AuthorityKeyIdentifierExtension.create(ca, false),
+    ],
+  });
+  return {
+    caCertPem: options.ca?.certPem ?? ca.toString("pem") + "\n",
+    caKeyPem: options.ca?.keyPem ??
+      _pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", caKey)),
+    serverCertPem: leaf.toString("pem") + "\n",
+    serverKeyPem: _pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", leafKeys.privateKey)),
+  };
+}
+
+async function _newCa(
+  options: GenerateCertificatesOptions,
+  notBefore: Date,
+): Promise<{ ca: x509.X509Certificate; caKey: CryptoKey }> {
+  const caKeys = await crypto.subtle.generateKey(_ALG, true, ["sign", "verify"]);
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: _serial(),
+    name: `CN=${options.caName ?? "QHCP development CA"}`,
+    notBefore,
+    notAfter: new Date(notBefore.getTime() + (options.caDays ?? 3650) * _DAY_MS),
+    keys: caKeys,
+    signingAlgorithm: _ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
+    ],
+  });
+  return { ca, caKey: caKeys.privateKey };
+}
+
+/** The outcome of {@linkcode verifyServerChain}. */
+export type ChainVerdict =
+  | { ok: true; subject: string }
+  | { ok: false; problem: "unknown_ca" | "bad_name" | "expired" | "malformed"; reason: string };
+
+/**
+ * Verifies a server's certificate chain: every link's signature and validity
+ * period, a trust anchor from `caPems` at the end, and a subjectAltName that
+ * matches `host` (an IP address against IP entries, a DNS name against DNS
+ * entries with single-label wildcards).
+ *
+ * @param chain DER certificates, leaf first, as the server sent them
+ * @param caPems PEM texts, each holding one or more trusted CA certificates
+ * @param host the name or address the server was dialed by
+ * @param now the time to check validity at (ms since epoch)
+ */
+export async function verifyServerChain(
+  chain: readonly Uint8Array[],
+  caPems: readonly string[],
+  host: string,
+  now: number,
+): Promise<ChainVerdict> {
+  let certs: x509.X509Certificate[];
+  let anchors: x509.X509Certificate[];
+  try {
+    certs = chain.map((der) => new x509.X509Certificate(der as Uint8Array<ArrayBuffer>));
+    anchors = caPems.flatMap((p) => splitPem(p)).map((p) => new x509.X509Certificate(p));
+  } catch (e) {
+    return {
+      ok: false,
+      problem: "malformed",
+      reason: `cannot parse certificate: ${(e as Error).message}`,
+    };
+  }
+  const leaf = certs[0];
+  if (!leaf) return { ok: false, problem: "malformed", reason: "the server sent no certificate" };
+  if (anchors.length === 0) {
+    return { ok: false, problem: "unknown_ca", reason: "no CA certificate to verify against" };
+  }
+  const date = new Date(now);
+  if (!_nameMatches(leaf, host)) {
+    return {
+      ok: false,
+      problem: "bad_name",
+      reason: `certificate for ${_sanList(leaf)} does not name ${host}`,
+    };
+  }
+  let current = leaf;
+  const pool = certs.slice(1);
+  for (let depth = 0; depth < 8; depth++) {
+    if (date < current.notBefore || date > current.notAfter) {
+      return {
+        ok: false,
+        problem: "expired",
+        reason:
+          `certificate "${current.subject}" is valid ${current.notBefore.toISOString()} to ${current.notAfter.toISOString()}`,
+      };
+    }
+    if (anchors.some((a) => _sameCert(a, current))) return { ok: true, subject: leaf.subject };
+    for (const anchor of anchors) {
+      if (anchor.subject !== current.issuer || !_isCa(anchor)) continue;
+      if (date < anchor.notBefore || date > anchor.notAfter) continue;
+      if (await _signedBy(current, anchor)) return { ok: true, subject: leaf.subject };
+    }
+    let next: x509.X509Certificate | undefined;
+    for (const candidate of pool) {
+      if (candidate.subject !== current.issuer || !_isCa(candidate)) continue;
+      if (await _signedBy(current, candidate)) {
+        next = candidate;
+        break;
+      }
+    }
+    if (!next) break;
+    current = next;
+  }
+  return {
+    ok: false,
+    problem: "unknown_ca",
+    reason: `certificate "${leaf.subject}" (issuer "${leaf.issuer}") does not lead to a trusted CA`,
+  };
+}
+
+/** Splits a PEM bundle into single-certificate PEM texts. */
+export function splitPem(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/** Converts one PEM certificate to DER. */
+export function pemToDer(pem: string): Uint8Array<ArrayBuffer> {
+  const b64 = pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "");
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+/** Parses an IPv4 or IPv6 literal into bytes, or returns undefined. */
+export function parseIp(text: string): Uint8Array | undefined {
+  return _parseIp(text);
+}
+
+async function _signedBy(
+  cert: x509.X509Certificate,
+  issuer: x509.X509Certificate,
+): Promise<boolean> {
+  try {
+    return await cert.verify({ publicKey: issuer, signatureOnly: true });
+  } catch {
+    return false;
+  }
+}
+
+function _isCa(cert: x509.X509Certificate): boolean {
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  return bc?.ca === true;
+}
+
+function _sameCert(a: x509.X509Certificate, b: x509.X509Certificate): boolean {
+  const x = new Uint8Array(a.rawData);
+  const y = new Uint8Array(b.rawData);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function _names(cert: x509.X509Certificate): { type: string; value: string }[] {
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  return san ? san.names.items.map((n) => ({ type: n.type, value: n.value })) : [];
+}
+
+function _sanList(cert: x509.X509Certificate): string {
+  const names = _names(cert).map((n) => n.value);
+  return names.length ? names.join(", ") : `"${cert.subject}" (no subjectAltName)`;
+}
+
+function _nameMatches(cert: x509.X509Certificate, host: string): boolean {
+  const ip = _parseIp(host);
+  const names = _names(cert);
+  if (ip) {
+    return names.some((n) => {
+      if (n.type !== "ip") return false;
+      const other = _parseIp(n.value);
+      return other !== undefined && other.length === ip.length &&
+        other.every((v, i) => v === ip[i]);
+    });
+  }
+  const wanted = host.toLowerCase().replace(/\.$/, "");
+  return names.some((n) => n.type === "dns" && _dnsMatches(n.value.toLowerCase(), wanted));
+}
+
+function _dnsMatches(pattern: string, host: string): boolean {
+  if (pattern === host) return true;
+  if (!pattern.startsWith("*.")) return false;
+  const dot = host.indexOf(".");
+  return dot > 0 && host.slice(dot + 1) === pattern.slice(2);
+}
+
+function _parseIp(text: string): Uint8Array | undefined {
+  const t = text.replace(/^\[|\]$/g, "");
+  const v4 = _parseIpv4(t);
+  if (v4) return v4;
+  if (!t.includes(":")) return undefined;
+  const halves = t.split("::");
+  if (halves.length > 2) return undefined;
+  const parseGroups = (s: string): number[] | undefined => {
+    if (s === "") return [];
+    const out: number[] = [];
+    const parts = s.split(":");
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      if (i === parts.length - 1 && part.includes(".")) {
+        const b = _parseIpv4(part);
+        if (!b) return undefined;
+        out.push((b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!);
+      } else {
+        if (!/^[0-9a-fA-F]{1,4}$/.test(part)) return undefined;
+        out.push(parseInt(part, 16));
+      }
+    }
+    return out;
+  };
+  const head = parseGroups(halves[0]!);
+  const tail = halves.length === 2 ? parseGroups(halves[1]!) : [];
+  if (!head || !tail) return undefined;
+  const missing = 8 - head.length - tail.length;
+  if (
+    (halves.length === 1 && missing !== 0) || missing < 0 || (halves.length === 2 && missing < 1)
+  ) {
+    return undefined;
+  }
+  const groups = [
+    ...head,
+    ...new Array<number>(halves.length === 2 ? missing : 0).fill(0),
+    ...tail,
+  ];
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    out[i * 2] = g >> 8;
+    out[i * 2 + 1] = g & 0xff;
+  });
+  return out;
+}
+
+function _parseIpv4(t: string): Uint8Array | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(t);
+  if (!m) return undefined;
+  const bytes = m.slice(1).map(Number);
+  if (bytes.some((b) => b > 255)) return undefined;
+  return Uint8Array.from(bytes);
+}
+
+function _serial(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = bytes[0]! & 0x7f; // positive
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function _pem(label: string, der: ArrayBuffer): string {
+  let bin = "";
+  for (const b of new Uint8Array(der)) bin += String.fromCharCode(b);
+  const b64 = btoa(bin).match(/.{1,64}/g)!.join("\n");
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}

@@ -1,0 +1,175 @@
+/**
+ * Command-line helpers shared by `lb.ts` and `server.ts`: a flag table that
+ * drives both `node:util` parseArgs and `--help`, and value checks whose
+ * errors name the flag.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** A bad command line; the entry point prints it on one line and exits 2. */
+export class CliError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+/** One flag. */
+export interface FlagSpec {
+  /** Long name without dashes. */
+  name: string;
+  /** "string" takes a value; "boolean" does not. */
+  type: "string" | "boolean";
+  /** Placeholder shown in help, e.g. "SECONDS". */
+  arg?: string;
+  /** Default shown in help (the parser does not apply it). */
+  default?: string;
+  /** One-line description. */
+  help: string;
+  /** Short alias, one letter. */
+  short?: string;
+}
+
+/** Parsed flags: strings for value flags, booleans for switches. */
+export type ParsedFlags = Record<string, string | boolean | undefined>;
+
+/**
+ * Parses `args` against `specs`. Unknown flags, missing values and stray
+ * positional arguments raise {@linkcode CliError} naming the flag.
+ */
+export function parseFlags(specs: readonly FlagSpec[], args: readonly string[]): ParsedFlags {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const s of specs) {
+    options[s.name] = s.short ? { type: s.type, short: s.short } : { type: s.type };
+  }
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: true });
+  } catch (e) {
+    throw new CliError(_parseArgsMessage((e as Error).message));
+  }
+  if (parsed.positionals.length > 0) {
+    throw new CliError(
+      `unexpected argument ${JSON.stringify(parsed.positionals[0])} (flags start with --)`,
+    );
+  }
+  const out: ParsedFlags = {};
+  for (const [k, v] of Object.entries(parsed.values)) {
+    if (typeof v === "string" || typeof v === "boolean") out[k] = v;
+  }
+  return out;
+}
+
+/** Formats the usage text. */
+export function formatUsage(program: string, summary: string, specs: readonly FlagSpec[]): string {
+  const lines = [`Usage: ${program} [flags]`, "", summary, "", "Flags:"];
+  const left = specs.map((s) => {
+    const short = s.short ? `-${s.short}, ` : "    ";
+    return `  ${short}--${s.name}${s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""}`;
+  });
+  const width = Math.max(...left.map((l) => l.length)) + 2;
+  specs.forEach((s, i) => {
+    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
+    lines.push(`${left[i]!.padEnd(width)}${s.help}${def}`);
+  });
+  return lines.join("\n");
+}
+
+/** Reads a duration in seconds (decimals allowed) and returns milliseconds. */
+export function parseSeconds(
+  flag: string,
+  value: string | boolean | undefined,
+  fallbackMs: number,
+  range: { min: number; max: number },
+): number {
+  if (value === undefined) return fallbackMs;
+  const text = String(value).trim();
+  const n = Number(text);
+  if (
+    text === "" || !/^\d*\.?\d+$/.test(text) || !Number.isFinite(n) || n < range.min ||
+    n > range.max
+  ) {
+    throw new CliError(
+      `--${flag}: expected seconds in ${range.min}..${range.max}, got ${
+        JSON.stringify(String(value))
+      }`,
+    );
+  }
+  return Math.round(n * 1000);
+}
+
+/** Reads an integer in a range. */
+export function parseInteger(
+  flag: string,
+  value: string | boolean | undefined,
+  fallback: number,
+  range: { min: number; max: number },
+): number {
+  if (value === undefined) return fallback;
+  const text = String(value).trim();
+  const n = Number(text);
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n) || n < range.min || n > range.max) {
+    throw new CliError(
+      `--${flag}: expected an integer in ${range.min}..${range.max}, got ${
+        JSON.stringify(String(value))
+      }`,
+    );
+  }
+  return n;
+}
+
+/** Reads one of a fixed set of words. */
+export function parseChoice<T extends string>(
+  flag: string,
+  value: string | boolean | undefined,
+  fallback: T,
+  choices: readonly T[],
+): T {
+  if (value === undefined) return fallback;
+  const text = String(value);
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new CliError(
+      `--${flag}: expected one of ${choices.join(", ")}, got ${JSON.stringify(text)}`,
+    );
+  }
+  return text as T;
+}
+
+/** Reads a comma-separated list of non-empty names. */
+export function parseList(flag: string, value: string | boolean | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = String(value).split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) {
+    throw new CliError(
+      `--${flag}: expected a comma-separated list, got ${JSON.stringify(String(value))}`,
+    );
+  }
+  return items;
+}
+
+/** Reads a non-empty string flag. */
+export function parseText(flag: string, value: string | boolean | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value);
+  if (text.trim() === "") throw new CliError(`--${flag}: expected a value, got an empty string`);
+  return text;
+}
+
+/** Rejects two flags given together. */
+export function exclusive(flags: ParsedFlags, a: string, b: string): void {
+  if (flags[a] !== undefined && flags[b] !== undefined) {
+    throw new CliError(`--${a} and --${b} cannot be used together`);
+  }
+}
+
+function _parseArgsMessage(message: string): string {
+  const unknown = /Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown flag ${unknown[1]} (see --help)`;
+  const missing = /Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
+  if (missing) return `${missing[2]}: expected a value`;
+  const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
+  if (noValue) return `${noValue[1]}: takes no value`;
+  return message.split("\n")[0] ?? message;
+}

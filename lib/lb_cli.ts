@@ -1,0 +1,261 @@
+/**
+ * Command line of the load balancer (`lb.ts`): flag table, parsing and
+ * validation into an {@linkcode LbConfig}. Pure apart from reading the host
+ * name for the default LB id.
+ *
+ * @module
+ */
+
+import {
+  CliError,
+  exclusive,
+  type FlagSpec,
+  formatUsage,
+  parseChoice,
+  parseFlags,
+  parseInteger,
+  parseList,
+  parseSeconds,
+  parseText,
+} from "./cli.ts";
+import { CERTS_DIR_ENV } from "./defaults.ts";
+import type { LogLevel } from "./log.ts";
+import { parseServerAddress } from "./monitor.ts";
+import { DEFAULT_LB_HTTP_PORT } from "./protocol.ts";
+import type { ServerAddress } from "./watch.ts";
+
+/** Everything `lb.ts` needs, with defaults applied. */
+export interface LbConfig {
+  servers: ServerAddress[];
+  httpHost: string;
+  httpPort: number;
+  maxFailAttempts: number;
+  checkIntervalMs: number;
+  /** Undefined: the smaller of the interval and 2 s (it follows interval changes). */
+  checkTimeoutMs: number | undefined;
+  reconnectIntervalMs: number;
+  caFile: string | undefined;
+  insecure: boolean;
+  jwtSecretFile: string | undefined;
+  jwtPrivateKeyFile: string | undefined;
+  jwtTtlSec: number;
+  lbId: string;
+  metrics: string[] | undefined;
+  certsDir: string | undefined;
+  idleTimeoutMs: number;
+  table: "auto" | "plain" | "off";
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  help: boolean;
+  version: boolean;
+}
+
+/** The LB's flags, in help order. */
+export const LB_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "servers",
+    type: "string",
+    arg: "HOST:PORT,...",
+    help: "servers to watch; a missing port means 4243",
+  },
+  {
+    name: "loadbalancer-port",
+    type: "string",
+    arg: "PORT",
+    default: String(DEFAULT_LB_HTTP_PORT),
+    help: "TCP port of the HTTP status endpoint (0: any free port)",
+  },
+  {
+    name: "http-host",
+    type: "string",
+    arg: "ADDR",
+    default: "0.0.0.0",
+    help: "address the HTTP endpoint binds",
+  },
+  {
+    name: "max-fail-attempts",
+    type: "string",
+    arg: "N",
+    default: "3",
+    help: "consecutive failed checks that mark a server DOWN",
+  },
+  {
+    name: "check-interval",
+    type: "string",
+    arg: "SECONDS",
+    default: "10",
+    help: "time between checks (decimals allowed, 0.1..3600)",
+  },
+  {
+    name: "check-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "min(interval, 2)",
+    help: "a check with no answer within this is a failure",
+  },
+  {
+    name: "reconnect-interval",
+    type: "string",
+    arg: "SECONDS",
+    default: "30",
+    help: "time between redials of a DOWN server",
+  },
+  {
+    name: "cert-file",
+    type: "string",
+    arg: "PATH",
+    default: "<certs-dir>/ca.pem",
+    help: "CA bundle that server certificates must chain to",
+  },
+  {
+    name: "insecure",
+    type: "boolean",
+    help: "skip server certificate verification (unsafe; warned at start)",
+  },
+  {
+    name: "jwt-secret-file",
+    type: "string",
+    arg: "PATH",
+    default: "<certs-dir>/jwt.secret",
+    help: "HS256 shared secret (at least 32 bytes)",
+  },
+  {
+    name: "jwt-private-key-file",
+    type: "string",
+    arg: "PATH",
+    help: "Ed25519 private key (PKCS#8 PEM): sign tokens with EdDSA",
+  },
+  {
+    name: "jwt-ttl",
+    type: "string",
+    arg: "SECONDS",
+    default: "600",
+    help: "lifetime of the tokens the LB signs",
+  },
+  {
+    name: "lb-id",
+    type: "string",
+    arg: "ID",
+    default: "lb-<hostname>",
+    help: "this LB's id (the token issuer)",
+  },
+  {
+    name: "metrics",
+    type: "string",
+    arg: "NAME,...",
+    help: "metrics to ask servers for besides cpu_percent and mem_percent",
+  },
+  {
+    name: "certs-dir",
+    type: "string",
+    arg: "DIR",
+    default: `$${CERTS_DIR_ENV} or ./certs`,
+    help: "where default certificates and secret live",
+  },
+  {
+    name: "idle-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "30",
+    help: "QUIC idle timeout of a session",
+  },
+  {
+    name: "table",
+    type: "string",
+    arg: "MODE",
+    default: "auto",
+    help: "status table: auto (redraw on a TTY, lines otherwise), plain, off",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    arg: "LEVEL",
+    default: "info",
+    help: "debug, info, warn or error",
+  },
+  { name: "log-format", type: "string", arg: "FORMAT", default: "text", help: "text or json" },
+  { name: "version", type: "boolean", help: "print the version and exit" },
+  { name: "help", type: "boolean", short: "h", help: "print this help and exit" },
+];
+
+/** Usage text for `--help`. */
+export function lbUsage(program = "qhcp-lb"): string {
+  return formatUsage(
+    program,
+    "QHCP load balancer monitor: keeps one QUIC session per server, checks each on an interval,\n" +
+      "marks servers UP and DOWN, prints a live status table and serves GET /status over HTTP.",
+    LB_FLAGS,
+  );
+}
+
+/**
+ * Parses the LB's command line.
+ *
+ * @throws {CliError} naming the flag with a bad value
+ */
+export function parseLbArgs(args: readonly string[]): LbConfig {
+  const f = parseFlags(LB_FLAGS, args);
+  exclusive(f, "jwt-secret-file", "jwt-private-key-file");
+  exclusive(f, "insecure", "cert-file");
+  const servers: ServerAddress[] = [];
+  const list = parseList("servers", f.servers) ?? [];
+  for (const item of list) {
+    try {
+      servers.push(parseServerAddress(item));
+    } catch (e) {
+      throw new CliError(`--servers: ${(e as Error).message}`);
+    }
+  }
+  const checkIntervalMs = parseSeconds("check-interval", f["check-interval"], 10_000, {
+    min: 0.1,
+    max: 3600,
+  });
+  const checkTimeoutMs = f["check-timeout"] === undefined
+    ? undefined
+    : parseSeconds("check-timeout", f["check-timeout"], 0, { min: 0.01, max: 3600 });
+  return {
+    servers,
+    httpHost: parseText("http-host", f["http-host"]) ?? "0.0.0.0",
+    httpPort: parseInteger("loadbalancer-port", f["loadbalancer-port"], DEFAULT_LB_HTTP_PORT, {
+      min: 0,
+      max: 65535,
+    }),
+    maxFailAttempts: parseInteger("max-fail-attempts", f["max-fail-attempts"], 3, {
+      min: 1,
+      max: 1000,
+    }),
+    checkIntervalMs,
+    checkTimeoutMs,
+    reconnectIntervalMs: parseSeconds("reconnect-interval", f["reconnect-interval"], 30_000, {
+      min: 0.1,
+      max: 86_400,
+    }),
+    caFile: parseText("cert-file", f["cert-file"]),
+    insecure: f.insecure === true,
+    jwtSecretFile: parseText("jwt-secret-file", f["jwt-secret-file"]),
+    jwtPrivateKeyFile: parseText("jwt-private-key-file", f["jwt-private-key-file"]),
+    jwtTtlSec: parseSeconds("jwt-ttl", f["jwt-ttl"], 600_000, { min: 10, max: 86_400 }) / 1000,
+    lbId: parseText("lb-id", f["lb-id"]) ?? `lb-${_hostname()}`,
+    metrics: parseList("metrics", f.metrics),
+    certsDir: parseText("certs-dir", f["certs-dir"]),
+    idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], 30_000, { min: 1, max: 3600 }),
+    table: parseChoice("table", f.table, "auto", ["auto", "plain", "off"] as const),
+    logLevel: parseChoice(
+      "log-level",
+      f["log-level"],
+      "info",
+      ["debug", "info", "warn", "error"] as const,
+    ),
+    logFormat: parseChoice("log-format", f["log-format"], "text", ["text", "json"] as const),
+    help: f.help === true,
+    version: f.version === true,
+  };
+}
+
+function _hostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "unknown";
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * A small structured logger: one line per event, text or JSON, to stderr by
+ * default. Fields are key=value pairs; values are never secrets (callers pass
+ * reasons, not tokens).
+ *
+ * @module
+ */
+
+/** Severity, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Field values attached to a log line. */
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+/** A log line before formatting. */
+export interface LogRecord {
+  time: number;
+  level: LogLevel;
+  message: string;
+  fields: LogFields;
+}
+
+/** Writes log lines. */
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line. */
+  child(fields: LogFields): Logger;
+}
+
+/** Options of {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** Lowest level written. Default "info". */
+  level?: LogLevel;
+  /** "text" (default) or "json" (one object per line). */
+  format?: "text" | "json";
+  /** Receives each formatted line. Default: write to stderr. */
+  sink?: (line: string, record: LogRecord) => void;
+  /** Clock, for tests. Default Date.now. */
+  now?: () => number;
+}
+
+const _RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const _encoder = new TextEncoder();
+
+/** Returns true when `value` names a log level. */
+export function isLogLevel(value: string): value is LogLevel {
+  return value in _RANK;
+}
+
+/**
+ * Creates a logger.
+ *
+ * @example
+ * ```ts
+ * import { createLogger } from "./log.ts";
+ * const log = createLogger({ level: "info" });
+ * log.info("server DOWN", { server: "10.0.0.7:4243", reason: "timeout" });
+ * // 2026-11-21T10:00:00.000Z INFO server DOWN server=10.0.0.7:4243 reason=timeout
+ * ```
+ */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = _RANK[options.level ?? "info"];
+  const format = options.format ?? "text";
+  const now = options.now ?? Date.now;
+  const sink = options.sink ?? ((line: string) => {
+    try {
+      Deno.stderr.writeSync(_encoder.encode(line + "\n"));
+    } catch { /* stderr closed: nothing useful left to do */ }
+  });
+  const make = (base: LogFields): Logger => {
+    const emit = (level: LogLevel, message: string, fields?: LogFields) => {
+      if (_RANK[level] < min) return;
+      const record: LogRecord = { time: now(), level, message, fields: { ...base, ...fields } };
+      sink(format === "json" ? _json(record) : formatLogRecord(record), record);
+    };
+    return {
+      debug: (m, f) => emit("debug", m, f),
+      info: (m, f) => emit("info", m, f),
+      warn: (m, f) => emit("warn", m, f),
+      error: (m, f) => emit("error", m, f),
+      child: (fields) => make({ ...base, ...fields }),
+    };
+  };
+  return make({});
+}
+
+/** A logger that discards everything. */
+export const silentLogger: Logger = createLogger({ sink: () => {}, level: "error" });
+
+/** Formats a record as one text line. */
+export function formatLogRecord(record: LogRecord): string {
+  const parts = [new Date(record.time).toISOString(), record.level.toUpperCase(), record.message];
+  for (const [k, v] of Object.entries(record.fields)) {
+    if (v === undefined) continue;
+    const s = String(v);
+    parts.push(`${k}=${/[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s}`);
+  }
+  return parts.join(" ");
+}
+
+function _json(record: LogRecord): string {
+  const out: Record<string, unknown> = {
+    time: new Date(record.time).toISOString(),
+    level: record.level,
+    msg: record.message,
+  };
+  for (const [k, v] of Object.entries(record.fields)) if (v !== undefined) out[k] = v;
+  return JSON.stringify(out);
+}

@@ -1,0 +1,234 @@
+/**
+ * The LB's monitor: one {@linkcode Watch} per server, shared settings, and
+ * the operations the CLI and HTTP API need (status, runtime configuration,
+ * adding and removing servers, shutdown).
+ *
+ * @module
+ */
+
+import type { TokenSigner } from "./auth.ts";
+import type { Transition } from "./health.ts";
+import type { Logger } from "./log.ts";
+import { silentLogger } from "./log.ts";
+import { DEFAULT_SERVER_PORT, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from "./protocol.ts";
+import type { SessionConfig } from "./protocol.ts";
+import type { Transport } from "./transport.ts";
+import { formatAddress } from "./transport.ts";
+import {
+  type ConfigOutcome,
+  type ServerAddress,
+  Watch,
+  type WatchEvents,
+  type WatchSettings,
+  type WatchView,
+} from "./watch.ts";
+
+/** Options of {@linkcode Monitor}. */
+export interface MonitorOptions {
+  /** The QUIC stack. */
+  transport: Transport;
+  /** Signs HELLO tokens. */
+  signer: TokenSigner;
+  /** The LB's id (the token's `iss`). */
+  lbId: string;
+  /** Servers to watch. */
+  servers: readonly ServerAddress[];
+  /** Check interval, ms. Default 10000. */
+  checkIntervalMs?: number;
+  /** Reply timeout per check, ms. Default: the smaller of the interval and 2000. */
+  checkTimeoutMs?: number;
+  /** Consecutive failures before DOWN. Default 3. */
+  maxFailAttempts?: number;
+  /** Redial interval for DOWN servers, ms. Default 30000. */
+  reconnectIntervalMs?: number;
+  /** Metric names to ask for in HELLO. Default: the server's default. */
+  metrics?: readonly string[];
+  /** CA bundle (PEM) to verify servers with. Required unless `insecure`. */
+  caPem?: string;
+  /** Skip certificate verification. */
+  insecure?: boolean;
+  /** QUIC idle timeout, ms. Default 30000. */
+  idleTimeoutMs?: number;
+  /** Logger. Default: silent. */
+  log?: Logger;
+  /** Verdict changes and check outcomes. */
+  events?: WatchEvents;
+}
+
+/** Parses "host:port", "host" (port 4243), "[v6]:port" or "v6". */
+export function parseServerAddress(text: string): ServerAddress {
+  const t = text.trim();
+  if (t === "") throw new Error("empty server address");
+  let host: string;
+  let port = DEFAULT_SERVER_PORT;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (bracket) {
+    host = bracket[1]!;
+    if (bracket[2] !== undefined) port = Number(bracket[2]);
+  } else if ((t.match(/:/g) ?? []).length > 1) {
+    host = t; // bare IPv6 literal, default port
+  } else {
+    const i = t.lastIndexOf(":");
+    host = i < 0 ? t : t.slice(0, i);
+    if (i >= 0) {
+      const p = t.slice(i + 1);
+      if (!/^\d+$/.test(p)) throw new Error(`bad port in ${JSON.stringify(text)}`);
+      port = Number(p);
+    }
+  }
+  if (!host || /[\s/]/.test(host)) throw new Error(`bad host in ${JSON.stringify(text)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`port in ${JSON.stringify(text)} is not in 1..65535`);
+  }
+  return { host, port };
+}
+
+/**
+ * Watches a set of servers.
+ *
+ * @example
+ * ```ts
+ * import { Monitor } from "./monitor.ts";
+ * const monitor = new Monitor({ transport, signer, lbId: "lb-1", servers: [{ host: "127.0.0.1", port: 4243 }], caPem });
+ * monitor.start();
+ * monitor.status(); // [{ address: "127.0.0.1:4243", state: "UNKNOWN", … }]
+ * ```
+ */
+export class Monitor {
+  readonly #settings: WatchSettings;
+  readonly #options: MonitorOptions;
+  readonly #log: Logger;
+  readonly #watches = new Map<string, Watch>();
+  readonly #timeoutFixed: boolean;
+  #started = false;
+  #stopped = false;
+
+  constructor(options: MonitorOptions) {
+    this.#options = options;
+    this.#log = options.log ?? silentLogger;
+    const interval = options.checkIntervalMs ?? 10_000;
+    this.#timeoutFixed = options.checkTimeoutMs !== undefined;
+    this.#settings = {
+      lbId: options.lbId,
+      checkIntervalMs: interval,
+      checkTimeoutMs: options.checkTimeoutMs ?? Math.min(interval, 2000),
+      maxFailAttempts: options.maxFailAttempts ?? 3,
+      reconnectIntervalMs: options.reconnectIntervalMs ?? 30_000,
+      metrics: options.metrics,
+      caPem: options.caPem,
+      insecure: options.insecure ?? false,
+      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+    };
+    if (!this.#settings.insecure && !this.#settings.caPem) {
+      throw new Error("Monitor needs a CA bundle (caPem) unless insecure is set");
+    }
+    for (const s of options.servers) this.#add(s);
+  }
+
+  /** Current settings (read-only copy). */
+  get settings(): Readonly<WatchSettings> {
+    return { ...this.#settings };
+  }
+
+  /** Starts every watch. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    for (const w of this.#watches.values()) w.start();
+  }
+
+  /** The status of every server, in the order they were added. */
+  status(): WatchView[] {
+    return [...this.#watches.values()].map((w) => w.view());
+  }
+
+  /** The status of one server, or undefined. */
+  server(address: string): WatchView | undefined {
+    return this.#watches.get(_key(address))?.view();
+  }
+
+  /** Addresses being watched. */
+  addresses(): string[] {
+    return [...this.#watches.keys()];
+  }
+
+  /**
+   * Sends CONFIG_UPDATE to the named servers (all by default) and, when
+   * `interval_ms` is given, moves the LB's own check interval to it.
+   */
+  async configure(
+    config: Partial<SessionConfig>,
+    servers?: readonly string[],
+  ): Promise<ConfigOutcome[]> {
+    if (config.interval_ms !== undefined) {
+      const ms = config.interval_ms;
+      if (!Number.isInteger(ms) || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
+        throw new RangeError(
+          `interval_ms ${ms} is not an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`,
+        );
+      }
+      this.#settings.checkIntervalMs = ms;
+      if (!this.#timeoutFixed) this.#settings.checkTimeoutMs = Math.min(ms, 2000);
+    }
+    if (config.metrics !== undefined) this.#settings.metrics = [...config.metrics];
+    const targets = servers === undefined ? [...this.#watches.values()] : servers.map((a) => {
+      const w = this.#watches.get(_key(a));
+      if (!w) throw new RangeError(`unknown server ${a}`);
+      return w;
+    });
+    for (const w of this.#watches.values()) w.settingsChanged();
+    this.#log.info("config update", {
+      interval_ms: config.interval_ms,
+      metrics: config.metrics?.join(","),
+      servers: targets.length,
+    });
+    return await Promise.all(targets.map((w) => w.configure(config)));
+  }
+
+  /** Adds a server and starts watching it (if the monitor runs). Returns its address. */
+  addServer(address: ServerAddress): string {
+    const w = this.#add(address);
+    if (this.#started && !this.#stopped) w.start();
+    this.#log.info("server added", { server: w.address });
+    return w.address;
+  }
+
+  /** Stops watching a server, closing its session. Returns false when unknown. */
+  async removeServer(address: string): Promise<boolean> {
+    const key = _key(address);
+    const w = this.#watches.get(key);
+    if (!w) return false;
+    this.#watches.delete(key);
+    await w.stop(true, "server removed");
+    this.#log.info("server removed", { server: key });
+    return true;
+  }
+
+  /** Sends TERMINATE to every server and waits for the sessions to close. */
+  async stop(reason = "shutdown"): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await Promise.all([...this.#watches.values()].map((w) => w.stop(true, reason)));
+  }
+
+  #add(address: ServerAddress): Watch {
+    const key = formatAddress(address.host, address.port);
+    if (this.#watches.has(key)) throw new RangeError(`server ${key} is already watched`);
+    const w = new Watch(address, {
+      transport: this.#options.transport,
+      signer: this.#options.signer,
+      settings: this.#settings,
+      log: this.#log,
+      ...(this.#options.events ? { events: this.#options.events } : {}),
+    });
+    this.#watches.set(key, w);
+    return w;
+  }
+}
+
+function _key(address: string): string {
+  const a = parseServerAddress(address);
+  return formatAddress(a.host, a.port);
+}
+
+export type { ConfigOutcome, ServerAddress, Transition, WatchView };

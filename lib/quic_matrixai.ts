@@ -1,0 +1,480 @@
+/**
+ * The QUIC session wrapper over `@matrixai/quic` (quiche). This is the only
+ * module that imports the QUIC library; everything else uses the
+ * {@linkcode Transport} interface.
+ *
+ * Traps handled here (see ../shared/notes/deno-quic.md):
+ * - the package only works through its default export under Deno;
+ * - server-side stream events must be taken from the QUICServer, because the
+ *   first stream's event fires before the connection event;
+ * - stream aborts and forced closes reject promises nobody awaits inside the
+ *   library: every stream boundary here catches, and
+ *   {@linkcode isTransportLibraryError} lets the process guard recognise what
+ *   still escapes;
+ * - certificate verification by IP address is done by our own
+ *   `verifyCallback` (see `certs.ts`), never by turning verification off.
+ *
+ * @module
+ */
+
+import quic from "@matrixai/quic";
+import loggerModule from "@matrixai/logger";
+import { verifyServerChain } from "./certs.ts";
+import { ALPN, STREAM_REFUSED_CODE } from "./protocol.ts";
+import {
+  type Channel,
+  type CloseInfo,
+  type DialOptions,
+  formatAddress,
+  type Listener,
+  type ListenOptions,
+  type Transport,
+  TransportError,
+} from "./transport.ts";
+
+const { QUICServer, QUICClient, events, errors } = quic;
+
+type QUICServerT = InstanceType<typeof QUICServer>;
+type QUICClientT = InstanceType<typeof QUICClient>;
+type QUICConnectionT = QUICClientT["connection"];
+type QUICStreamT = ReturnType<QUICConnectionT["newStream"]>;
+
+// @matrixai/logger is CommonJS; its class is the default export's `default`.
+const _loggerNs = loggerModule as unknown as {
+  default: new (name: string, level: number) => unknown;
+  LogLevel: { WARN: number; ERROR: number; SILENT?: number };
+};
+const _LoggerClass = _loggerNs.default;
+const _libLogger = () => new _LoggerClass("quic", _loggerNs.LogLevel.ERROR) as never;
+
+const _encoder = new TextEncoder();
+const _decoder = new TextDecoder();
+
+/** The library's default maps stream codes to `new Error("read 0")`, which escapes as uncaught; ours never throws. */
+const _codeToReason = (type: "read" | "write", code: number) =>
+  new TransportError("closed", `stream ${type} closed by peer with code ${code}`);
+const _reasonToCode = (_type: "read" | "write", reason?: unknown) =>
+  reason instanceof _StreamRefusal ? STREAM_REFUSED_CODE : 0;
+
+class _StreamRefusal extends Error {}
+
+type _Stop = { isApp: true; errorCode: number; reason: Uint8Array; force: boolean };
+
+/** Options of {@linkcode createMatrixaiTransport}. */
+export interface MatrixaiTransportOptions {
+  /** Called with errors the library raises on its own (for logging). */
+  onLibraryError?: (error: unknown) => void;
+}
+
+/**
+ * Creates a {@linkcode Transport} over `@matrixai/quic`.
+ *
+ * @example
+ * ```ts
+ * import { createMatrixaiTransport } from "./quic_matrixai.ts";
+ * const transport = createMatrixaiTransport();
+ * const channel = await transport.dial({ host: "127.0.0.1", port: 4243, insecure: true, timeoutMs: 2000 });
+ * ```
+ */
+export function createMatrixaiTransport(_options: MatrixaiTransportOptions = {}): Transport {
+  const clients = new Set<QUICClientT>();
+  return {
+    name: "matrixai",
+    listen: (options, onChannel) => _listen(options, onChannel),
+    dial: (options) => _dial(options, clients),
+    close: async () => {
+      await Promise.all([...clients].map((c) => c.destroy({ force: true }).catch(() => {})));
+    },
+  };
+}
+
+/**
+ * Returns true for errors and rejection reasons that come from inside the
+ * QUIC library rather than from QHCP code (the process guard downgrades
+ * these to warnings).
+ */
+export function isTransportLibraryError(reason: unknown): boolean {
+  if (reason === null || reason === undefined) return true; // `Uncaught (in promise) null` after a forced destroy
+  if (reason instanceof TransportError) return true;
+  const e = reason as { name?: unknown; stack?: unknown; message?: unknown };
+  if (typeof e.name === "string" && e.name.startsWith("ErrorQUIC")) return true;
+  if (typeof e.stack === "string" && e.stack.includes("@matrixai")) return true;
+  return typeof e.message === "string" && /^(read|write) \d+$/.test(e.message);
+}
+
+// --- server -------------------------------------------------------------------
+
+async function _listen(
+  options: ListenOptions,
+  onChannel: (channel: Channel) => void,
+): Promise<Listener> {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const hmac = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+    "verify",
+  ]);
+  const server: QUICServerT = new QUICServer({
+    crypto: {
+      key: key.buffer,
+      ops: {
+        sign: async (_k: ArrayBuffer, data: ArrayBuffer) =>
+          await crypto.subtle.sign("HMAC", hmac, data),
+        verify: async (_k: ArrayBuffer, data: ArrayBuffer, sig: ArrayBuffer) =>
+          await crypto.subtle.verify("HMAC", hmac, sig, data),
+      },
+    },
+    config: {
+      key: options.keyPem,
+      cert: options.certPem,
+      verifyPeer: false,
+      applicationProtos: [ALPN],
+      maxIdleTimeout: options.idleTimeoutMs ?? 30_000,
+      initialMaxStreamsBidi: options.maxStreamsPerConnection ?? 4,
+      initialMaxStreamsUni: 0,
+      // One control stream carries at most a few frames of 64 KiB in flight.
+      initialMaxData: 1 << 20,
+      initialMaxStreamDataBidiRemote: 256 << 10,
+      initialMaxStreamDataBidiLocal: 256 << 10,
+      initialMaxStreamDataUni: 0,
+    },
+    codeToReason: _codeToReason,
+    reasonToCode: _reasonToCode,
+    logger: _libLogger(),
+  });
+  const channels = new Map<QUICConnectionT, _MatrixChannel>();
+  const channelOf = (conn: QUICConnectionT): _MatrixChannel => {
+    let ch = channels.get(conn);
+    if (!ch) {
+      ch = new _MatrixChannel(conn, (stop) => conn.stop(stop));
+      channels.set(conn, ch);
+      void ch.closed.then(() => channels.delete(conn));
+      try {
+        onChannel(ch);
+      } catch {
+        void ch.close(0x7, "internal error");
+      }
+    }
+    return ch;
+  };
+  server.addEventListener(events.EventQUICServerConnection.name, (evt: Event) => {
+    const conn = (evt as unknown as { detail: QUICConnectionT }).detail;
+    channelOf(conn);
+  });
+  // Streams are taken from the server: on the connection the first one is missed.
+  server.addEventListener(events.EventQUICConnectionStream.name, (evt: Event) => {
+    const stream = (evt as unknown as { detail: QUICStreamT }).detail;
+    const conn = (stream as unknown as { connection: QUICConnectionT }).connection;
+    channelOf(conn)._offerStream(stream);
+  });
+  server.addEventListener(events.EventQUICServerError.name, (evt: Event) => {
+    // A server error event must be handled or the library rethrows it.
+    evt.preventDefault?.();
+  });
+  try {
+    await server.start({ host: options.host, port: options.port });
+  } catch (e) {
+    throw new TransportError(
+      "io",
+      `cannot listen on ${formatAddress(options.host, options.port)}: ${_message(e)}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  return {
+    host: server.host,
+    port: server.port,
+    get connections() {
+      return channels.size;
+    },
+    async close(code = 0x12, reason = "server closing") {
+      await Promise.all([...channels.values()].map((ch) => ch.abort(code, reason)));
+      await server.stop({
+        isApp: true,
+        errorCode: code,
+        reason: _encoder.encode(reason),
+        force: true,
+      })
+        .catch(() => {});
+    },
+  };
+}
+
+// --- client -------------------------------------------------------------------
+
+async function _dial(options: DialOptions, clients: Set<QUICClientT>): Promise<Channel> {
+  const target = formatAddress(options.host, options.port);
+  const caPem = options.caPem;
+  if (!options.insecure && !caPem) {
+    throw new TransportError("certificate", `cannot verify ${target}: no CA certificate given`);
+  }
+  let verdict: string | undefined;
+  const verifyCallback = async (certs: Uint8Array[]) => {
+    const result = await verifyServerChain(certs, [caPem!], options.host, Date.now());
+    if (result.ok) return undefined;
+    verdict = result.reason;
+    // TLS alert codes offset by 0x100, as quiche expects.
+    return result.problem === "expired" ? 0x12d : result.problem === "bad_name" ? 0x12a : 0x130;
+  };
+  const idle = options.idleTimeoutMs ?? 30_000;
+  const isV6 = options.host.includes(":");
+  let client: QUICClientT;
+  try {
+    const pending = QUICClient.createQUICClient(
+      {
+        host: options.host,
+        port: options.port,
+        localHost: isV6 ? "::" : "0.0.0.0",
+        crypto: {
+          ops: {
+            randomBytes: async (data: ArrayBuffer) => {
+              crypto.getRandomValues(new Uint8Array(data));
+              await Promise.resolve();
+            },
+          },
+        },
+        config: {
+          applicationProtos: [ALPN],
+          maxIdleTimeout: idle,
+          keepAliveIntervalTime: options.keepAliveMs ?? Math.floor(idle / 3),
+          initialMaxStreamsBidi: 0,
+          initialMaxStreamsUni: 0,
+          initialMaxData: 1 << 20,
+          initialMaxStreamDataBidiLocal: 256 << 10,
+          initialMaxStreamDataBidiRemote: 256 << 10,
+          initialMaxStreamDataUni: 0,
+          ...(options.insecure
+            ? { verifyPeer: false }
+            : { verifyPeer: true, ca: caPem!, verifyCallback: verifyCallback as never }),
+        },
+        codeToReason: _codeToReason,
+        reasonToCode: _reasonToCode,
+        logger: _libLogger(),
+      },
+      { timer: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) },
+    );
+    client = await pending;
+  } catch (e) {
+    if (verdict) {
+      throw new TransportError("certificate", `certificate of ${target} rejected: ${verdict}`, {
+        cause: e,
+      });
+    }
+    if (options.signal?.aborted) {
+      throw new TransportError("aborted", `dial ${target} aborted`, { cause: e });
+    }
+    throw _dialError(target, e, options.timeoutMs);
+  }
+  clients.add(client);
+  const conn = client.connection;
+  // QUICClient.destroy stops the connection and the client's own socket.
+  const channel = new _MatrixChannel(conn, (stop) => client.destroy(stop));
+  void channel.closed.then(() => clients.delete(client));
+  try {
+    channel._offerStream(conn.newStream("bidi"));
+  } catch (e) {
+    await channel.abort(0x7, "cannot open control stream");
+    throw new TransportError("io", `cannot open control stream to ${target}: ${_message(e)}`, {
+      cause: e,
+    });
+  }
+  return channel;
+}
+
+function _dialError(target: string, e: unknown, timeoutMs: number): TransportError {
+  const text = _message(e);
+  if (
+    /timed? ?out|ErrorContextsTimedTimeOut|ErrorQUICConnectionIdleTimeout/i.test(text + _name(e))
+  ) {
+    return new TransportError(
+      "timeout",
+      `no QUIC handshake with ${target} within ${timeoutMs} ms`,
+      { cause: e },
+    );
+  }
+  if (/TLS|Tls/.test(text + _name(e))) {
+    return new TransportError("certificate", `TLS handshake with ${target} failed: ${text}`, {
+      cause: e,
+    });
+  }
+  return new TransportError("io", `cannot connect to ${target}: ${text}`, { cause: e });
+}
+
+// --- channel ------------------------------------------------------------------
+
+class _MatrixChannel implements Channel {
+  readonly remoteAddress: string;
+  readonly closed: Promise<CloseInfo>;
+  readonly #stopFn: (stop: _Stop) => Promise<void>;
+  #stream: QUICStreamT | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #streamArrived: (s: QUICStreamT | null) => void = () => {};
+  readonly #streamP: Promise<QUICStreamT | null>;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #closeInfo: CloseInfo | undefined;
+  #closing = false;
+  #peerFinished = false;
+  #peerFinishedP: Promise<void>;
+  #resolvePeerFinished!: () => void;
+
+  constructor(conn: QUICConnectionT, stop: (stop: _Stop) => Promise<void>) {
+    this.#stopFn = stop;
+    this.remoteAddress = formatAddress(conn.remoteHost, conn.remotePort);
+    this.#streamP = new Promise((resolve) => (this.#streamArrived = resolve));
+    this.#peerFinishedP = new Promise((resolve) => (this.#resolvePeerFinished = resolve));
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    conn.addEventListener(events.EventQUICConnectionError.name, (evt: Event) => {
+      this.#noteError((evt as unknown as { detail: unknown }).detail);
+    });
+    conn.closedP.then(() => this.#finish(), () => this.#finish());
+  }
+
+  /** Receives a stream opened on this connection; all but the first are refused. */
+  _offerStream(stream: QUICStreamT): void {
+    if (this.#stream || this.#closing) {
+      // QHCP/1 has one control stream: reset any further one.
+      try {
+        stream.cancel(new _StreamRefusal("only one control stream is allowed"));
+      } catch { /* the stream may already be gone */ }
+      void stream.closedP.catch(() => {});
+      return;
+    }
+    this.#stream = stream;
+    this.#reader = stream.readable.getReader();
+    this.#writer = stream.writable.getWriter();
+    this.#reader.closed.catch(() => {});
+    this.#writer.closed.catch(() => {});
+    this.#streamArrived(stream);
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    const stream = await Promise.race([this.#streamP, this.closed.then(() => null)]);
+    if (!stream || !this.#reader) return null;
+    try {
+      const r = await this.#reader.read();
+      if (r.done) {
+        this.#peerFinished = true;
+        this.#resolvePeerFinished();
+        return null;
+      }
+      return r.value;
+    } catch {
+      this.#resolvePeerFinished();
+      return null;
+    }
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (this.#closing || this.#closeInfo) {
+      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: closed`);
+    }
+    const stream = await Promise.race([this.#streamP, this.closed.then(() => null)]);
+    if (!stream || !this.#writer) {
+      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: closed`);
+    }
+    try {
+      await this.#writer.write(data);
+    } catch (e) {
+      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: ${_message(e)}`, {
+        cause: e,
+      });
+    }
+  }
+
+  async close(code: number, reason: string, lingerMs = 250): Promise<void> {
+    if (this.#closing || this.#closeInfo) {
+      await this.closed;
+      return;
+    }
+    this.#closing = true;
+    if (this.#writer) {
+      // FIN after the bytes already written, so the peer receives them before the close.
+      await _within(this.#writer.close().catch(() => {}), lingerMs);
+    }
+    if (!this.#peerFinished && this.#stream) {
+      await _within(this.#peerFinishedP, lingerMs);
+    }
+    await this.#stop(code, reason);
+  }
+
+  /** Closes at once, without waiting for buffered bytes. */
+  async abort(code: number, reason: string): Promise<void> {
+    this.#closing = true;
+    await this.#stop(code, reason);
+  }
+
+  async #stop(code: number, reason: string): Promise<void> {
+    if (this.#closeInfo) return;
+    this.#closeInfo = { by: "local", code, reason };
+    // Settle our own pending read before the library tears the stream down.
+    this.#streamArrived(null);
+    this.#reader?.cancel().catch(() => {});
+    try {
+      await this.#stopFn({
+        isApp: true,
+        errorCode: code,
+        reason: _encoder.encode(reason.slice(0, 200)),
+        force: true,
+      });
+    } catch { /* already closed */ }
+    this.#finish();
+  }
+
+  #noteError(detail: unknown): void {
+    if (this.#closeInfo) return;
+    const data = (detail as { data?: { errorCode?: number; reason?: Uint8Array } }).data;
+    const reasonText = data?.reason && data.reason.length ? _decoder.decode(data.reason) : "";
+    if (detail instanceof errors.ErrorQUICConnectionPeerTLS) {
+      this.#closeInfo = {
+        by: "remote",
+        ...(data?.errorCode === undefined ? {} : { code: data.errorCode }),
+        reason: `peer rejected the TLS handshake (alert ${(data?.errorCode ?? 0x100) - 0x100})`,
+      };
+    } else if (detail instanceof errors.ErrorQUICConnectionPeer) {
+      this.#closeInfo = {
+        by: "remote",
+        ...(data?.errorCode === undefined ? {} : { code: data.errorCode }),
+        reason: reasonText || `closed by peer with code ${data?.errorCode}`,
+      };
+    } else if (detail instanceof errors.ErrorQUICConnectionIdleTimeout) {
+      this.#closeInfo = { by: "transport", reason: "idle timeout: the peer stopped answering" };
+    } else if (detail instanceof errors.ErrorQUICConnectionLocal) {
+      this.#closeInfo = {
+        by: "local",
+        ...(data?.errorCode === undefined ? {} : { code: data.errorCode }),
+        reason: reasonText || _message(detail),
+      };
+    } else {
+      this.#closeInfo = { by: "transport", reason: _message(detail) };
+    }
+  }
+
+  #finish(): void {
+    this.#streamArrived(null);
+    this.#resolvePeerFinished();
+    this.#closeInfo ??= { by: "transport", reason: "connection closed" };
+    this.#closing = true;
+    this.#resolveClosed(this.#closeInfo);
+  }
+}
+
+function _within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(() => {}, () => {}),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function _message(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = e.cause instanceof Error ? `: ${e.cause.message}` : "";
+    return `${e.message || e.name}${cause}`;
+  }
+  return String(e);
+}
+
+function _name(e: unknown): string {
+  return e instanceof Error ? e.name : "";
+}

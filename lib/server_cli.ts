@@ -1,0 +1,217 @@
+/**
+ * Command line of the server agent (`server.ts`): flag table, parsing and
+ * validation into a {@linkcode ServerConfig}.
+ *
+ * @module
+ */
+
+import {
+  CliError,
+  exclusive,
+  type FlagSpec,
+  formatUsage,
+  parseChoice,
+  parseFlags,
+  parseInteger,
+  parseList,
+  parseSeconds,
+  parseText,
+} from "./cli.ts";
+import { CERTS_DIR_ENV } from "./defaults.ts";
+import type { LogLevel } from "./log.ts";
+import { SYSTEM_METRICS } from "./metrics.ts";
+import { DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
+
+/** Everything `server.ts` needs, with defaults applied. */
+export interface ServerConfig {
+  host: string;
+  port: number;
+  keyFile: string | undefined;
+  certFile: string | undefined;
+  jwtSecretFile: string | undefined;
+  jwtPublicKeyFile: string | undefined;
+  jwtLeewaySec: number;
+  serverId: string;
+  helloTimeoutMs: number;
+  idleTimeoutMs: number;
+  sampleIntervalMs: number;
+  defaultMetrics: string[];
+  certsDir: string | undefined;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  help: boolean;
+  version: boolean;
+}
+
+/** The server's flags, in help order. */
+export const SERVER_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "server-ip",
+    type: "string",
+    arg: "ADDR",
+    default: "0.0.0.0",
+    help: "address to listen on (use :: for IPv6)",
+  },
+  {
+    name: "server-port",
+    type: "string",
+    arg: "PORT",
+    default: String(DEFAULT_SERVER_PORT),
+    help: "UDP port to listen on (0: any free port)",
+  },
+  {
+    name: "key-file",
+    type: "string",
+    arg: "PATH",
+    default: "<certs-dir>/server.key",
+    help: "server private key (PEM)",
+  },
+  {
+    name: "cert-file",
+    type: "string",
+    arg: "PATH",
+    default: "<certs-dir>/server.pem",
+    help: "server certificate chain (PEM)",
+  },
+  {
+    name: "jwt-secret-file",
+    type: "string",
+    arg: "PATH",
+    default: "<certs-dir>/jwt.secret",
+    help: "HS256 shared secret (at least 32 bytes)",
+  },
+  {
+    name: "jwt-public-key-file",
+    type: "string",
+    arg: "PATH",
+    help: "Ed25519 public key (SPKI PEM): accept EdDSA tokens only",
+  },
+  {
+    name: "jwt-leeway",
+    type: "string",
+    arg: "SECONDS",
+    default: "60",
+    help: "clock leeway for token times",
+  },
+  {
+    name: "server-id",
+    type: "string",
+    arg: "ID",
+    default: "<hostname>",
+    help: "id sent to LBs in ACK",
+  },
+  {
+    name: "hello-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "5",
+    help: "close connections that send no HELLO within this",
+  },
+  {
+    name: "idle-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "30",
+    help: "QUIC idle timeout of a session",
+  },
+  {
+    name: "sample-interval",
+    type: "string",
+    arg: "SECONDS",
+    default: "1",
+    help: "how often metrics are sampled in the background",
+  },
+  {
+    name: "metrics",
+    type: "string",
+    arg: "NAME,...",
+    default: REQUIRED_METRICS.join(","),
+    help: "metrics reported when an LB asks for none",
+  },
+  {
+    name: "certs-dir",
+    type: "string",
+    arg: "DIR",
+    default: `$${CERTS_DIR_ENV} or ./certs`,
+    help: "where default certificates and secret live",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    arg: "LEVEL",
+    default: "info",
+    help: "debug, info, warn or error",
+  },
+  { name: "log-format", type: "string", arg: "FORMAT", default: "text", help: "text or json" },
+  { name: "version", type: "boolean", help: "print the version and exit" },
+  { name: "help", type: "boolean", short: "h", help: "print this help and exit" },
+];
+
+/** Usage text for `--help`. */
+export function serverUsage(program = "qhcp-server"): string {
+  const names = Object.entries(SYSTEM_METRICS).map(([k, v]) => `  ${k.padEnd(20)}${v}`);
+  return formatUsage(
+    program,
+    "QHCP server agent: answers load balancers' health checks over QUIC with CPU, memory\n" +
+      "and other metrics, after authenticating each LB by JWT.",
+    SERVER_FLAGS,
+  ) + "\n\nMetrics:\n" + names.join("\n");
+}
+
+/**
+ * Parses the server's command line.
+ *
+ * @throws {CliError} naming the flag with a bad value
+ */
+export function parseServerArgs(args: readonly string[]): ServerConfig {
+  const f = parseFlags(SERVER_FLAGS, args);
+  exclusive(f, "jwt-secret-file", "jwt-public-key-file");
+  if ((f["key-file"] === undefined) !== (f["cert-file"] === undefined)) {
+    throw new CliError("--key-file and --cert-file must be given together");
+  }
+  const metrics = parseList("metrics", f.metrics) ?? [...REQUIRED_METRICS];
+  const unknown = metrics.find((m) => !(m in SYSTEM_METRICS));
+  if (unknown) {
+    throw new CliError(
+      `--metrics: unknown metric ${JSON.stringify(unknown)} (see --help for the list)`,
+    );
+  }
+  return {
+    host: parseText("server-ip", f["server-ip"]) ?? "0.0.0.0",
+    port: parseInteger("server-port", f["server-port"], DEFAULT_SERVER_PORT, {
+      min: 0,
+      max: 65535,
+    }),
+    keyFile: parseText("key-file", f["key-file"]),
+    certFile: parseText("cert-file", f["cert-file"]),
+    jwtSecretFile: parseText("jwt-secret-file", f["jwt-secret-file"]),
+    jwtPublicKeyFile: parseText("jwt-public-key-file", f["jwt-public-key-file"]),
+    jwtLeewaySec: parseSeconds("jwt-leeway", f["jwt-leeway"], 60_000, { min: 0, max: 3600 }) / 1000,
+    serverId: parseText("server-id", f["server-id"]) ?? _hostname(),
+    helloTimeoutMs: parseSeconds("hello-timeout", f["hello-timeout"], 5000, { min: 0.1, max: 300 }),
+    idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], 30_000, { min: 1, max: 3600 }),
+    sampleIntervalMs: parseSeconds("sample-interval", f["sample-interval"], 1000, {
+      min: 0.1,
+      max: 3600,
+    }),
+    defaultMetrics: metrics,
+    certsDir: parseText("certs-dir", f["certs-dir"]),
+    logLevel: parseChoice(
+      "log-level",
+      f["log-level"],
+      "info",
+      ["debug", "info", "warn", "error"] as const,
+    ),
+    logFormat: parseChoice("log-format", f["log-format"], "text", ["text", "json"] as const),
+    help: f.help === true,
+    version: f.version === true,
+  };
+}
+
+function _hostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "qhcp-server";
+  }
+}

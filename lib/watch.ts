@@ -1,0 +1,489 @@
+/**
+ * One server as the LB watches it: dials it, drives an {@linkcode LbSession}
+ * over the channel, schedules checks, and turns outcomes into a verdict with
+ * a {@linkcode HealthTracker}.
+ *
+ * Scheduling rules:
+ * - while a session is READY, a check every check interval;
+ * - while there is no session and the server is not DOWN, a dial every check
+ *   interval (a failed dial counts as a failed check);
+ * - when DOWN, the session is closed and a dial happens every reconnect
+ *   interval; the first good check marks the server UP;
+ * - TERMINATE from the server marks it DOWN at once, except with reason
+ *   "token_expired", which is answered by reconnecting at once with a fresh token.
+ *
+ * @module
+ */
+
+import type { TokenSigner } from "./auth.ts";
+import { CodecError, decodeMessage, encodeMessage, FrameDecoder } from "./codec.ts";
+import { type HealthState, HealthTracker, type Transition } from "./health.ts";
+import { type Failure, type LbAction, LbSession, type LbSessionState } from "./lb_machine.ts";
+import type { Logger } from "./log.ts";
+import { CLOSE_CODES } from "./protocol.ts";
+import type { ErrorCode, Message, MetricValues, ServerStatus, SessionConfig } from "./protocol.ts";
+import type { Channel, Transport } from "./transport.ts";
+import { formatAddress, TransportError } from "./transport.ts";
+
+/** A server to watch. */
+export interface ServerAddress {
+  host: string;
+  port: number;
+}
+
+/** Settings shared by every watch of one LB; changed in place at run time. */
+export interface WatchSettings {
+  lbId: string;
+  checkIntervalMs: number;
+  checkTimeoutMs: number;
+  maxFailAttempts: number;
+  reconnectIntervalMs: number;
+  /** Metric names asked for in HELLO (undefined: the server's default). */
+  metrics: readonly string[] | undefined;
+  caPem: string | undefined;
+  insecure: boolean;
+  idleTimeoutMs: number;
+}
+
+/** What {@linkcode Watch.view} shows of one server. */
+export interface WatchView {
+  address: string;
+  state: HealthState;
+  session: LbSessionState;
+  consecutive_failures: number;
+  last_rtt_ms: number | null;
+  metrics: MetricValues | null;
+  status: ServerStatus | null;
+  last_error: string | null;
+  /** ISO time of the last verdict change (start time before the first). */
+  last_change: string;
+  server_id: string | null;
+  checks_ok: number;
+  checks_failed: number;
+  /** ISO time of the last HEALTH_RESPONSE. */
+  last_check: string | null;
+}
+
+/** The outcome of one CONFIG_UPDATE to one server. */
+export type ConfigOutcome =
+  | { address: string; ok: true; config: SessionConfig }
+  | {
+    address: string;
+    ok: false;
+    code: ErrorCode | "TIMEOUT" | "CLOSED" | "NOT_CONNECTED";
+    message: string;
+  };
+
+/** Events a watch reports to its monitor. */
+export interface WatchEvents {
+  /** The verdict changed. */
+  onTransition?: (address: string, t: Transition) => void;
+  /** A check finished (ok or not). */
+  onCheck?: (address: string, ok: boolean, rttMs: number | null) => void;
+}
+
+/** Dependencies of a watch. */
+export interface WatchDeps {
+  transport: Transport;
+  signer: TokenSigner;
+  settings: WatchSettings;
+  log: Logger;
+  events?: WatchEvents;
+  /** Clock, ms since epoch. Default: performance.timeOrigin + performance.now(). */
+  now?: () => number;
+}
+
+/** Watches one server. */
+export class Watch {
+  readonly address: string;
+  readonly #target: ServerAddress;
+  readonly #deps: WatchDeps;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #machine: LbSession;
+  readonly #health: HealthTracker;
+  #channel: Channel | undefined;
+  #closing = new Set<Promise<void>>();
+  #nextTimer: ReturnType<typeof setTimeout> | undefined;
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  #dialAbort: AbortController | undefined;
+  #configWaiters = new Map<number, (o: ConfigOutcome) => void>();
+  #stopped = false;
+  #lastRtt: number | null = null;
+  #lastMetrics: MetricValues | null = null;
+  #lastStatus: ServerStatus | null = null;
+  #lastCheckAt: number | null = null;
+  #serverId: string | null = null;
+  #checksOk = 0;
+  #checksFailed = 0;
+  #lastAttempt = 0;
+
+  constructor(target: ServerAddress, deps: WatchDeps) {
+    this.#target = target;
+    this.address = formatAddress(target.host, target.port);
+    this.#deps = deps;
+    this.#now = deps.now ?? _preciseNow;
+    this.#log = deps.log.child({ server: this.address });
+    const s = deps.settings;
+    this.#machine = new LbSession({
+      lbId: s.lbId,
+      timeoutMs: s.checkTimeoutMs,
+      intervalMs: s.checkIntervalMs,
+      ...(s.metrics ? { metrics: s.metrics } : {}),
+    });
+    this.#health = new HealthTracker({ fall: s.maxFailAttempts }, this.#now());
+  }
+
+  /** The verdict. */
+  get state(): HealthState {
+    return this.#health.state;
+  }
+
+  /** The session state. */
+  get sessionState(): LbSessionState {
+    return this.#machine.state;
+  }
+
+  /** Starts watching: dials at once. */
+  start(): void {
+    this.#plan(0);
+  }
+
+  /** Applies changed settings (interval, timeout, fall, metrics) from the next action on. */
+  settingsChanged(): void {
+    const s = this.#deps.settings;
+    this.#machine.setTimeout(s.checkTimeoutMs);
+    this.#machine.setInterval(s.checkIntervalMs);
+    if (s.metrics) this.#machine.setMetrics(s.metrics);
+    this.#health.configure({ fall: s.maxFailAttempts });
+    if (!this.#stopped && this.#machine.state === "READY" && !this.#machine.checkPending) {
+      this.#plan(Math.max(0, this.#lastAttempt + s.checkIntervalMs - this.#now()));
+    }
+  }
+
+  /** A snapshot for the status table and the HTTP API. */
+  view(): WatchView {
+    return {
+      address: this.address,
+      state: this.#health.state,
+      session: this.#machine.state,
+      consecutive_failures: this.#health.consecutiveFailures,
+      last_rtt_ms: this.#lastRtt === null ? null : Math.round(this.#lastRtt * 1000) / 1000,
+      metrics: this.#lastMetrics,
+      status: this.#lastStatus,
+      last_error: this.#health.lastError ?? null,
+      last_change: new Date(this.#health.lastChange).toISOString(),
+      server_id: this.#serverId,
+      checks_ok: this.#checksOk,
+      checks_failed: this.#checksFailed,
+      last_check: this.#lastCheckAt === null ? null : new Date(this.#lastCheckAt).toISOString(),
+    };
+  }
+
+  /** Sends CONFIG_UPDATE and waits for CONFIG_ACK or ERROR. */
+  configure(config: Partial<SessionConfig>): Promise<ConfigOutcome> {
+    const actions = this.#machine.configure(config, this.#now());
+    const send = actions.find((a) => a.kind === "send");
+    if (!send || send.kind !== "send") {
+      return Promise.resolve({
+        address: this.address,
+        ok: false,
+        code: "NOT_CONNECTED",
+        message: `session is ${this.#machine.state}`,
+      });
+    }
+    const result = new Promise<ConfigOutcome>((resolve) => {
+      this.#configWaiters.set(send.message.seq, resolve);
+    });
+    void this.#perform(actions, this.#channel);
+    return result;
+  }
+
+  /**
+   * Stops watching. With `terminate`, a READY session is ended with TERMINATE
+   * and up to the check timeout for TERMINATE_ACK; otherwise it is closed.
+   */
+  async stop(terminate: boolean, reason = "shutdown"): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#nextTimer);
+    this.#dialAbort?.abort();
+    const channel = this.#channel;
+    if (terminate && channel) {
+      await this.#perform(this.#machine.terminate(reason, this.#now()), channel);
+      if (this.#machine.state === "TERMINATING") await channel.closed;
+    } else {
+      await this.#perform(this.#machine.abandon(CLOSE_CODES.GOING_AWAY, reason), channel);
+    }
+    clearTimeout(this.#deadlineTimer);
+    await Promise.all(this.#closing);
+  }
+
+  // --- scheduling ---------------------------------------------------------------
+
+  /** Arms the single "next thing to do" timer. */
+  #plan(delayMs: number): void {
+    clearTimeout(this.#nextTimer);
+    if (this.#stopped) return;
+    this.#nextTimer = setTimeout(() => this.#next(), delayMs);
+  }
+
+  #next(): void {
+    if (this.#stopped) return;
+    const s = this.#deps.settings;
+    switch (this.#machine.state) {
+      case "READY":
+        this.#lastAttempt = this.#now();
+        void this.#perform(this.#machine.check(this.#now()), this.#channel);
+        this.#plan(s.checkIntervalMs);
+        break;
+      case "DISCONNECTED":
+        this.#lastAttempt = this.#now();
+        void this.#dial();
+        break;
+      default:
+        // Connecting or terminating: look again after one interval.
+        this.#plan(s.checkIntervalMs);
+    }
+  }
+
+  /** Plans the next dial after a session ended or failed. */
+  #planRedial(immediately = false): void {
+    const s = this.#deps.settings;
+    if (immediately) return this.#plan(0);
+    const wait = this.#health.state === "DOWN" ? s.reconnectIntervalMs : s.checkIntervalMs;
+    this.#plan(Math.max(0, this.#lastAttempt + wait - this.#now()));
+  }
+
+  #armDeadline(): void {
+    clearTimeout(this.#deadlineTimer);
+    const deadline = this.#machine.deadline;
+    if (deadline === undefined) return;
+    const channel = this.#channel;
+    this.#deadlineTimer = setTimeout(() => {
+      void this.#perform(this.#machine.tick(this.#now()), channel);
+    }, Math.max(0, deadline - this.#now()));
+  }
+
+  // --- session ------------------------------------------------------------------
+
+  async #dial(): Promise<void> {
+    const s = this.#deps.settings;
+    await this.#perform(this.#machine.connecting(this.#now()), undefined);
+    const abort = new AbortController();
+    this.#dialAbort = abort;
+    let channel: Channel;
+    try {
+      channel = await this.#deps.transport.dial({
+        host: this.#target.host,
+        port: this.#target.port,
+        timeoutMs: s.checkTimeoutMs,
+        idleTimeoutMs: s.idleTimeoutMs,
+        insecure: s.insecure,
+        ...(s.caPem === undefined ? {} : { caPem: s.caPem }),
+        signal: abort.signal,
+      });
+    } catch (e) {
+      if (this.#stopped) return;
+      const message = e instanceof TransportError
+        ? e.message
+        : `dial failed: ${(e as Error).message}`;
+      await this.#perform(this.#machine.connectFailed(message, this.#now()), undefined);
+      return;
+    } finally {
+      this.#dialAbort = undefined;
+    }
+    if (this.#stopped) {
+      await channel.close(CLOSE_CODES.GOING_AWAY, "LB stopping", 0);
+      return;
+    }
+    this.#channel = channel;
+    void this.#readLoop(channel);
+    let token: string;
+    try {
+      token = (await this.#deps.signer.sign(this.#now())).token;
+    } catch (e) {
+      this.#log.error("cannot sign token", { error: (e as Error).message });
+      await this.#perform(
+        this.#machine.abandon(CLOSE_CODES.INTERNAL, "cannot sign token"),
+        channel,
+      );
+      this.#planRedial();
+      return;
+    }
+    await this.#perform(this.#machine.connected(token, this.#now()), channel);
+  }
+
+  async #readLoop(channel: Channel): Promise<void> {
+    const frames = new FrameDecoder();
+    while (this.#channel === channel) {
+      const chunk = await channel.read();
+      if (chunk === null) break;
+      frames.push(chunk);
+      while (this.#channel === channel) {
+        let message: Message;
+        try {
+          const payload = frames.next();
+          if (payload === null) break;
+          message = decodeMessage(payload);
+        } catch (e) {
+          if (!(e instanceof CodecError)) throw e;
+          await this.#perform(this.#machine.receiveInvalid(e, this.#now()), channel);
+          break;
+        }
+        await this.#perform(this.#machine.receive(message, this.#now()), channel);
+      }
+    }
+    const info = await channel.closed;
+    if (this.#channel === channel) {
+      const why = info.by === "remote"
+        ? `connection closed by peer${
+          info.code === undefined ? "" : ` (code ${info.code})`
+        }: ${info.reason}`
+        : info.by === "transport"
+        ? `connection lost: ${info.reason}`
+        : `connection closed: ${info.reason}`;
+      await this.#perform(this.#machine.closed(why, this.#now()), channel);
+    }
+  }
+
+  /** Carries out the machine's actions; `channel` is the one they belong to. */
+  async #perform(actions: LbAction[], channel: Channel | undefined): Promise<void> {
+    for (const action of actions) {
+      switch (action.kind) {
+        case "send":
+          if (!channel || channel !== this.#channel) break;
+          try {
+            await channel.write(encodeMessage(action.message));
+          } catch (e) {
+            await this.#perform(
+              this.#machine.closed(`write failed: ${(e as Error).message}`, this.#now()),
+              channel,
+            );
+          }
+          break;
+        case "close":
+          if (channel && channel === this.#channel) {
+            this.#channel = undefined;
+            const p = channel.close(action.code, action.reason);
+            this.#closing.add(p);
+            void p.then(() => this.#closing.delete(p));
+          }
+          break;
+        case "ready":
+          this.#serverId = action.ack.server_id;
+          this.#log.debug("session ready", {
+            server_id: action.ack.server_id,
+            setup_ms: Math.round(action.setupMs),
+          });
+          // The first check follows the handshake at once.
+          this.#plan(0);
+          break;
+        case "check":
+          this.#onCheck(action);
+          break;
+        case "config": {
+          const waiter = this.#configWaiters.get(action.seq);
+          this.#configWaiters.delete(action.seq);
+          waiter?.(
+            action.ok
+              ? { address: this.address, ok: true, config: action.config }
+              : { address: this.address, ok: false, code: action.code, message: action.message },
+          );
+          break;
+        }
+        case "failed":
+          this.#onFailure(action.failure);
+          break;
+        case "terminated":
+          this.#onTerminated(action.reason);
+          break;
+      }
+    }
+    this.#armDeadline();
+  }
+
+  #onCheck(action: Extract<LbAction, { kind: "check" }>): void {
+    const now = this.#now();
+    if (action.ok) {
+      this.#checksOk++;
+      this.#lastRtt = action.rttMs;
+      this.#lastMetrics = action.response.metrics;
+      this.#lastStatus = action.response.status;
+      this.#lastCheckAt = now;
+      this.#deps.events?.onCheck?.(this.address, true, action.rttMs);
+      this.#transition(this.#health.success(now));
+      return;
+    }
+    this.#checksFailed++;
+    this.#deps.events?.onCheck?.(this.address, false, null);
+    this.#log.debug("check failed", { reason: describeFailure(action.failure) });
+    const t = this.#health.failure(describeFailure(action.failure), now);
+    this.#transition(t);
+    if (t?.to === "DOWN") this.#giveUp();
+  }
+
+  /** A session-level failure: counts as one failed check; the session is gone. */
+  #onFailure(failure: Failure): void {
+    this.#checksFailed++;
+    this.#deps.events?.onCheck?.(this.address, false, null);
+    const reason = describeFailure(failure);
+    this.#log.debug("session failed", { reason });
+    this.#transition(this.#health.failure(reason, this.#now()));
+    this.#planRedial();
+  }
+
+  #onTerminated(reason: string): void {
+    if (reason === "token_expired") {
+      this.#log.info("session token expired; reconnecting with a fresh token");
+      this.#planRedial(true);
+      return;
+    }
+    this.#transition(
+      this.#health.down(`server terminated the session: ${reason || "no reason"}`, this.#now()),
+    );
+    this.#planRedial();
+  }
+
+  /** DOWN after failed checks: close the session, redial on the reconnect interval. */
+  #giveUp(): void {
+    void this.#perform(
+      this.#machine.abandon(CLOSE_CODES.CHECK_FAILED, "marked DOWN after failed checks"),
+      this.#channel,
+    );
+    this.#planRedial();
+  }
+
+  #transition(t: Transition | undefined): void {
+    if (!t) return;
+    const fields = {
+      from: t.from,
+      to: t.to,
+      reason: t.reason,
+      after_ms: Math.round(t.afterMs),
+    };
+    if (t.to === "DOWN") this.#log.warn(`server ${t.to}`, fields);
+    else this.#log.info(`server ${t.to}`, fields);
+    this.#deps.events?.onTransition?.(this.address, t);
+  }
+}
+
+/** Wall-clock ms with sub-millisecond resolution, for round-trip times. */
+function _preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Formats a failure for operators: "UNAUTHORIZED: …", "timeout: …". */
+export function describeFailure(f: Failure): string {
+  switch (f.kind) {
+    case "peer_error":
+      return `${f.code}: ${f.message}`;
+    case "protocol":
+      return `protocol error ${f.code}: ${f.message}`;
+    case "timeout":
+      return `timeout: ${f.message}`;
+    case "connect":
+      return `connect failed: ${f.message}`;
+    default:
+      return f.message;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * QHCP, the Quick Health Check Protocol over QUIC: the library behind
+ * `lb.ts` and `server.ts`.
+ *
+ * - Wire format: {@linkcode encodeMessage}, {@linkcode decodeMessage},
+ *   {@linkcode FrameDecoder} (pure, no I/O).
+ * - Protocol state machines: {@linkcode ServerSession}, {@linkcode LbSession}
+ *   (pure: time in, actions out) and the verdict {@linkcode HealthTracker}.
+ * - Running peers: {@linkcode Agent} (server) and {@linkcode Monitor} (LB)
+ *   over any {@linkcode Transport}: {@linkcode createMatrixaiTransport} for
+ *   real QUIC, {@linkcode MemoryTransport} for tests.
+ *
+ * @example
+ * ```ts
+ * import { decodeFrame, encodeMessage } from "./mod.ts";
+ * const frame = encodeMessage({ type: "TERMINATE", seq: 7, reason: "shutdown" });
+ * decodeFrame(frame); // { type: "TERMINATE", seq: 7, reason: "shutdown" }
+ * ```
+ *
+ * @module
+ */
+
+export * from "./lib/protocol.ts";
+export * from "./lib/errors.ts";
+export * from "./lib/codec.ts";
+export * from "./lib/server_machine.ts";
+export * from "./lib/lb_machine.ts";
+export * from "./lib/health.ts";
+export * from "./lib/transport.ts";
+export * from "./lib/memory_transport.ts";
+export * from "./lib/quic_matrixai.ts";
+export * from "./lib/auth.ts";
+export * from "./lib/certs.ts";
+export * from "./lib/metrics.ts";
+export * from "./lib/agent.ts";
+export * from "./lib/watch.ts";
+export * from "./lib/monitor.ts";
+export * from "./lib/log.ts";
+export * from "./lib/guard.ts";
+export * from "./lib/defaults.ts";
+export * from "./lib/http_api.ts";
+export * from "./lib/status_table.ts";
+export { VERSION } from "./lib/version.ts";

@@ -1,0 +1,149 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * QHCP server agent. Run `deno run -A server.ts --help`.
+ *
+ * @module
+ */
+
+import { Agent } from "./lib/agent.ts";
+import {
+  AuthConfigError,
+  createEd25519Verifier,
+  createHmacVerifier,
+  readKeyFile,
+  readSecretFile,
+  type TokenVerifier,
+} from "./lib/auth.ts";
+import { CliError } from "./lib/cli.ts";
+import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
+import { installProcessGuard } from "./lib/guard.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+import { SystemMetrics } from "./lib/metrics.ts";
+import { createMatrixaiTransport, isTransportLibraryError } from "./lib/quic_matrixai.ts";
+import { parseServerArgs, type ServerConfig, serverUsage } from "./lib/server_cli.ts";
+import { VERSION } from "./lib/version.ts";
+
+const PROGRAM = "qhcp-server";
+
+/** Runs the agent until SIGINT or SIGTERM; returns the exit code. */
+export async function runServer(args: readonly string[]): Promise<number> {
+  let config: ServerConfig;
+  try {
+    config = parseServerArgs(args);
+  } catch (e) {
+    if (e instanceof CliError) return _fail(e.message, 2);
+    throw e;
+  }
+  if (config.help) {
+    console.log(serverUsage(PROGRAM));
+    return 0;
+  }
+  if (config.version) {
+    console.log(`${PROGRAM} ${VERSION}`);
+    return 0;
+  }
+  const log = createLogger({ level: config.logLevel, format: config.logFormat });
+  installProcessGuard({ log, isLibraryError: isTransportLibraryError });
+
+  let credentials: { certPem: string; keyPem: string; verifier: TokenVerifier };
+  try {
+    credentials = await _credentials(config, log);
+  } catch (e) {
+    if (e instanceof AuthConfigError || e instanceof CliError) return _fail(e.message, 2);
+    return _fail((e as Error).message, 1);
+  }
+
+  const metrics = new SystemMetrics({
+    intervalMs: config.sampleIntervalMs,
+    onError: (e) =>
+      log.warn("metrics probe failed; keeping the previous values", { error: String(e) }),
+  });
+  metrics.start();
+  const transport = createMatrixaiTransport();
+  let agent: Agent;
+  try {
+    agent = await Agent.start({
+      transport,
+      host: config.host,
+      port: config.port,
+      certPem: credentials.certPem,
+      keyPem: credentials.keyPem,
+      serverId: config.serverId,
+      verifier: credentials.verifier,
+      metrics,
+      defaultMetrics: config.defaultMetrics,
+      helloTimeoutMs: config.helloTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      log,
+    });
+  } catch (e) {
+    await metrics.stop();
+    return _fail(`--server-port: ${(e as Error).message}`, 1);
+  }
+  log.info("server listening", {
+    address: agent.host,
+    port: agent.port,
+    server_id: config.serverId,
+    auth: credentials.verifier.alg,
+    version: VERSION,
+  });
+
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => stop(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const signal = await stopped;
+  for (const [s, h] of handlers) {
+    Deno.removeSignalListener(s, h);
+    Deno.addSignalListener(s, () => Deno.exit(130));
+  }
+  const sessions = agent.sessions().length;
+  log.info("shutting down: sending TERMINATE to every LB", { signal, sessions });
+  await agent.shutdown("shutdown", 1000);
+  await metrics.stop();
+  await transport.close();
+  log.info("stopped");
+  return 0;
+}
+
+async function _credentials(
+  config: ServerConfig,
+  log: Logger,
+): Promise<{ certPem: string; keyPem: string; verifier: TokenVerifier }> {
+  const needDefaults = !config.certFile || (!config.jwtSecretFile && !config.jwtPublicKeyFile);
+  let files: DefaultFiles | undefined;
+  if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
+  const read = async (flag: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (e) {
+      throw new CliError(`--${flag}: cannot read ${path}: ${(e as Error).message}`);
+    }
+  };
+  const certPem = await read("cert-file", config.certFile ?? files!.serverCert);
+  const keyPem = await read("key-file", config.keyFile ?? files!.serverKey);
+  const verifierOptions = { leewaySec: config.jwtLeewaySec };
+  const verifier = config.jwtPublicKeyFile
+    ? await createEd25519Verifier(
+      await readKeyFile(config.jwtPublicKeyFile, "JWT public key"),
+      verifierOptions,
+    )
+      .catch((e) => {
+        throw new CliError(`--jwt-public-key-file: ${(e as Error).message}`);
+      })
+    : createHmacVerifier(
+      await readSecretFile(config.jwtSecretFile ?? files!.jwtSecret).catch((e) => {
+        throw new CliError(`--jwt-secret-file: ${(e as Error).message}`);
+      }),
+      verifierOptions,
+    );
+  return { certPem, keyPem, verifier };
+}
+
+function _fail(message: string, code: number): number {
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(`${PROGRAM}: ${message}\n`));
+  } catch { /* closed pipe */ }
+  return code;
+}
+
+if (import.meta.main) Deno.exit(await runServer(Deno.args));

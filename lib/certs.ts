@@ -267,19 +267,22 @@ function _dnsMatches(pattern: string, host: string): boolean {
 }
 
 function _parseIp(text: string): Uint8Array | undefined {
-  const t = text.replace(/^\[|\]$/g, "");
+  const bracketed = text.startsWith("[") && text.endsWith("]");
+  if (!bracketed && (text.startsWith("[") || text.endsWith("]"))) return undefined;
+  const t = bracketed ? text.slice(1, -1) : text;
   const v4 = _parseIpv4(t);
   if (v4) return v4;
   if (!t.includes(":")) return undefined;
   const halves = t.split("::");
   if (halves.length > 2) return undefined;
-  const parseGroups = (s: string): number[] | undefined => {
+  // A dotted IPv4 tail is allowed only in the last 32 bits (RFC 4291).
+  const parseGroups = (s: string, last: boolean): number[] | undefined => {
     if (s === "") return [];
     const out: number[] = [];
     const parts = s.split(":");
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]!;
-      if (i === parts.length - 1 && part.includes(".")) {
+      if (last && i === parts.length - 1 && part.includes(".")) {
         const b = _parseIpv4(part);
         if (!b) return undefined;
         out.push((b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!);
@@ -290,8 +293,8 @@ function _parseIp(text: string): Uint8Array | undefined {
     }
     return out;
   };
-  const head = parseGroups(halves[0]!);
-  const tail = halves.length === 2 ? parseGroups(halves[1]!) : [];
+  const head = parseGroups(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? parseGroups(halves[1]!, true) : [];
   if (!head || !tail) return undefined;
   const missing = 8 - head.length - tail.length;
   if (

@@ -41,7 +41,7 @@ const _decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * ```ts
  * import { encodeMessage } from "./codec.ts";
  * const bytes = encodeMessage({ type: "HEALTH_REQUEST", seq: 2 });
- * // bytes: 00 00 00 26 {"type":"HEALTH_REQUEST","seq":2}
+ * // bytes: 00 00 00 21 {"type":"HEALTH_REQUEST","seq":2}
  * ```
  */
 export function encodeMessage(message: Message): Uint8Array {
@@ -234,35 +234,35 @@ export class FrameDecoder {
 }
 
 /**
- * Checks the content of a CONFIG_UPDATE's `config` object.
+ * Checks the content of a CONFIG_UPDATE's `config` object and returns it in
+ * canonical form (known fields only, metric names de-duplicated).
+ *
+ * The codec calls it without `knownMetrics` while decoding, so a bad config
+ * is reported as `BAD_CONFIG` (which keeps the session) rather than
+ * `BAD_MESSAGE`; the server calls it again with the names it can report.
  *
  * @param config the received `config` object
- * @param knownMetrics metric names the server can report
- * @returns the changes to apply
+ * @param knownMetrics metric names the server can report; omit to skip that check
  * @throws {CodecError} `BAD_CONFIG` naming the first bad field
  */
 export function validateConfigUpdate(
   config: Record<string, unknown>,
-  knownMetrics: readonly string[],
+  knownMetrics?: readonly string[],
+  where: { messageType?: MessageType; seq?: number } = {},
 ): Partial<SessionConfig> {
+  const fail = (message: string) => new CodecError("BAD_CONFIG", "remote", message, where);
   const out: Partial<SessionConfig> = {};
   for (const key of Object.keys(config)) {
     if (key !== "interval_ms" && key !== "metrics") {
-      throw new CodecError(
-        "BAD_CONFIG",
-        "remote",
-        `Cannot apply config: unknown field '${key}', expected interval_ms or metrics`,
-      );
+      throw fail(`Cannot apply config: unknown field '${key}', expected interval_ms or metrics`);
     }
   }
   if (config.interval_ms !== undefined) {
     const v = config.interval_ms;
     if (!_isInteger(v) || v < MIN_INTERVAL_MS || v > MAX_INTERVAL_MS) {
-      throw new CodecError(
-        "BAD_CONFIG",
-        "remote",
+      throw fail(
         `Cannot apply config: interval_ms ${
-          JSON.stringify(v)
+          _describe(v)
         } is not an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`,
       );
     }
@@ -271,19 +271,13 @@ export function validateConfigUpdate(
   if (config.metrics !== undefined) {
     const v = config.metrics;
     if (!_isNameArray(v)) {
-      throw new CodecError(
-        "BAD_CONFIG",
-        "remote",
-        "Cannot apply config: metrics must be an array of non-empty strings",
-      );
+      throw fail("Cannot apply config: metrics must be an array of non-empty strings");
     }
-    const unknown = v.filter((name) => !knownMetrics.includes(name));
+    const unknown = knownMetrics ? v.filter((name) => !knownMetrics.includes(name)) : [];
     if (unknown.length > 0) {
-      throw new CodecError(
-        "BAD_CONFIG",
-        "remote",
+      throw fail(
         `Cannot apply config: unknown metric ${JSON.stringify(unknown[0])}, expected one of ${
-          knownMetrics.join(", ")
+          knownMetrics!.join(", ")
         }`,
       );
     }
@@ -300,6 +294,8 @@ interface _Field {
   name: string;
   required: boolean;
   check: _Check;
+  /** Rebuilds a checked value with known parts only. */
+  canon?: (value: unknown) => unknown;
 }
 
 const _int = (min: number, max = Number.MAX_SAFE_INTEGER): _Check => (v) =>
@@ -338,7 +334,8 @@ const _config: _Check = (v) => {
   return undefined;
 };
 
-const _req = (name: string, check: _Check): _Field => ({ name, required: true, check });
+const _req = (name: string, check: _Check, canon?: _Field["canon"]): _Field =>
+  canon ? { name, required: true, check, canon } : { name, required: true, check };
 const _opt = (name: string, check: _Check): _Field => ({ name, required: false, check });
 const _seqField = _int(1);
 
@@ -365,7 +362,13 @@ const _FIELDS: Record<MessageType, readonly _Field[]> = {
     _req("ts", _int(0)),
   ],
   CONFIG_UPDATE: [_req("config", _object)],
-  CONFIG_ACK: [_req("re", _seqField), _req("config", _config)],
+  CONFIG_ACK: [
+    _req("re", _seqField),
+    _req("config", _config, (v) => {
+      const c = v as SessionConfig;
+      return { interval_ms: c.interval_ms, metrics: [...c.metrics] };
+    }),
+  ],
   ERROR: [_opt("re", _seqField), _req("code", _errorCode), _req("message", _string)],
   TERMINATE: [_opt("reason", _string)],
   TERMINATE_ACK: [_req("re", _seqField)],
@@ -424,22 +427,14 @@ function _validateMessage(obj: Record<string, unknown>): Message {
         where,
       );
     }
-    out[field.name] = _copy(value);
+    // JSON.parse built fresh objects, so values are kept without copying;
+    // structures with a fixed shape are rebuilt from their known fields.
+    out[field.name] = field.canon ? field.canon(value) : value;
+  }
+  if (type === "CONFIG_UPDATE") {
+    out.config = validateConfigUpdate(out.config as Record<string, unknown>, undefined, where);
   }
   return out as unknown as Message;
-}
-
-/** Copies JSON values so that decoded messages share nothing with the input. */
-function _copy(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(_copy);
-  if (typeof value === "object" && value !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      Object.defineProperty(out, k, { value: _copy(v), enumerable: true, writable: true });
-    }
-    return out;
-  }
-  return value;
 }
 
 function _isInteger(v: unknown): v is number {

@@ -75,7 +75,10 @@ export class HealthTracker {
     return this.#since;
   }
 
-  /** The reason of the most recent failure, kept until the server is UP again. */
+  /**
+   * The reason of the most recent failure; cleared by a good check that
+   * leaves or makes the server UP (a DOWN server keeps it until it is UP).
+   */
   get lastError(): string | undefined {
     return this.#lastError;
   }
@@ -90,7 +93,10 @@ export class HealthTracker {
   success(now: number): Transition | undefined {
     this.#failures = 0;
     this.#successes++;
-    if (this.#state === "UP") return undefined;
+    if (this.#state === "UP") {
+      this.#lastError = undefined;
+      return undefined;
+    }
     // From UNKNOWN one good check is enough: there is no flapping to damp yet.
     if (this.#state === "DOWN" && this.#successes < this.#rise) return undefined;
     this.#lastError = undefined;

@@ -151,7 +151,9 @@ export class LbSession {
   #ackDeadline: number | undefined;
   #check: { seq: number; sentAt: number; deadline: number } | undefined;
   #configs = new Map<number, number>();
-  #late: number[] = [];
+  /** Seqs of timed-out requests, so that their late replies are ignored. */
+  #lateChecks: number[] = [];
+  #lateConfigs: number[] = [];
   #terminate: { seq: number; deadline: number } | undefined;
 
   constructor(options: LbSessionOptions) {
@@ -318,7 +320,7 @@ export class LbSession {
     if (this.#check && now >= this.#check.deadline) {
       const { seq, sentAt } = this.#check;
       this.#check = undefined;
-      this.#remember(seq);
+      _remember(this.#lateChecks, seq);
       out.push({
         kind: "check",
         ok: false,
@@ -331,7 +333,7 @@ export class LbSession {
     for (const [seq, deadline] of this.#configs) {
       if (now < deadline) continue;
       this.#configs.delete(seq);
-      this.#remember(seq);
+      _remember(this.#lateConfigs, seq);
       out.push({
         kind: "config",
         seq,
@@ -374,7 +376,7 @@ export class LbSession {
       this.#check = undefined;
       return [{ kind: "check", ok: true, rttMs, response: m }];
     }
-    if (this.#late.includes(m.re)) return [];
+    if (this.#lateChecks.includes(m.re)) return [];
     return this.#fail(this.#badRe(m, "a pending HEALTH_REQUEST"));
   }
 
@@ -383,14 +385,17 @@ export class LbSession {
     if (this.#configs.delete(m.re)) {
       return [{ kind: "config", seq: m.re, ok: true, config: m.config }];
     }
-    if (this.#late.includes(m.re)) return [];
+    if (this.#lateConfigs.includes(m.re)) return [];
     return this.#fail(this.#badRe(m, "a pending CONFIG_UPDATE"));
   }
 
   /** @internal */
   _onError(m: ErrorMessage): LbAction[] {
-    if (m.code === "BAD_CONFIG" && m.re !== undefined && this.#configs.delete(m.re)) {
-      return [{ kind: "config", seq: m.re, ok: false, code: m.code, message: m.message }];
+    if (m.code === "BAD_CONFIG" && m.re !== undefined) {
+      if (this.#configs.delete(m.re)) {
+        return [{ kind: "config", seq: m.re, ok: false, code: m.code, message: m.message }];
+      }
+      if (this.#lateConfigs.includes(m.re)) return [];
     }
     const aborted = this.#abortPending(`server sent ERROR ${m.code}`);
     this.#reset();
@@ -471,20 +476,21 @@ export class LbSession {
     return out;
   }
 
-  #remember(seq: number): void {
-    this.#late.push(seq);
-    if (this.#late.length > _LATE_MEMORY) this.#late.shift();
-  }
-
   #reset(): void {
     this.#state = "DISCONNECTED";
     this.#seq = new _Sequencer();
     this.#ackDeadline = undefined;
     this.#check = undefined;
     this.#configs.clear();
-    this.#late = [];
+    this.#lateChecks = [];
+    this.#lateConfigs = [];
     this.#terminate = undefined;
   }
+}
+
+function _remember(list: number[], seq: number): void {
+  list.push(seq);
+  if (list.length > _LATE_MEMORY) list.shift();
 }
 
 /** The transition table: for each state, the message types it accepts. */

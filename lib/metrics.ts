@@ -84,7 +84,7 @@ export class SystemMetrics implements MetricsSource {
     this.#loop = this.#run();
   }
 
-  /** Stops sampling and waits for a probe in progress. */
+  /** Stops sampling; waits for a probe in progress, at most its timeout. */
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
@@ -112,8 +112,15 @@ export class SystemMetrics implements MetricsSource {
 
   async #sample(): Promise<void> {
     const next: MetricValues = { ...this.#values, ..._quickSample() };
+    // A probe that never settles (a failing callback inside systeminformation)
+    // must not stall sampling or shutdown: each round is bounded.
+    const limit = Math.max(2000, this.#intervalMs * 2);
     try {
-      const [load, net] = await Promise.all([si.currentLoad(), si.networkStats("*")]);
+      const [load, net] = await _bounded(
+        Promise.all([si.currentLoad(), si.networkStats("*")]),
+        limit,
+        "cpu/network probe",
+      );
       next.cpu_percent = _percent(load.currentLoad);
       let rx = 0;
       let tx = 0;
@@ -127,7 +134,7 @@ export class SystemMetrics implements MetricsSource {
       const now = Date.now();
       if (now - this.#lastSlow >= this.#slowIntervalMs) {
         this.#lastSlow = now;
-        const fs = await si.fsSize();
+        const fs = await _bounded(si.fsSize(), limit, "disk probe");
         const root = fs.find((f) => f.mount === "/") ?? fs[0];
         if (root) next.disk_percent = _percent(root.use);
       }
@@ -169,6 +176,16 @@ function _initialSample(): MetricValues {
     net_rx_bytes_per_s: 0,
     net_tx_bytes_per_s: 0,
   };
+}
+
+function _bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function _percent(v: number): number {

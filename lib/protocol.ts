@@ -151,13 +151,13 @@ export interface HealthResponseMessage extends MessageBase {
 }
 
 /**
- * LB to server: changes the session's configuration. The codec only checks
- * that `config` is an object; its content is checked by `validateConfigUpdate`
- * so that a bad value is answered with BAD_CONFIG and the session survives.
+ * LB to server: changes the session's configuration. A `config` object with
+ * an unknown field or a bad value is answered with ERROR BAD_CONFIG and the
+ * session survives.
  */
 export interface ConfigUpdateMessage extends MessageBase {
   type: "CONFIG_UPDATE";
-  config: Record<string, unknown>;
+  config: Partial<SessionConfig>;
 }
 
 /** Server to LB: the effective configuration after a CONFIG_UPDATE. */

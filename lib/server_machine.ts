@@ -198,10 +198,23 @@ export class ServerSession {
     return handler(this, message, now);
   }
 
-  /** Feeds a frame or message that failed to decode. */
+  /**
+   * Feeds a frame or message that failed to decode. A CONFIG_UPDATE with a
+   * bad `config` (code BAD_CONFIG) is answered with ERROR and the session
+   * stays READY; every other failure ends the session.
+   */
   receiveInvalid(error: CodecError, _now: number): ServerAction[] {
     if (this.#state === "CLOSED") return [];
-    return this.#fail(_classifyInvalid(error, this.#seq, (t) => this.accepts(t)));
+    const reported = _classifyInvalid(error, this.#seq, (t) => this.accepts(t));
+    if (reported.code === "BAD_CONFIG" && reported.seq !== undefined) {
+      return [this.#send({
+        type: "ERROR",
+        re: reported.seq,
+        code: "BAD_CONFIG",
+        message: reported.message,
+      })];
+    }
+    return this.#fail(reported);
   }
 
   /** Feeds the result of the token check asked for by an `authenticate` action. */
@@ -320,7 +333,10 @@ export class ServerSession {
   _onConfigUpdate(message: ConfigUpdateMessage): ServerAction[] {
     let change: Partial<SessionConfig>;
     try {
-      change = validateConfigUpdate(message.config, this.#options.availableMetrics);
+      change = validateConfigUpdate(
+        message.config as Record<string, unknown>,
+        this.#options.availableMetrics,
+      );
     } catch (e) {
       const err = e as QhcpError;
       return [this.#send({ type: "ERROR", re: message.seq, code: err.code, message: err.message })];

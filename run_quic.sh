@@ -48,10 +48,12 @@ run_program() { # run_program lb.ts|server.ts ARGS...
   exec "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/$entry" "$@"
 }
 
-# ask VAR "Prompt" DEFAULT: reads a line, empty means DEFAULT.
+# ask VAR "Prompt" DEFAULT: reads a line, empty means DEFAULT. The prompt is
+# printed even when input is piped (read -p only prompts on a terminal).
 ask() {
   local answer
-  if ! read -r -p "$2 [$3]: " answer; then
+  printf '%s [%s]: ' "$2" "$3" >&2
+  if ! read -r answer; then
     echo >&2
     exit 0
   fi
@@ -93,7 +95,8 @@ menu() {
     echo "  1) Run Load Balancer"
     echo "  2) Run Server"
     echo "  3) Exit"
-    if ! read -r -p "Choose [1-3]: " choice; then
+    printf 'Choose [1-3]: ' >&2
+    if ! read -r choice; then
       echo
       exit 0
     fi

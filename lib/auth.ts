@@ -37,6 +37,8 @@ export interface SignedToken {
 /** Signs HELLO tokens for one LB. */
 export interface TokenSigner {
   readonly alg: TokenAlgorithm;
+  /** The LB id put in `iss`; the LB must send the same `lb_id` in HELLO. */
+  readonly lbId: string;
   /** Signs a token issued at `now` (ms since epoch). */
   sign(now: number): Promise<SignedToken>;
 }
@@ -208,6 +210,7 @@ function _signer(
   const ttlSec = options.ttlSec ?? 600;
   return {
     alg,
+    lbId: options.lbId,
     async sign(now: number): Promise<SignedToken> {
       const iat = Math.floor(now / 1000);
       const exp = iat + ttlSec;

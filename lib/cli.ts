@@ -169,6 +169,12 @@ function _parseArgsMessage(message: string): string {
   if (unknown) return `unknown flag ${unknown[1]} (see --help)`;
   const missing = /Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
   if (missing) return `${missing[2]}: expected a value`;
+  const ambiguous = /Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    return `${ambiguous[1]}: expected a value (write ${
+      ambiguous[1]
+    }=VALUE for a value starting with -)`;
+  }
   const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
   if (noValue) return `${noValue[1]}: takes no value`;
   return message.split("\n")[0] ?? message;

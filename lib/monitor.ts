@@ -27,10 +27,10 @@ import {
 export interface MonitorOptions {
   /** The QUIC stack. */
   transport: Transport;
-  /** Signs HELLO tokens. */
+  /** Signs HELLO tokens; its `lbId` is the id sent in HELLO. */
   signer: TokenSigner;
-  /** The LB's id (the token's `iss`). */
-  lbId: string;
+  /** The LB's id; when given it must equal `signer.lbId`. */
+  lbId?: string;
   /** Servers to watch. */
   servers: readonly ServerAddress[];
   /** Check interval, ms. Default 10000. */
@@ -108,8 +108,15 @@ export class Monitor {
     this.#log = options.log ?? silentLogger;
     const interval = options.checkIntervalMs ?? 10_000;
     this.#timeoutFixed = options.checkTimeoutMs !== undefined;
+    if (options.lbId !== undefined && options.lbId !== options.signer.lbId) {
+      throw new Error(
+        `Monitor lbId ${JSON.stringify(options.lbId)} differs from the token issuer ${
+          JSON.stringify(options.signer.lbId)
+        }`,
+      );
+    }
     this.#settings = {
-      lbId: options.lbId,
+      lbId: options.signer.lbId,
       checkIntervalMs: interval,
       checkTimeoutMs: options.checkTimeoutMs ?? Math.min(interval, 2000),
       maxFailAttempts: options.maxFailAttempts ?? 3,

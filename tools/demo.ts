@@ -20,9 +20,8 @@ const logDir = await Deno.makeTempDir({ prefix: "qhcp-demo-" });
 // Create the development CA, certificate and secret once, before anything starts.
 await ensureDefaultFiles(defaultCertsDir(), { log: createLogger() });
 
-const servers = await Promise.all(ports.map(async (port, i) => {
-  const log = await Deno.open(`${logDir}/server-${i + 1}.log`, { write: true, create: true });
-  return new Deno.Command(Deno.execPath(), {
+const servers = ports.map((port, i) =>
+  new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--config",
@@ -37,13 +36,13 @@ const servers = await Promise.all(ports.map(async (port, i) => {
       `demo-${i + 1}`,
     ],
     stdin: "null",
-    stdout: log.writable,
+    stdout: "null",
     stderr: "piped",
-  }).spawn();
-}));
-// Server logs go to files; keep stderr drained.
+  }).spawn()
+);
+// Server logs go to files, so that the LB's live table owns the terminal.
 for (const [i, s] of servers.entries()) {
-  const file = await Deno.open(`${logDir}/server-${i + 1}.err`, { write: true, create: true });
+  const file = await Deno.open(`${logDir}/server-${i + 1}.log`, { write: true, create: true });
   void s.stderr.pipeTo(file.writable).catch(() => {});
 }
 console.error(`demo: servers on 127.0.0.1:${ports.join(", ")}; their logs are in ${logDir}`);

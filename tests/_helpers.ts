@@ -1,0 +1,213 @@
+/**
+ * Test helpers: polling, credentials, fake metrics, and child processes of
+ * the real programs with their log lines captured.
+ *
+ * @module
+ */
+
+import { createHmacSigner, createHmacVerifier, generateSecret } from "../lib/auth.ts";
+import { type DevCertificates, generateDevCertificates } from "../lib/certs.ts";
+import type { MetricsSource } from "../lib/metrics.ts";
+import type { MetricValues } from "../lib/protocol.ts";
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  everyMs = 20,
+): Promise<Exclude<T, false | 0 | "" | null | undefined>> {
+  const start = performance.now();
+  let last: unknown;
+  while (performance.now() - start < timeoutMs) {
+    try {
+      const v = await check();
+      if (v) return v as Exclude<T, false | 0 | "" | null | undefined>;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last)})`);
+}
+
+/** Certificates and a shared secret for one test file. */
+export interface Credentials {
+  certs: DevCertificates;
+  secret: Uint8Array;
+}
+
+/** Makes a CA, a server certificate for localhost/127.0.0.1/::1 and a secret. */
+export async function makeCredentials(): Promise<Credentials> {
+  return {
+    certs: await generateDevCertificates(),
+    secret: new TextEncoder().encode(generateSecret()),
+  };
+}
+
+/** HS256 signer and verifier over a secret. */
+export function hmacPair(secret: Uint8Array, lbId = "lb-test", ttlSec = 600, leewaySec = 60) {
+  return {
+    signer: createHmacSigner(secret, { lbId, ttlSec }),
+    verifier: createHmacVerifier(secret, { leewaySec }),
+  };
+}
+
+/** A metrics source with values the test controls. */
+export class FakeMetrics implements MetricsSource {
+  readonly names = ["cpu_percent", "mem_percent", "load_1", "disk_percent"] as const;
+  values: MetricValues = { cpu_percent: 12.5, mem_percent: 40, load_1: 0.5, disk_percent: 70 };
+  snapshot(): MetricValues {
+    return this.values;
+  }
+}
+
+/** A running child process of lb.ts or server.ts with its stderr lines. */
+export class Program {
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly done: Promise<Deno.CommandStatus>;
+  #pumped: Promise<void>;
+
+  constructor(
+    script: "lb.ts" | "server.ts",
+    args: readonly string[],
+    env: Record<string, string> = {},
+  ) {
+    const root = new URL("..", import.meta.url);
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--config",
+        new URL("deno.json", root).pathname,
+        new URL(script, root).pathname,
+        ...args,
+      ],
+      env: { NO_COLOR: "1", ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#pumped = Promise.all([
+      this.#pump(this.child.stderr),
+      this.#pump(this.child.stdout),
+    ]).then(() => {});
+    this.done = this.child.status;
+  }
+
+  /** Waits for a log line matching `re` and returns its match. */
+  async waitForLine(re: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+    return await waitFor(`a line matching ${re}`, () => {
+      for (const l of this.lines) {
+        const m = l.match(re);
+        if (m) return m;
+      }
+      return undefined;
+    }, timeoutMs);
+  }
+
+  /** Sends a signal (ignores a process that is gone). */
+  kill(signal: Deno.Signal): void {
+    try {
+      this.child.kill(signal);
+    } catch { /* already exited */ }
+  }
+
+  /** Ends the process (SIGKILL if it does not exit on `signal` in time) and drains output. */
+  async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 5000): Promise<Deno.CommandStatus> {
+    this.kill(signal);
+    const timer = setTimeout(() => this.kill("SIGKILL"), timeoutMs);
+    const status = await this.done;
+    clearTimeout(timer);
+    await this.#pumped;
+    return status;
+  }
+
+  /** All captured output, for failure messages. */
+  output(): string {
+    return this.lines.join("\n");
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+    let rest = "";
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        rest += value;
+        const parts = rest.split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+      }
+    } catch { /* process gone */ }
+    if (rest) this.lines.push(rest);
+  }
+}
+
+/** Starts a server agent process on 127.0.0.1 and returns it with its UDP port. */
+export async function startServerProcess(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ program: Program; port: number }> {
+  const program = new Program("server.ts", ["--server-ip", "127.0.0.1", ...args], env);
+  try {
+    const m = await program.waitForLine(/server listening .*port=(\d+)/);
+    return { program, port: Number(m[1]) };
+  } catch (e) {
+    await program.stop("SIGKILL");
+    throw new Error(`server did not start: ${(e as Error).message}\n${program.output()}`);
+  }
+}
+
+/** Starts an LB process and returns it with its HTTP port. */
+export async function startLbProcess(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ program: Program; httpPort: number }> {
+  const program = new Program("lb.ts", [
+    "--http-host",
+    "127.0.0.1",
+    "--loadbalancer-port",
+    "0",
+    ...args,
+  ], env);
+  try {
+    const m = await program.waitForLine(/HTTP status endpoint listening .*port=(\d+)/);
+    return { program, httpPort: Number(m[1]) };
+  } catch (e) {
+    await program.stop("SIGKILL");
+    throw new Error(`LB did not start: ${(e as Error).message}\n${program.output()}`);
+  }
+}
+
+/** One server's entry in GET /status. */
+export interface StatusEntry {
+  address: string;
+  state: string;
+  consecutive_failures: number;
+  last_rtt_ms: number | null;
+  metrics: Record<string, number> | null;
+  status: string | null;
+  last_error: string | null;
+  last_change: string;
+}
+
+/** GET /status from an LB process. */
+export async function fetchStatus(httpPort: number): Promise<StatusEntry[]> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/status`);
+  const body = await res.json() as { servers: StatusEntry[] };
+  return body.servers;
+}
+
+/** Makes a temporary certs directory with the default files, shared by processes of one test. */
+export async function tempDir(prefix: string): Promise<string> {
+  return await Deno.makeTempDir({ prefix: `qhcp-${prefix}-` });
+}

@@ -1,0 +1,310 @@
+/**
+ * Command lines: flag parsing and validation without processes, then the
+ * real entry points and run_quic.sh for --help, bad values and the menu.
+ */
+
+import assert from "node:assert/strict";
+import { CliError } from "../lib/cli.ts";
+import { LB_FLAGS, parseLbArgs } from "../lib/lb_cli.ts";
+import { parseServerAddress } from "../lib/monitor.ts";
+import { parseServerArgs, SERVER_FLAGS } from "../lib/server_cli.ts";
+import { Program, tempDir } from "./_helpers.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+
+function cliError(fn: () => unknown, message: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof CliError, String(e));
+    assert.match(e.message, message);
+    assert.ok(!e.message.includes("\n"), "one line");
+    return true;
+  });
+}
+
+Deno.test("parseLbArgs() applies the documented defaults", () => {
+  const c = parseLbArgs([]);
+  assert.deepEqual(c.servers, []);
+  assert.equal(c.httpPort, 4242);
+  assert.equal(c.maxFailAttempts, 3);
+  assert.equal(c.checkIntervalMs, 10_000);
+  assert.equal(c.checkTimeoutMs, undefined);
+  assert.equal(c.reconnectIntervalMs, 30_000);
+  assert.equal(c.insecure, false);
+  assert.equal(c.jwtTtlSec, 600);
+  assert.match(c.lbId, /^lb-/);
+  assert.equal(c.table, "auto");
+});
+
+Deno.test("parseLbArgs() reads every flag", () => {
+  const c = parseLbArgs([
+    "--servers",
+    "10.0.0.1:5000, web-2 ,[::1]:7000,fe80::1",
+    "--loadbalancer-port",
+    "8080",
+    "--max-fail-attempts",
+    "5",
+    "--check-interval",
+    "0.25",
+    "--check-timeout",
+    "0.1",
+    "--reconnect-interval",
+    "1.5",
+    "--cert-file",
+    "/etc/qhcp/ca.pem",
+    "--jwt-private-key-file",
+    "/etc/qhcp/lb.key",
+    "--lb-id",
+    "edge-1",
+    "--metrics",
+    "load_1,disk_percent",
+    "--table",
+    "plain",
+  ]);
+  assert.deepEqual(c.servers, [
+    { host: "10.0.0.1", port: 5000 },
+    { host: "web-2", port: 4243 },
+    { host: "::1", port: 7000 },
+    { host: "fe80::1", port: 4243 },
+  ]);
+  assert.equal(c.httpPort, 8080);
+  assert.equal(c.maxFailAttempts, 5);
+  assert.equal(c.checkIntervalMs, 250);
+  assert.equal(c.checkTimeoutMs, 100);
+  assert.equal(c.reconnectIntervalMs, 1500);
+  assert.equal(c.caFile, "/etc/qhcp/ca.pem");
+  assert.equal(c.jwtPrivateKeyFile, "/etc/qhcp/lb.key");
+  assert.equal(c.lbId, "edge-1");
+  assert.deepEqual(c.metrics, ["load_1", "disk_percent"]);
+  assert.equal(c.table, "plain");
+});
+
+Deno.test("parseLbArgs() names the flag of every bad value", () => {
+  cliError(
+    () => parseLbArgs(["--check-interval", "abc"]),
+    /^--check-interval: expected seconds in 0\.1\.\.3600, got "abc"$/,
+  );
+  cliError(() => parseLbArgs(["--check-interval", "0.01"]), /^--check-interval:/);
+  cliError(() => parseLbArgs(["--check-interval", "-1"]), /^--check-interval:/);
+  cliError(
+    () => parseLbArgs(["--max-fail-attempts", "0"]),
+    /^--max-fail-attempts: expected an integer in 1\.\.1000/,
+  );
+  cliError(() => parseLbArgs(["--max-fail-attempts", "2.5"]), /^--max-fail-attempts:/);
+  cliError(() => parseLbArgs(["--loadbalancer-port", "70000"]), /^--loadbalancer-port:/);
+  cliError(() => parseLbArgs(["--reconnect-interval", "x"]), /^--reconnect-interval:/);
+  cliError(() => parseLbArgs(["--check-timeout", "0"]), /^--check-timeout:/);
+  cliError(
+    () => parseLbArgs(["--servers", "10.0.0.1:99999"]),
+    /^--servers: port in "10\.0\.0\.1:99999" is not in 1\.\.65535/,
+  );
+  cliError(() => parseLbArgs(["--servers", "a,,b"]), /^--servers: expected a comma-separated list/);
+  cliError(() => parseLbArgs(["--servers", "host:http"]), /^--servers: bad port/);
+  cliError(() => parseLbArgs(["--table", "fancy"]), /^--table: expected one of auto, plain, off/);
+  cliError(() => parseLbArgs(["--log-level", "loud"]), /^--log-level:/);
+  cliError(() => parseLbArgs(["--bogus"]), /^unknown flag --bogus/);
+  cliError(() => parseLbArgs(["--servers"]), /^--servers: expected a value$/);
+  cliError(() => parseLbArgs(["stray"]), /^unexpected argument "stray"/);
+  cliError(
+    () => parseLbArgs(["--jwt-secret-file", "a", "--jwt-private-key-file", "b"]),
+    /cannot be used together/,
+  );
+  cliError(() => parseLbArgs(["--insecure", "--cert-file", "ca.pem"]), /cannot be used together/);
+});
+
+Deno.test("parseServerArgs() applies the documented defaults and reads every flag", () => {
+  const d = parseServerArgs([]);
+  assert.equal(d.host, "0.0.0.0");
+  assert.equal(d.port, 4243);
+  assert.equal(d.helloTimeoutMs, 5000);
+  assert.equal(d.jwtLeewaySec, 60);
+  assert.deepEqual(d.defaultMetrics, ["cpu_percent", "mem_percent"]);
+  const c = parseServerArgs([
+    "--server-ip",
+    "::",
+    "--server-port",
+    "5000",
+    "--key-file",
+    "k.pem",
+    "--cert-file",
+    "c.pem",
+    "--jwt-public-key-file",
+    "lb.pub",
+    "--server-id",
+    "web-7",
+    "--hello-timeout",
+    "2.5",
+    "--metrics",
+    "cpu_percent,load_1",
+  ]);
+  assert.equal(c.host, "::");
+  assert.equal(c.port, 5000);
+  assert.equal(c.keyFile, "k.pem");
+  assert.equal(c.certFile, "c.pem");
+  assert.equal(c.jwtPublicKeyFile, "lb.pub");
+  assert.equal(c.serverId, "web-7");
+  assert.equal(c.helloTimeoutMs, 2500);
+  assert.deepEqual(c.defaultMetrics, ["cpu_percent", "load_1"]);
+});
+
+Deno.test("parseServerArgs() names the flag of every bad value", () => {
+  cliError(() => parseServerArgs(["--server-port", "-1"]), /^--server-port:/);
+  cliError(() => parseServerArgs(["--hello-timeout", "0"]), /^--hello-timeout:/);
+  cliError(() => parseServerArgs(["--metrics", "gpu"]), /^--metrics: unknown metric "gpu"/);
+  cliError(
+    () => parseServerArgs(["--key-file", "k.pem"]),
+    /--key-file and --cert-file must be given together/,
+  );
+  cliError(
+    () => parseServerArgs(["--jwt-secret-file", "a", "--jwt-public-key-file", "b"]),
+    /cannot be used together/,
+  );
+});
+
+Deno.test("parseServerAddress() accepts host:port, bare hosts and IPv6 forms", () => {
+  assert.deepEqual(parseServerAddress("example.com"), { host: "example.com", port: 4243 });
+  assert.deepEqual(parseServerAddress("[2001:db8::1]:99"), { host: "2001:db8::1", port: 99 });
+  assert.deepEqual(parseServerAddress("2001:db8::1"), { host: "2001:db8::1", port: 4243 });
+  assert.throws(() => parseServerAddress(""));
+  assert.throws(() => parseServerAddress("a b:1"));
+});
+
+Deno.test("Every flag in the tables has a help text", () => {
+  for (const f of [...LB_FLAGS, ...SERVER_FLAGS]) assert.ok(f.help.length > 10, f.name);
+});
+
+async function run(
+  args: string[],
+  stdin = "",
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(args[0]!, {
+    args: args.slice(1),
+    cwd: root,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(stdin));
+  await w.close();
+  const out = await child.output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+const deno = Deno.execPath();
+
+Deno.test("lb.ts --help prints every flag and exits 0", async () => {
+  const r = await run([deno, "run", "-A", "lb.ts", "--help"]);
+  assert.equal(r.code, 0);
+  for (const f of LB_FLAGS) assert.ok(r.stdout.includes(`--${f.name}`), f.name);
+});
+
+Deno.test("server.ts --help prints every flag and the metric names and exits 0", async () => {
+  const r = await run([deno, "run", "-A", "server.ts", "--help"]);
+  assert.equal(r.code, 0);
+  for (const f of SERVER_FLAGS) assert.ok(r.stdout.includes(`--${f.name}`), f.name);
+  assert.match(r.stdout, /net_rx_bytes_per_s/);
+});
+
+Deno.test("lb.ts exits 2 with one line naming the flag for a bad value", async () => {
+  const r = await run([deno, "run", "-A", "lb.ts", "--check-interval", "soon"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, 'qhcp-lb: --check-interval: expected seconds in 0.1..3600, got "soon"\n');
+});
+
+Deno.test("server.ts refuses a JWT secret shorter than 32 bytes with exit 2 and a clear message", async () => {
+  const dir = await tempDir("cli");
+  try {
+    await Deno.writeTextFile(`${dir}/short.secret`, "too-short\n");
+    const r = await run([
+      deno,
+      "run",
+      "-A",
+      "server.ts",
+      "--jwt-secret-file",
+      `${dir}/short.secret`,
+      "--certs-dir",
+      dir,
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /\nqhcp-server: --jwt-secret-file: JWT secret in .*short\.secret is 9 bytes, expected at least 32\n$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("run_quic.sh rejects an unknown command with exit 2", async () => {
+  const r = await run(["./run_quic.sh", "frobnicate"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command 'frobnicate'/);
+});
+
+Deno.test("run_quic.sh menu: 3 exits, a bad choice asks again", async () => {
+  const r = await run(["./run_quic.sh"], "9\n3\n");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /1\) Run Load Balancer/);
+  assert.match(r.stdout, /2\) Run Server/);
+  assert.match(r.stdout, /3\) Exit/);
+  assert.match(r.stderr, /Please answer 1, 2 or 3/);
+});
+
+Deno.test({
+  name: "run_quic.sh menu: 2 prompts with defaults and execs the server with the answers",
+  sanitizeResources: false,
+  async fn() {
+    const dir = await tempDir("menu");
+    const child = new Deno.Command("./run_quic.sh", {
+      cwd: root,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", QHCP_CERTS_DIR: dir },
+    }).spawn();
+    const w = child.stdin.getWriter();
+    // Run Server; IP 127.0.0.1; port 0 (any); default key and certificate files.
+    await w.write(new TextEncoder().encode("2\n127.0.0.1\n0\n\n\n"));
+    const prog = { lines: [] as string[] };
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const prompts: string[] = [];
+    const readOut = (async () => {
+      for (let r = await stdout.read(); !r.done; r = await stdout.read()) prompts.push(r.value);
+    })();
+    try {
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && !prog.lines.join("").includes("server listening")) {
+        const r = await reader.read();
+        if (r.done) break;
+        prog.lines.push(r.value);
+      }
+      const text = prog.lines.join("");
+      assert.match(text, /server listening address=127\.0\.0\.1 port=\d+/);
+      // The prompts show their defaults.
+      const all = text + prompts.join("");
+      assert.match(all, /Server IP \[0\.0\.0\.0\]/);
+      assert.match(all, /Server port \[4243\]/);
+      // exec: the server is the process we started, so SIGTERM reaches it directly.
+      child.kill("SIGTERM");
+      const status = await child.status;
+      assert.equal(status.code, 0);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await w.close().catch(() => {});
+      await reader.cancel().catch(() => {});
+      await readOut.catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+// Program is used by other files; keep the import checked here too.
+void Program;

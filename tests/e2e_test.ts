@@ -1,0 +1,314 @@
+/**
+ * End-to-end tests with the real programs: `server.ts` and `lb.ts` as child
+ * processes talking QUIC over 127.0.0.1, observed through the LB's
+ * GET /status and the processes' logs.
+ */
+
+import assert from "node:assert/strict";
+import { createHmacSigner, readSecretFile } from "../lib/auth.ts";
+import { ensureDefaultFiles } from "../lib/defaults.ts";
+import { Monitor } from "../lib/monitor.ts";
+import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
+import {
+  fetchStatus,
+  type Program,
+  sleep,
+  startLbProcess,
+  startServerProcess,
+  type StatusEntry,
+  tempDir,
+  waitFor,
+} from "./_helpers.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+/** No process may log an unhandled rejection or uncaught exception of its own. */
+function assertNoBugs(...programs: Program[]): void {
+  for (const p of programs) {
+    const bad = p.lines.filter((l) => /\(bug\)/.test(l));
+    assert.deepEqual(bad, [], p.output());
+  }
+}
+
+async function entry(httpPort: number, port: number): Promise<StatusEntry | undefined> {
+  return (await fetchStatus(httpPort)).find((s) => s.address === `127.0.0.1:${port}`);
+}
+
+/** Polls /status until `pred` holds for the server; returns the elapsed ms. */
+async function until(
+  httpPort: number,
+  port: number,
+  what: string,
+  pred: (s: StatusEntry) => boolean,
+  timeoutMs: number,
+): Promise<number> {
+  const t0 = performance.now();
+  await waitFor(
+    what,
+    async () => {
+      const s = await entry(httpPort, port);
+      return s !== undefined && pred(s);
+    },
+    timeoutMs,
+    25,
+  );
+  return performance.now() - t0;
+}
+
+Deno.test({
+  ...opts,
+  name:
+    "LB and two servers: SIGTERM is DOWN within 1 s, SIGKILL within max-fail-attempts checks, restart UP within one reconnect interval",
+  async fn(t) {
+    const certs = await tempDir("e2e");
+    const env = { QHCP_CERTS_DIR: certs };
+    const a = await startServerProcess(["--server-port", "0", "--server-id", "alpha"], env);
+    const b = await startServerProcess(["--server-port", "0", "--server-id", "beta"], env);
+    const interval = 0.5;
+    const fall = 3;
+    const reconnect = 2;
+    const lb = await startLbProcess([
+      "--servers",
+      `127.0.0.1:${a.port},127.0.0.1:${b.port}`,
+      "--check-interval",
+      String(interval),
+      "--max-fail-attempts",
+      String(fall),
+      "--reconnect-interval",
+      String(reconnect),
+      "--table",
+      "off",
+      "--lb-id",
+      "lb-e2e",
+    ], env);
+    const programs: Program[] = [a.program, b.program, lb.program];
+    let restarted: Program | undefined;
+    try {
+      await t.step("both servers are UP with metrics and a round-trip time", async () => {
+        for (const port of [a.port, b.port]) {
+          await until(lb.httpPort, port, "UP", (s) => s.state === "UP", 10_000);
+          const s = (await entry(lb.httpPort, port))!;
+          assert.equal(s.status, "UP");
+          assert.ok(s.metrics!.cpu_percent! >= 0 && s.metrics!.cpu_percent! <= 100);
+          assert.ok(s.metrics!.mem_percent! > 0 && s.metrics!.mem_percent! <= 100);
+          assert.ok(s.last_rtt_ms !== null && s.last_rtt_ms > 0);
+          assert.equal(s.consecutive_failures, 0);
+        }
+      });
+
+      await t.step("a server stopped with SIGTERM is DOWN within 1 s and exits 0", async () => {
+        const t0 = performance.now();
+        a.program.kill("SIGTERM");
+        const downMs = await until(lb.httpPort, a.port, "DOWN", (s) => s.state === "DOWN", 3000);
+        const status = await a.program.done;
+        const exitMs = performance.now() - t0;
+        assert.ok(downMs < 1000, `DOWN after ${downMs.toFixed(0)} ms`);
+        assert.equal(status.code, 0, a.program.output());
+        assert.ok(exitMs < 2500, `server exited after ${exitMs.toFixed(0)} ms`);
+        const s = (await entry(lb.httpPort, a.port))!;
+        assert.match(s.last_error!, /server terminated the session: shutdown/);
+        console.log(
+          `  SIGTERM -> DOWN in ${downMs.toFixed(0)} ms; server exit in ${exitMs.toFixed(0)} ms`,
+        );
+      });
+
+      await t.step(
+        "a server killed with SIGKILL is DOWN within max-fail-attempts checks",
+        async () => {
+          const before = (await entry(lb.httpPort, b.port))!;
+          const checksBefore = (before as unknown as { checks_failed: number }).checks_failed;
+          b.program.kill("SIGKILL");
+          const downMs = await until(
+            lb.httpPort,
+            b.port,
+            "DOWN",
+            (s) => s.state === "DOWN",
+            10_000,
+          );
+          const s = (await entry(lb.httpPort, b.port))!;
+          // Exactly `fall` failed checks, each a timeout, made it DOWN.
+          assert.equal(s.consecutive_failures, fall);
+          assert.equal(
+            (s as unknown as { checks_failed: number }).checks_failed - checksBefore,
+            fall,
+          );
+          assert.match(s.last_error!, /timeout: no HEALTH_RESPONSE/);
+          // Bound: up to one interval until the next check, then `fall` checks one interval
+          // apart, the last timing out after min(interval, 2 s); plus 1.5 s for a busy machine.
+          const bound = (interval + fall * interval + Math.min(interval, 2)) * 1000 + 1500;
+          assert.ok(downMs < bound, `DOWN after ${downMs.toFixed(0)} ms (bound ${bound} ms)`);
+          console.log(
+            `  SIGKILL -> DOWN in ${downMs.toFixed(0)} ms (${fall} checks at ${interval} s)`,
+          );
+        },
+      );
+
+      await t.step(
+        "the killed server restarted on its port is UP again within one reconnect interval",
+        async () => {
+          const again = await startServerProcess([
+            "--server-port",
+            String(b.port),
+            "--server-id",
+            "beta",
+          ], env);
+          restarted = again.program;
+          programs.push(again.program);
+          const upMs = await until(lb.httpPort, b.port, "UP", (s) => s.state === "UP", 10_000);
+          // Started after the LB's last redial at the latest: one reconnect interval plus a
+          // handshake and a check, with 1.5 s of margin.
+          assert.ok(upMs < reconnect * 1000 + 1500, `UP after ${upMs.toFixed(0)} ms`);
+          console.log(
+            `  restart -> UP in ${upMs.toFixed(0)} ms (reconnect interval ${reconnect} s)`,
+          );
+        },
+      );
+
+      await t.step(
+        "the LB on SIGTERM sends TERMINATE to every server and exits 0 within 2 s",
+        async () => {
+          const t0 = performance.now();
+          lb.program.kill("SIGTERM");
+          const status = await lb.program.done;
+          const ms = performance.now() - t0;
+          assert.equal(status.code, 0, lb.program.output());
+          assert.ok(ms < 2000, `LB exited after ${ms.toFixed(0)} ms`);
+          await restarted!.waitForLine(/closing session .*terminated by peer: shutdown/, 3000);
+        },
+      );
+      assertNoBugs(...programs);
+    } finally {
+      await Promise.all(programs.map((p) => p.stop("SIGKILL")));
+      await Deno.remove(certs, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "A server with another JWT secret refuses the LB with UNAUTHORIZED and the LB reports why",
+  async fn() {
+    const certs = await tempDir("e2e-auth");
+    const env = { QHCP_CERTS_DIR: certs };
+    await ensureDefaultFiles(certs);
+    const otherSecret = `${certs}/other.secret`;
+    await Deno.writeTextFile(otherSecret, "x".repeat(40) + "\n");
+    const server = await startServerProcess([
+      "--server-port",
+      "0",
+      "--jwt-secret-file",
+      otherSecret,
+    ], env);
+    const lb = await startLbProcess([
+      "--servers",
+      `127.0.0.1:${server.port}`,
+      "--check-interval",
+      "0.3",
+      "--table",
+      "off",
+    ], env);
+    try {
+      await until(lb.httpPort, server.port, "DOWN", (s) => s.state === "DOWN", 10_000);
+      const s = (await entry(lb.httpPort, server.port))!;
+      assert.match(
+        s.last_error!,
+        /^UNAUTHORIZED: Cannot accept HELLO: token signature is not valid/,
+      );
+      const refused = await server.program.waitForLine(/LB refused .*code=UNAUTHORIZED.*/);
+      // Neither side logs the token or the secret.
+      const token = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
+      for (const p of [server.program, lb.program]) {
+        assert.doesNotMatch(p.output(), token);
+        assert.doesNotMatch(p.output(), /xxxxxxxxxx/);
+      }
+      assert.match(refused[0], /signature/);
+      assertNoBugs(server.program, lb.program);
+    } finally {
+      await Promise.all([server.program.stop(), lb.program.stop()]);
+      await Deno.remove(certs, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "CONFIG_UPDATE to a running server process changes what its HEALTH_RESPONSE reports",
+  async fn() {
+    const certs = await tempDir("e2e-config");
+    const files = await ensureDefaultFiles(certs);
+    const server = await startServerProcess(["--server-port", "0"], { QHCP_CERTS_DIR: certs });
+    const transport = createMatrixaiTransport();
+    const monitor = new Monitor({
+      transport,
+      signer: createHmacSigner(await readSecretFile(files.jwtSecret), { lbId: "lb-config" }),
+      lbId: "lb-config",
+      servers: [{ host: "127.0.0.1", port: server.port }],
+      caPem: await Deno.readTextFile(files.caCert),
+      checkIntervalMs: 200,
+    });
+    try {
+      monitor.start();
+      await waitFor("UP", () => monitor.status()[0]?.state === "UP", 10_000);
+      assert.deepEqual(Object.keys(monitor.status()[0]!.metrics!), ["cpu_percent", "mem_percent"]);
+      const [outcome] = await monitor.configure({
+        metrics: ["load_1", "mem_total_bytes", "uptime_s"],
+      });
+      assert.ok(outcome?.ok, JSON.stringify(outcome));
+      await waitFor(
+        "new metrics",
+        () => monitor.status()[0]?.metrics?.mem_total_bytes !== undefined,
+      );
+      const m = monitor.status()[0]!.metrics!;
+      assert.deepEqual(Object.keys(m), [
+        "cpu_percent",
+        "mem_percent",
+        "load_1",
+        "mem_total_bytes",
+        "uptime_s",
+      ]);
+      assert.ok(m.mem_total_bytes! > 0 && m.uptime_s! > 0);
+      await server.program.waitForLine(
+        /LB changed session config .*metrics=cpu_percent,mem_percent,load_1/,
+      );
+      assertNoBugs(server.program);
+    } finally {
+      await monitor.stop();
+      await transport.close();
+      await server.program.stop();
+      await Deno.remove(certs, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "The first programs to start create the default certificates and secret, shared by both",
+  async fn() {
+    const certs = await tempDir("e2e-defaults");
+    await Deno.remove(certs);
+    const env = { QHCP_CERTS_DIR: certs };
+    // Server and LB start together: one CA must come out of it.
+    const [server, lb] = await Promise.all([
+      startServerProcess(["--server-port", "0"], env),
+      startLbProcess(["--table", "off"], env),
+    ]);
+    try {
+      for (
+        const [name, mode] of [["ca.key", 0o600], ["server.key", 0o600], ["jwt.secret", 0o600], [
+          "ca.pem",
+          0o644,
+        ]] as const
+      ) {
+        const st = await Deno.stat(`${certs}/${name}`);
+        assert.equal(st.mode! & 0o777, mode, name);
+      }
+      // The LB started without --servers; add nothing, but its status is served.
+      assert.deepEqual(await fetchStatus(lb.httpPort), []);
+      await sleep(100);
+      assertNoBugs(server.program, lb.program);
+    } finally {
+      await Promise.all([server.program.stop(), lb.program.stop()]);
+      await Deno.remove(certs, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -60,6 +60,12 @@ export async function runLb(args: readonly string[]): Promise<number> {
     ...(tableMode === "tty" ? { sink: (line: string) => screen!.note(line) } : {}),
   });
   installProcessGuard({ log, isLibraryError: isTransportLibraryError });
+  // Listen for signals before anything else, so one that arrives during start-up
+  // still ends in an orderly shutdown rather than the default kill.
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handlers = signals.map((s) => [s, () => stop(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
 
   let monitor: Monitor;
   try {
@@ -118,12 +124,6 @@ export async function runLb(args: readonly string[]): Promise<number> {
     }, every);
   };
   scheduleTable();
-
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
-  const onSignal = (name: string) => () => stop(name);
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const handlers = signals.map((s) => [s, onSignal(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
 
   const signal = await stopped;
   log.info("shutting down: sending TERMINATE to every server", { signal });

@@ -44,6 +44,11 @@ export async function runServer(args: readonly string[]): Promise<number> {
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat });
   installProcessGuard({ log, isLibraryError: isTransportLibraryError });
+  // Listen for signals before anything else, so one that arrives during start-up
+  // still ends in an orderly shutdown rather than the default kill.
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => stop(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
 
   let credentials: { certPem: string; keyPem: string; verifier: TokenVerifier };
   try {
@@ -88,9 +93,6 @@ export async function runServer(args: readonly string[]): Promise<number> {
     version: VERSION,
   });
 
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => stop(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   const signal = await stopped;
   for (const [s, h] of handlers) {
     Deno.removeSignalListener(s, h);

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { Agent, type AgentOptions } from "../lib/agent.ts";
+import { createEd25519Signer, createEd25519Verifier, generateEd25519KeyPair } from "../lib/auth.ts";
 import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/codec.ts";
 import type { Transition } from "../lib/health.ts";
 import { Monitor, type MonitorOptions } from "../lib/monitor.ts";
@@ -189,6 +190,18 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     const s = stateOf(monitor, agent.port)!;
     assert.match(s.last_error ?? "", /^UNAUTHORIZED: .*signature/);
     assert.equal(s.checks_ok, 0);
+  });
+
+  test("EdDSA: a server holding only the LB's public key accepts its tokens and refuses HS256 ones", async (f) => {
+    const keys = await generateEd25519KeyPair();
+    const agent = await startAgent(f, { verifier: await createEd25519Verifier(keys.publicKeyPem) });
+    const signer = await createEd25519Signer(keys.privateKeyPem, { lbId: "lb-test" });
+    const good = startMonitor(f, [agent.port], { signer });
+    await waitFor("UP", () => stateOf(good, agent.port)?.state === "UP");
+    const hs = startMonitor(f, [agent.port]);
+    await waitFor("DOWN", () => stateOf(hs, agent.port)?.state === "DOWN", 5000);
+    assert.match(stateOf(hs, agent.port)!.last_error ?? "", /^UNAUTHORIZED: .*algorithm/);
+    assert.equal(stateOf(good, agent.port)!.state, "UP");
   });
 
   test("CONFIG_UPDATE changes what HEALTH_RESPONSE reports and the LB's own interval", async (f) => {

@@ -142,7 +142,9 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     const downMs = performance.now() - t0;
     // The TERMINATE exchange alone marks it DOWN: no failed checks are needed.
     assert.ok(downMs < 1000, `DOWN after ${downMs} ms`);
-    assert.match(stateOf(monitor, port)!.last_error ?? "", /terminated the session: shutdown/);
+    // The transition's reason (last_error may already show a later redial's failure).
+    const down = f.transitions.find((x) => x.t.to === "DOWN");
+    assert.match(down?.t.reason ?? "", /terminated the session: shutdown/);
     const again = await startAgent(f, { port });
     assert.equal(again.port, port);
     const t1 = performance.now();

@@ -105,8 +105,13 @@ Deno.test({
         assert.ok(downMs < 1000, `DOWN after ${downMs.toFixed(0)} ms`);
         assert.equal(status.code, 0, a.program.output());
         assert.ok(exitMs < 2500, `server exited after ${exitMs.toFixed(0)} ms`);
-        const s = (await entry(lb.httpPort, a.port))!;
-        assert.match(s.last_error!, /server terminated the session: shutdown/);
+        // The LB logs the transition once, with its reason.
+        await lb.program.waitForLine(
+          new RegExp(
+            `server DOWN server=127\\.0\\.0\\.1:${a.port} .*reason="server terminated the session: shutdown"`,
+          ),
+          1000,
+        );
         console.log(
           `  SIGTERM -> DOWN in ${downMs.toFixed(0)} ms; server exit in ${exitMs.toFixed(0)} ms`,
         );

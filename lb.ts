@@ -12,6 +12,7 @@ import {
   readKeyFile,
   readSecretFile,
 } from "./lib/auth.ts";
+import { _fail as _failWith, _stopSignals, _writeAll } from "./lib/_entry.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { installProcessGuard } from "./lib/guard.ts";
@@ -50,7 +51,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
     : "tty";
   const screen = tableMode === "off" ? undefined : new StatusScreen({
     mode: tableMode,
-    write: (text) => _write(Deno.stdout, text),
+    write: (text) => _writeAll(Deno.stdout, text),
     columns: () => _columns(),
   });
   // On a redrawn terminal, log lines go under the table instead of scrolling it away.
@@ -60,12 +61,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
     ...(tableMode === "tty" ? { sink: (line: string) => screen!.note(line) } : {}),
   });
   installProcessGuard({ log, isLibraryError: isTransportLibraryError });
-  // Listen for signals before anything else, so one that arrives during start-up
-  // still ends in an orderly shutdown rather than the default kill.
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const handlers = signals.map((s) => [s, () => stop(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const stop = _stopSignals();
 
   let monitor: Monitor;
   try {
@@ -125,14 +121,10 @@ export async function runLb(args: readonly string[]): Promise<number> {
   };
   scheduleTable();
 
-  const signal = await stopped;
+  const signal = await stop.stopped;
   log.info("shutting down: sending TERMINATE to every server", { signal });
   clearTimeout(tableTimer);
-  // A second signal ends the process at once.
-  for (const [s, h] of handlers) {
-    Deno.removeSignalListener(s, h);
-    Deno.addSignalListener(s, () => Deno.exit(130));
-  }
+  stop.escalate(); // a second signal ends the process at once
   await Promise.race([monitor.stop("shutdown"), new Promise((r) => setTimeout(r, 1500))]);
   await http.shutdown().catch(() => {});
   if (tableMode === "tty") draw();
@@ -190,16 +182,7 @@ async function _buildMonitor(config: LbConfig, log: Logger): Promise<Monitor> {
 }
 
 function _fail(message: string, code: number): number {
-  _write(Deno.stderr, `${PROGRAM}: ${message}\n`);
-  return code;
-}
-
-function _write(out: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  try {
-    let off = 0;
-    while (off < bytes.length) off += out.writeSync(bytes.subarray(off));
-  } catch { /* closed pipe */ }
+  return _failWith(PROGRAM, message, code);
 }
 
 function _columns(): number {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { _fail as _failWith, _stopSignals } from "./lib/_entry.ts";
 import { Agent } from "./lib/agent.ts";
 import {
   AuthConfigError,
@@ -44,11 +45,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat });
   installProcessGuard({ log, isLibraryError: isTransportLibraryError });
-  // Listen for signals before anything else, so one that arrives during start-up
-  // still ends in an orderly shutdown rather than the default kill.
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => stop(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const stop = _stopSignals();
 
   let credentials: { certPem: string; keyPem: string; verifier: TokenVerifier };
   try {
@@ -93,11 +90,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
     version: VERSION,
   });
 
-  const signal = await stopped;
-  for (const [s, h] of handlers) {
-    Deno.removeSignalListener(s, h);
-    Deno.addSignalListener(s, () => Deno.exit(130));
-  }
+  const signal = await stop.stopped;
+  stop.escalate();
   const sessions = agent.sessions().length;
   log.info("shutting down: sending TERMINATE to every LB", { signal, sessions });
   await agent.shutdown("shutdown", 1000);
@@ -142,10 +136,7 @@ async function _credentials(
 }
 
 function _fail(message: string, code: number): number {
-  try {
-    Deno.stderr.writeSync(new TextEncoder().encode(`${PROGRAM}: ${message}\n`));
-  } catch { /* closed pipe */ }
-  return code;
+  return _failWith(PROGRAM, message, code);
 }
 
 if (import.meta.main) Deno.exit(await runServer(Deno.args));

@@ -5,9 +5,9 @@
  * @module
  */
 
-import { CodecError, ProtocolError, type QhcpError } from "./errors.ts";
+import { type CodecError, ProtocolError, type QhcpError } from "./errors.ts";
 import { CLOSE_CODES } from "./protocol.ts";
-import type { CloseCode, ErrorCode, Message, MessageType, UnsequencedMessage } from "./protocol.ts";
+import type { CloseCode, Message, MessageType, UnsequencedMessage } from "./protocol.ts";
 
 /** Something a state machine asks its driver to do, or reports to it. */
 export interface SendAction {
@@ -74,6 +74,21 @@ export function _classifyInvalid(
   return err;
 }
 
+/**
+ * Checks a received message's `seq`, then finds the handler its state has for
+ * its type. Returns the handler, or the error to report when there is none.
+ */
+export function _route(
+  sequencer: _Sequencer,
+  message: { type: MessageType; seq: number },
+  state: string,
+  row: { readonly [T in MessageType]?: unknown },
+): unknown {
+  const outOfOrder = sequencer.accept(message.seq, message.type);
+  if (outOfOrder) return outOfOrder;
+  return row[message.type] ?? _unexpected(message.type, message.seq, state);
+}
+
 /** The error for a message type that the current state does not accept. */
 export function _unexpected(type: MessageType, seq: number, state: string): ProtocolError {
   const where = state ? ` in state ${state}` : "";
@@ -98,15 +113,3 @@ export function _fatal(
     { kind: "close", code: CLOSE_CODES[error.code], reason: error.message, error },
   ];
 }
-
-/** Builds a local-side error (this process could not continue). */
-export function _internal(message: string): ProtocolError {
-  return new ProtocolError("INTERNAL", "local", message);
-}
-
-/** Maps an error code to its close code. */
-export function _closeCodeOf(code: ErrorCode): CloseCode {
-  return CLOSE_CODES[code];
-}
-
-export { CodecError };

@@ -6,13 +6,14 @@
  * @module
  */
 
-import { CodecError, decodeMessage, encodeMessage, FrameDecoder } from "./codec.ts";
+import { _readMessages } from "./_read_messages.ts";
+import { CodecError, encodeMessage } from "./codec.ts";
 import type { TokenVerifier } from "./auth.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { CLOSE_CODES, DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
-import type { Message, ServerStatus, SessionConfig } from "./protocol.ts";
+import type { ServerStatus, SessionConfig } from "./protocol.ts";
 import { type ServerAction, ServerSession, type ServerSessionState } from "./server_machine.ts";
 import type { Channel, Listener, Transport } from "./transport.ts";
 
@@ -188,26 +189,14 @@ class _AgentSession {
   }
 
   async #run(): Promise<void> {
-    const frames = new FrameDecoder();
     try {
-      while (!this.#closed) {
-        const chunk = await this.#channel.read();
-        if (chunk === null) break;
-        frames.push(chunk);
-        while (!this.#closed) {
-          let message: Message;
-          try {
-            const payload = frames.next();
-            if (payload === null) break;
-            message = decodeMessage(payload);
-          } catch (e) {
-            if (!(e instanceof CodecError)) throw e;
-            await this.#perform(this.#machine.receiveInvalid(e, Date.now()));
-            break;
-          }
-          await this.#perform(this.#machine.receive(message, Date.now()));
-        }
-      }
+      await _readMessages(this.#channel, () => !this.#closed, async (input) => {
+        await this.#perform(
+          input instanceof CodecError
+            ? this.#machine.receiveInvalid(input, Date.now())
+            : this.#machine.receive(input, Date.now()),
+        );
+      });
     } catch (e) {
       this.#log.error("session failed", { error: (e as Error).message });
       await this.#perform([{

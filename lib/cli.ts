@@ -7,6 +7,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { CERTS_DIR_ENV } from "./defaults.ts";
+import type { LogLevel } from "./log.ts";
 
 /** A bad command line; the entry point prints it on one line and exits 2. */
 export class CliError extends Error {
@@ -178,4 +180,68 @@ function _parseArgsMessage(message: string): string {
   const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
   if (noValue) return `${noValue[1]}: takes no value`;
   return message.split("\n")[0] ?? message;
+}
+
+/** Flags both programs take, at the end of each program's table. */
+export const COMMON_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "certs-dir",
+    type: "string",
+    arg: "DIR",
+    default: `$${CERTS_DIR_ENV} or ./certs`,
+    help: "where default certificates and secret live",
+  },
+  {
+    name: "idle-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "30",
+    help: "QUIC idle timeout of a session",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    arg: "LEVEL",
+    default: "info",
+    help: "debug, info, warn or error",
+  },
+  { name: "log-format", type: "string", arg: "FORMAT", default: "text", help: "text or json" },
+  { name: "version", type: "boolean", help: "print the version and exit" },
+  { name: "help", type: "boolean", short: "h", help: "print this help and exit" },
+];
+
+/** The settings of {@linkcode COMMON_FLAGS}. */
+export interface CommonConfig {
+  certsDir: string | undefined;
+  idleTimeoutMs: number;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  help: boolean;
+  version: boolean;
+}
+
+/** Reads {@linkcode COMMON_FLAGS}. */
+export function parseCommon(f: ParsedFlags): CommonConfig {
+  return {
+    certsDir: parseText("certs-dir", f["certs-dir"]),
+    idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], 30_000, { min: 1, max: 3600 }),
+    logLevel: parseChoice(
+      "log-level",
+      f["log-level"],
+      "info",
+      ["debug", "info", "warn", "error"] as const,
+    ),
+    logFormat: parseChoice("log-format", f["log-format"], "text", ["text", "json"] as const),
+    help: f.help === true,
+    version: f.version === true,
+  };
+}
+
+/** This machine's host name, or `fallback` when it cannot be read. */
+export function hostname(fallback = "unknown"): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return fallback;
+  }
 }

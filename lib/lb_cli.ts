@@ -8,24 +8,26 @@
 
 import {
   CliError,
+  COMMON_FLAGS,
+  type CommonConfig,
   exclusive,
   type FlagSpec,
   formatUsage,
+  hostname,
   parseChoice,
+  parseCommon,
   parseFlags,
   parseInteger,
   parseList,
   parseSeconds,
   parseText,
 } from "./cli.ts";
-import { CERTS_DIR_ENV } from "./defaults.ts";
-import type { LogLevel } from "./log.ts";
 import { parseServerAddress } from "./monitor.ts";
 import { DEFAULT_LB_HTTP_PORT } from "./protocol.ts";
 import type { ServerAddress } from "./watch.ts";
 
 /** Everything `lb.ts` needs, with defaults applied. */
-export interface LbConfig {
+export interface LbConfig extends CommonConfig {
   servers: ServerAddress[];
   httpHost: string;
   httpPort: number;
@@ -41,13 +43,7 @@ export interface LbConfig {
   jwtTtlSec: number;
   lbId: string;
   metrics: string[] | undefined;
-  certsDir: string | undefined;
-  idleTimeoutMs: number;
   table: "auto" | "plain" | "off";
-  logLevel: LogLevel;
-  logFormat: "text" | "json";
-  help: boolean;
-  version: boolean;
 }
 
 /** The LB's flags, in help order. */
@@ -146,36 +142,13 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     help: "metrics to ask servers for besides cpu_percent and mem_percent",
   },
   {
-    name: "certs-dir",
-    type: "string",
-    arg: "DIR",
-    default: `$${CERTS_DIR_ENV} or ./certs`,
-    help: "where default certificates and secret live",
-  },
-  {
-    name: "idle-timeout",
-    type: "string",
-    arg: "SECONDS",
-    default: "30",
-    help: "QUIC idle timeout of a session",
-  },
-  {
     name: "table",
     type: "string",
     arg: "MODE",
     default: "auto",
     help: "status table: auto (redraw on a TTY, lines otherwise), plain, off",
   },
-  {
-    name: "log-level",
-    type: "string",
-    arg: "LEVEL",
-    default: "info",
-    help: "debug, info, warn or error",
-  },
-  { name: "log-format", type: "string", arg: "FORMAT", default: "text", help: "text or json" },
-  { name: "version", type: "boolean", help: "print the version and exit" },
-  { name: "help", type: "boolean", short: "h", help: "print this help and exit" },
+  ...COMMON_FLAGS,
 ];
 
 /** Usage text for `--help`. */
@@ -235,27 +208,9 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     jwtSecretFile: parseText("jwt-secret-file", f["jwt-secret-file"]),
     jwtPrivateKeyFile: parseText("jwt-private-key-file", f["jwt-private-key-file"]),
     jwtTtlSec: parseSeconds("jwt-ttl", f["jwt-ttl"], 600_000, { min: 10, max: 86_400 }) / 1000,
-    lbId: parseText("lb-id", f["lb-id"]) ?? `lb-${_hostname()}`,
+    lbId: parseText("lb-id", f["lb-id"]) ?? `lb-${hostname()}`,
     metrics: parseList("metrics", f.metrics),
-    certsDir: parseText("certs-dir", f["certs-dir"]),
-    idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], 30_000, { min: 1, max: 3600 }),
     table: parseChoice("table", f.table, "auto", ["auto", "plain", "off"] as const),
-    logLevel: parseChoice(
-      "log-level",
-      f["log-level"],
-      "info",
-      ["debug", "info", "warn", "error"] as const,
-    ),
-    logFormat: parseChoice("log-format", f["log-format"], "text", ["text", "json"] as const),
-    help: f.help === true,
-    version: f.version === true,
+    ...parseCommon(f),
   };
-}
-
-function _hostname(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "unknown";
-  }
 }

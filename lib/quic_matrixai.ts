@@ -58,6 +58,9 @@ const _reasonToCode = (_type: "read" | "write", reason?: unknown) =>
 
 class _StreamRefusal extends Error {}
 
+/** Longest wait for the library to tear a connection or socket down. */
+const _TEARDOWN_MS = 2000;
+
 type _Stop = { isApp: true; errorCode: number; reason: Uint8Array; force: boolean };
 
 /** Options of {@linkcode createMatrixaiTransport}. */
@@ -83,7 +86,10 @@ export function createMatrixaiTransport(_options: MatrixaiTransportOptions = {})
     listen: (options, onChannel) => _listen(options, onChannel),
     dial: (options) => _dial(options, clients),
     close: async () => {
-      await Promise.all([...clients].map((c) => c.destroy({ force: true }).catch(() => {})));
+      await _within(
+        Promise.all([...clients].map((c) => c.destroy({ force: true }).catch(() => {}))),
+        _TEARDOWN_MS,
+      );
     },
   };
 }
@@ -189,13 +195,10 @@ async function _listen(
     },
     async close(code = 0x12, reason = "server closing") {
       await Promise.all([...channels.values()].map((ch) => ch.abort(code, reason)));
-      await server.stop({
-        isApp: true,
-        errorCode: code,
-        reason: _encoder.encode(reason),
-        force: true,
-      })
-        .catch(() => {});
+      await _within(
+        server.stop({ isApp: true, errorCode: code, reason: _encoder.encode(reason), force: true }),
+        _TEARDOWN_MS,
+      );
     },
   };
 }
@@ -410,14 +413,16 @@ class _MatrixChannel implements Channel {
     // Settle our own pending read before the library tears the stream down.
     this.#streamArrived(null);
     this.#reader?.cancel().catch(() => {});
-    try {
-      await this.#stopFn({
+    // The library's stop waits for quiche's draining timer; never let a close hang on it.
+    await _within(
+      this.#stopFn({
         isApp: true,
         errorCode: code,
         reason: _encoder.encode(reason.slice(0, 200)),
         force: true,
-      });
-    } catch { /* already closed */ }
+      }),
+      _TEARDOWN_MS,
+    );
     this.#finish();
   }
 

@@ -7,23 +7,24 @@
 
 import {
   CliError,
+  COMMON_FLAGS,
+  type CommonConfig,
   exclusive,
   type FlagSpec,
   formatUsage,
-  parseChoice,
+  hostname,
+  parseCommon,
   parseFlags,
   parseInteger,
   parseList,
   parseSeconds,
   parseText,
 } from "./cli.ts";
-import { CERTS_DIR_ENV } from "./defaults.ts";
-import type { LogLevel } from "./log.ts";
 import { SYSTEM_METRICS } from "./metrics.ts";
 import { DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
 
 /** Everything `server.ts` needs, with defaults applied. */
-export interface ServerConfig {
+export interface ServerConfig extends CommonConfig {
   host: string;
   port: number;
   keyFile: string | undefined;
@@ -33,14 +34,8 @@ export interface ServerConfig {
   jwtLeewaySec: number;
   serverId: string;
   helloTimeoutMs: number;
-  idleTimeoutMs: number;
   sampleIntervalMs: number;
   defaultMetrics: string[];
-  certsDir: string | undefined;
-  logLevel: LogLevel;
-  logFormat: "text" | "json";
-  help: boolean;
-  version: boolean;
 }
 
 /** The server's flags, in help order. */
@@ -108,13 +103,6 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     help: "close connections that send no HELLO within this",
   },
   {
-    name: "idle-timeout",
-    type: "string",
-    arg: "SECONDS",
-    default: "30",
-    help: "QUIC idle timeout of a session",
-  },
-  {
     name: "sample-interval",
     type: "string",
     arg: "SECONDS",
@@ -128,23 +116,7 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     default: REQUIRED_METRICS.join(","),
     help: "metrics reported when an LB asks for none",
   },
-  {
-    name: "certs-dir",
-    type: "string",
-    arg: "DIR",
-    default: `$${CERTS_DIR_ENV} or ./certs`,
-    help: "where default certificates and secret live",
-  },
-  {
-    name: "log-level",
-    type: "string",
-    arg: "LEVEL",
-    default: "info",
-    help: "debug, info, warn or error",
-  },
-  { name: "log-format", type: "string", arg: "FORMAT", default: "text", help: "text or json" },
-  { name: "version", type: "boolean", help: "print the version and exit" },
-  { name: "help", type: "boolean", short: "h", help: "print this help and exit" },
+  ...COMMON_FLAGS,
 ];
 
 /** Usage text for `--help`. */
@@ -187,31 +159,13 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
     jwtSecretFile: parseText("jwt-secret-file", f["jwt-secret-file"]),
     jwtPublicKeyFile: parseText("jwt-public-key-file", f["jwt-public-key-file"]),
     jwtLeewaySec: parseSeconds("jwt-leeway", f["jwt-leeway"], 60_000, { min: 0, max: 3600 }) / 1000,
-    serverId: parseText("server-id", f["server-id"]) ?? _hostname(),
+    serverId: parseText("server-id", f["server-id"]) ?? hostname(),
     helloTimeoutMs: parseSeconds("hello-timeout", f["hello-timeout"], 5000, { min: 0.1, max: 300 }),
-    idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], 30_000, { min: 1, max: 3600 }),
     sampleIntervalMs: parseSeconds("sample-interval", f["sample-interval"], 1000, {
       min: 0.1,
       max: 3600,
     }),
     defaultMetrics: metrics,
-    certsDir: parseText("certs-dir", f["certs-dir"]),
-    logLevel: parseChoice(
-      "log-level",
-      f["log-level"],
-      "info",
-      ["debug", "info", "warn", "error"] as const,
-    ),
-    logFormat: parseChoice("log-format", f["log-format"], "text", ["text", "json"] as const),
-    help: f.help === true,
-    version: f.version === true,
+    ...parseCommon(f),
   };
-}
-
-function _hostname(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "qhcp-server";
-  }
 }

@@ -20,13 +20,13 @@
 import {
   _classifyInvalid,
   _fatal,
+  _route,
   _Sequencer,
-  _unexpected,
   type CloseAction,
   type SendAction,
 } from "./_session.ts";
 import { validateConfigUpdate } from "./codec.ts";
-import { type CodecError, ProtocolError, type QhcpError } from "./errors.ts";
+import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
 import { CLOSE_CODES, PROTOCOL_VERSION, REQUIRED_METRICS, type SessionConfig } from "./protocol.ts";
 import type {
   ConfigUpdateMessage,
@@ -191,11 +191,9 @@ export class ServerSession {
   /** Feeds one decoded message from the LB. */
   receive(message: Message, now: number): ServerAction[] {
     if (this.#state === "CLOSED") return [];
-    const outOfOrder = this.#seq.accept(message.seq, message.type);
-    if (outOfOrder) return this.#fail(outOfOrder);
-    const handler = _TABLE[this.#state][message.type] as _Handler<MessageType> | undefined;
-    if (!handler) return this.#fail(_unexpected(message.type, message.seq, this.#state));
-    return handler(this, message, now);
+    const handler = _route(this.#seq, message, this.#state, _TABLE[this.#state]);
+    if (handler instanceof QhcpError) return this.#fail(handler);
+    return (handler as _Handler<MessageType>)(this, message, now);
   }
 
   /**

@@ -16,12 +16,13 @@
  */
 
 import type { TokenSigner } from "./auth.ts";
-import { CodecError, decodeMessage, encodeMessage, FrameDecoder } from "./codec.ts";
+import { _readMessages } from "./_read_messages.ts";
+import { CodecError, encodeMessage } from "./codec.ts";
 import { type HealthState, HealthTracker, type Transition } from "./health.ts";
 import { type Failure, type LbAction, LbSession, type LbSessionState } from "./lb_machine.ts";
 import type { Logger } from "./log.ts";
 import { CLOSE_CODES } from "./protocol.ts";
-import type { ErrorCode, Message, MetricValues, ServerStatus, SessionConfig } from "./protocol.ts";
+import type { ErrorCode, MetricValues, ServerStatus, SessionConfig } from "./protocol.ts";
 import type { Channel, Transport } from "./transport.ts";
 import { formatAddress, TransportError } from "./transport.ts";
 
@@ -314,25 +315,14 @@ export class Watch {
   }
 
   async #readLoop(channel: Channel): Promise<void> {
-    const frames = new FrameDecoder();
-    while (this.#channel === channel) {
-      const chunk = await channel.read();
-      if (chunk === null) break;
-      frames.push(chunk);
-      while (this.#channel === channel) {
-        let message: Message;
-        try {
-          const payload = frames.next();
-          if (payload === null) break;
-          message = decodeMessage(payload);
-        } catch (e) {
-          if (!(e instanceof CodecError)) throw e;
-          await this.#perform(this.#machine.receiveInvalid(e, this.#now()), channel);
-          break;
-        }
-        await this.#perform(this.#machine.receive(message, this.#now()), channel);
-      }
-    }
+    await _readMessages(channel, () => this.#channel === channel, async (input) => {
+      await this.#perform(
+        input instanceof CodecError
+          ? this.#machine.receiveInvalid(input, this.#now())
+          : this.#machine.receive(input, this.#now()),
+        channel,
+      );
+    });
     const info = await channel.closed;
     if (this.#channel === channel) {
       const why = info.by === "remote"

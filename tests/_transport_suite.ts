@@ -321,6 +321,28 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     assert.equal(stateOf(monitor, agent.port)!.state, "UP");
   });
 
+  test("A bad CONFIG_UPDATE and a HEALTH_REQUEST in one write get ERROR BAD_CONFIG, then HEALTH_RESPONSE", async (f) => {
+    const agent = await startAgent(f);
+    const channel = await f.env.transport.dial({
+      host: f.env.host,
+      port: agent.port,
+      caPem: f.env.caPem,
+      timeoutMs: 2000,
+    });
+    const { token } = await hmacPair(f.secret).signer.sign(Date.now());
+    await channel.write(rawFrame({ type: "HELLO", seq: 1, version: 1, token, lb_id: "lb-test" }));
+    await channel.write(concat(
+      rawFrame({ type: "CONFIG_UPDATE", seq: 2, config: { interval_ms: 50 } }),
+      rawFrame({ type: "HEALTH_REQUEST", seq: 3 }),
+    ));
+    const replies = await readMessages(channel, 1500);
+    assert.deepEqual(replies.map((m) => m.type), ["ACK", "ERROR", "HEALTH_RESPONSE"]);
+    const [, error, response] = replies;
+    assert.ok(error?.type === "ERROR" && error.code === "BAD_CONFIG" && error.re === 2);
+    assert.ok(response?.type === "HEALTH_RESPONSE" && response.re === 3);
+    await channel.close(CLOSE_CODES.NO_ERROR, "done", 0);
+  });
+
   test("A peer that never sends HELLO is closed after the hello timeout", async (f) => {
     const agent = await startAgent(f, { helloTimeoutMs: 300 });
     const channel = await f.env.transport.dial({
@@ -389,6 +411,25 @@ async function readMessages(channel: Channel, ms: number): Promise<Message[]> {
     if (!chunk) break;
     frames.push(chunk);
     for (let p = frames.next(); p; p = frames.next()) out.push(decodeMessage(p));
+  }
+  return out;
+}
+
+/** Frames any JSON value, valid message or not. */
+function rawFrame(value: unknown): Uint8Array {
+  const body = new TextEncoder().encode(JSON.stringify(value));
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
   }
   return out;
 }

@@ -219,16 +219,33 @@ class _AgentSession {
   async #perform(actions: ServerAction[]): Promise<void> {
     for (const action of actions) {
       switch (action.kind) {
-        case "send":
+        case "send": {
           if (this.#closed) break;
+          let frame: Uint8Array;
           try {
-            await this.#channel.write(encodeMessage(action.message));
+            frame = encodeMessage(action.message);
+          } catch (e) {
+            // Our own message is invalid (a metrics source without cpu_percent, say): a bug here.
+            this.#log.error("cannot encode a reply; closing the session", {
+              error: (e as Error).message,
+            });
+            await this.#perform([{
+              kind: "close",
+              code: CLOSE_CODES.INTERNAL,
+              reason: "internal error",
+            }]);
+            return;
+          }
+          try {
+            await this.#channel.write(frame);
           } catch (e) {
             this.#log.debug("write failed", { error: (e as Error).message });
             this.#machine.closed();
             this.#closed = true;
+            await this.#channel.close(CLOSE_CODES.INTERNAL, "write failed", 0);
           }
           break;
+        }
         case "authenticate": {
           const result = await this.#options.verifier.verify(action.token, action.lbId, Date.now());
           if (!result.ok) {

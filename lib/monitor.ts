@@ -10,7 +10,8 @@ import type { TokenSigner } from "./auth.ts";
 import type { Transition } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
-import { DEFAULT_SERVER_PORT, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from "./protocol.ts";
+import { validateConfigUpdate } from "./codec.ts";
+import { DEFAULT_SERVER_PORT } from "./protocol.ts";
 import type { SessionConfig } from "./protocol.ts";
 import type { Transport } from "./transport.ts";
 import { formatAddress } from "./transport.ts";
@@ -167,13 +168,13 @@ export class Monitor {
     config: Partial<SessionConfig>,
     servers?: readonly string[],
   ): Promise<ConfigOutcome[]> {
+    try {
+      config = validateConfigUpdate(config as Record<string, unknown>);
+    } catch (e) {
+      throw new RangeError((e as Error).message.replace(/^Cannot apply config: /, ""));
+    }
     if (config.interval_ms !== undefined) {
       const ms = config.interval_ms;
-      if (!Number.isInteger(ms) || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
-        throw new RangeError(
-          `interval_ms ${ms} is not an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`,
-        );
-      }
       this.#settings.checkIntervalMs = ms;
       if (!this.#timeoutFixed) this.#settings.checkTimeoutMs = Math.min(ms, 2000);
     }

@@ -32,10 +32,50 @@ import {
   TransportError,
 } from "./transport.ts";
 
-const { QUICServer, QUICClient, events, errors } = quic;
+const { QUICServer: _LibServer, QUICClient: _LibClient, events, errors } = quic;
 
-type QUICServerT = InstanceType<typeof QUICServer>;
-type QUICClientT = InstanceType<typeof QUICClient>;
+/** Library errors turned into closes by the classes below; counted for diagnostics. */
+let _absorbed = 0;
+
+/**
+ * The library rethrows its "internal" client errors from inside an event
+ * listener, which escapes as an uncaught exception and ends the process. The
+ * common case is harmless: a datagram to a peer that went away fails with
+ * `send UNKNOWN` (ECONNREFUSED from an ICMP port unreachable). These
+ * subclasses replace the handlers (instance fields, so a subclass field wins
+ * before the library registers them) with ones that close the client or
+ * server in order instead.
+ */
+class QUICClient extends _LibClient {
+  protected override handleEventQUICClientError = (
+    evt: { detail: Error & { description?: string } },
+  ) => {
+    const error = evt.detail;
+    if (
+      error instanceof errors.ErrorQUICClientInternal ||
+      error instanceof errors.ErrorQUICConnectionInternal
+    ) {
+      _absorbed++;
+    }
+    this.dispatchEvent(new events.EventQUICClientClose({ detail: error as never }));
+  };
+}
+
+class QUICServer extends _LibServer {
+  protected override handleEventQUICServerError = (evt: { detail: Error }) => {
+    const error = evt.detail;
+    if (error instanceof errors.ErrorQUICServerInternal) _absorbed++;
+    this.dispatchEvent(new events.EventQUICServerClose({ detail: error as never }));
+  };
+}
+
+/** How many library errors the wrapper turned into orderly closes (since start). */
+export function absorbedLibraryErrors(): number {
+  return _absorbed;
+}
+
+type QUICServerT = InstanceType<typeof _LibServer>;
+type QUICClientT = InstanceType<typeof _LibClient>;
 type QUICConnectionT = QUICClientT["connection"];
 type QUICStreamT = ReturnType<QUICConnectionT["newStream"]>;
 

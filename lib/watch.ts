@@ -343,6 +343,7 @@ export class Watch {
         case "send":
           if (!channel || channel !== this.#channel) break;
           try {
+            // Monitor checks what callers pass, so encoding cannot fail on their input.
             await channel.write(encodeMessage(action.message));
           } catch (e) {
             await this.#perform(

@@ -136,10 +136,12 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     const monitor = startMonitor(f, [port], { reconnectIntervalMs: 400 });
     await waitFor("UP", () => stateOf(monitor, port)?.state === "UP");
     const t0 = performance.now();
-    await agent.shutdown("shutdown", 1000);
+    const shutdown = agent.shutdown("shutdown", 1000);
     f.agents.splice(f.agents.indexOf(agent), 1);
     await waitFor("DOWN", () => stateOf(monitor, port)?.state === "DOWN", 2000);
     const downMs = performance.now() - t0;
+    const shutdownMs = await shutdown.then(() => performance.now() - t0);
+    assert.ok(shutdownMs < 3000, `agent shutdown took ${shutdownMs} ms`);
     // The TERMINATE exchange alone marks it DOWN: no failed checks are needed.
     assert.ok(downMs < 1000, `DOWN after ${downMs} ms`);
     // The transition's reason (last_error may already show a later redial's failure).

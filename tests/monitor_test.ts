@@ -1,0 +1,109 @@
+/** Monitor-level behaviour on the in-memory transport: configuration checks, adding and removing servers. */
+
+import assert from "node:assert/strict";
+import { Agent } from "../lib/agent.ts";
+import { MemoryTransport } from "../lib/memory_transport.ts";
+import { Monitor } from "../lib/monitor.ts";
+import { FakeMetrics, hmacPair, makeCredentials, waitFor } from "./_helpers.ts";
+
+const { secret } = await makeCredentials();
+
+async function fixture() {
+  const transport = new MemoryTransport();
+  const { signer, verifier } = hmacPair(secret);
+  const agents = await Promise.all(["10.0.0.1", "10.0.0.2"].map((host, i) =>
+    Agent.start({
+      transport,
+      host,
+      port: 4243,
+      certPem: "",
+      keyPem: "",
+      serverId: `web-${i + 1}`,
+      verifier,
+      metrics: new FakeMetrics(),
+    })
+  ));
+  const monitor = new Monitor({
+    transport,
+    signer,
+    servers: [{ host: "10.0.0.1", port: 4243 }],
+    insecure: true,
+    checkIntervalMs: 100,
+  });
+  monitor.start();
+  return {
+    monitor,
+    agents,
+    async close() {
+      await monitor.stop();
+      await Promise.all(agents.map((a) => a.shutdown("done", 100)));
+    },
+  };
+}
+
+Deno.test("Monitor.configure() refuses bad values before anything is sent", async () => {
+  const f = await fixture();
+  try {
+    await waitFor("UP", () => f.monitor.status()[0]?.state === "UP");
+    await assert.rejects(
+      f.monitor.configure({ interval_ms: 50 }),
+      /interval_ms number 50 is not an integer in 100\.\.3600000/,
+    );
+    await assert.rejects(
+      f.monitor.configure({ metrics: [""] }),
+      /metrics must be an array of non-empty strings/,
+    );
+    await assert.rejects(
+      f.monitor.configure({ colour: "blue" } as never),
+      /unknown field 'colour'/,
+    );
+    await assert.rejects(
+      f.monitor.configure({}, ["10.9.9.9:4243"]),
+      /unknown server 10\.9\.9\.9:4243/,
+    );
+    assert.equal(f.monitor.settings.checkIntervalMs, 100);
+    // The session was not disturbed.
+    const before = f.monitor.status()[0]!.checks_ok;
+    await waitFor("more checks", () => f.monitor.status()[0]!.checks_ok > before + 2);
+    assert.equal(f.agents[0]!.sessions().length, 1);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("Monitor.addServer() starts watching at once; removeServer() ends the session with TERMINATE", async () => {
+  const f = await fixture();
+  try {
+    assert.equal(f.monitor.addServer({ host: "10.0.0.2", port: 4243 }), "10.0.0.2:4243");
+    assert.throws(() => f.monitor.addServer({ host: "10.0.0.2", port: 4243 }), /already watched/);
+    await waitFor(
+      "both UP",
+      () => f.monitor.status().every((s) => s.state === "UP") && f.monitor.status().length === 2,
+    );
+    assert.equal(await f.monitor.removeServer("10.0.0.2:4243"), true);
+    assert.equal(await f.monitor.removeServer("10.0.0.2:4243"), false);
+    assert.deepEqual(f.monitor.addresses(), ["10.0.0.1:4243"]);
+    await waitFor("agent 2 has no session", () => f.agents[1]!.sessions().length === 0, 2000);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("Monitor refuses an lbId that differs from its signer's issuer", () => {
+  const { signer } = hmacPair(secret, "lb-a");
+  assert.throws(
+    () =>
+      new Monitor({
+        transport: new MemoryTransport(),
+        signer,
+        lbId: "lb-b",
+        servers: [],
+        insecure: true,
+      }),
+    /differs from the token issuer/,
+  );
+  assert.throws(
+    () => new Monitor({ transport: new MemoryTransport(), signer, servers: [] }),
+    /needs a CA bundle/,
+  );
+});

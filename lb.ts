@@ -102,6 +102,9 @@ export async function runLb(args: readonly string[]): Promise<number> {
     interval_ms: monitor.settings.checkIntervalMs,
     timeout_ms: monitor.settings.checkTimeoutMs,
     fall: monitor.settings.maxFailAttempts,
+    rise: monitor.settings.rise,
+    fast_ms: monitor.settings.fastIntervalMs,
+    jitter: monitor.settings.jitter,
     reconnect_ms: monitor.settings.reconnectIntervalMs,
   });
   monitor.start();
@@ -172,6 +175,9 @@ async function _buildMonitor(config: LbConfig, log: Logger): Promise<Monitor> {
     checkIntervalMs: config.checkIntervalMs,
     ...(config.checkTimeoutMs === undefined ? {} : { checkTimeoutMs: config.checkTimeoutMs }),
     maxFailAttempts: config.maxFailAttempts,
+    rise: config.rise,
+    fastIntervalMs: config.fastIntervalMs,
+    jitter: config.jitter,
     reconnectIntervalMs: config.reconnectIntervalMs,
     ...(config.metrics ? { metrics: config.metrics } : {}),
     ...(caPem === undefined ? {} : { caPem }),

@@ -75,6 +75,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
       metrics,
       defaultMetrics: config.defaultMetrics,
       helloTimeoutMs: config.helloTimeoutMs,
+      maxUnauthenticated: config.maxUnauthenticated,
+      maxConnections: config.maxConnections,
       idleTimeoutMs: config.idleTimeoutMs,
       log,
     });

@@ -7,7 +7,7 @@
 
 import { type CodecError, ProtocolError, type QhcpError } from "./errors.ts";
 import { CLOSE_CODES } from "./protocol.ts";
-import type { CloseCode, Message, MessageType, UnsequencedMessage } from "./protocol.ts";
+import type { CloseCode, ErrorCode, Message, MessageType, UnsequencedMessage } from "./protocol.ts";
 
 /** Something a state machine asks its driver to do, or reports to it. */
 export interface SendAction {
@@ -100,16 +100,33 @@ export function _unexpected(type: MessageType, seq: number, state: string): Prot
   );
 }
 
-/** Sends ERROR for a breach by the peer and closes with the matching code. */
+/**
+ * Sends ERROR for a breach by the peer and closes with the matching code. An
+ * ERROR is never answered with an ERROR: when the offending message is one,
+ * the session just closes.
+ */
 export function _fatal(
   sequencer: _Sequencer,
   error: QhcpError,
-): [SendAction, CloseAction] {
+): (SendAction | CloseAction)[] {
+  const close: CloseAction = {
+    kind: "close",
+    code: _closeCodeFor(error.code),
+    reason: error.message,
+    error,
+  };
+  if (error.messageType === "ERROR") return [close];
   const message: UnsequencedMessage = error.seq === undefined
     ? { type: "ERROR", code: error.code, message: error.message }
     : { type: "ERROR", re: error.seq, code: error.code, message: error.message };
-  return [
-    { kind: "send", message: sequencer.stamp(message) },
-    { kind: "close", code: CLOSE_CODES[error.code], reason: error.message, error },
-  ];
+  return [{ kind: "send", message: sequencer.stamp(message) }, close];
+}
+
+/**
+ * The close code after an error with this code. BAD_CONFIG never ends a
+ * session by itself; one that does (an unsolicited ERROR BAD_CONFIG) is an
+ * unexpected message.
+ */
+export function _closeCodeFor(code: ErrorCode): CloseCode {
+  return code === "BAD_CONFIG" ? CLOSE_CODES.UNEXPECTED_MESSAGE : CLOSE_CODES[code];
 }

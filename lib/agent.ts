@@ -42,8 +42,25 @@ export interface AgentOptions {
   helloTimeoutMs?: number;
   /** Close a connection silent for this long, ms. Default 30000. */
   idleTimeoutMs?: number;
+  /**
+   * Connections allowed at once before their HELLO is accepted; further ones
+   * are closed at once with REFUSED. Default 100.
+   */
+  maxUnauthenticated?: number;
+  /** Connections allowed at once in all; further ones are refused. Default 10000. */
+  maxConnections?: number;
   /** Logger. Default: silent. */
   log?: Logger;
+}
+
+/** Counters of {@linkcode Agent.stats}. */
+export interface AgentStats {
+  /** Open connections. */
+  connections: number;
+  /** Open connections that have not passed HELLO yet. */
+  unauthenticated: number;
+  /** Connections refused by the limits since start. */
+  refused: number;
 }
 
 /** One session as shown by {@linkcode Agent.sessions}. */
@@ -73,6 +90,9 @@ export class Agent {
   readonly #sessions = new Set<_AgentSession>();
   #listener!: Listener;
   #stopping = false;
+  #refused = 0;
+  #refusedLogged = 0;
+  #refusedLogAt = 0;
 
   private constructor(options: AgentOptions) {
     this.#options = options;
@@ -110,6 +130,13 @@ export class Agent {
     return this.#listener.host;
   }
 
+  /** Connection counters. */
+  stats(): AgentStats {
+    let unauthenticated = 0;
+    for (const s of this.#sessions) if (s.unauthenticated) unauthenticated++;
+    return { connections: this.#sessions.size, unauthenticated, refused: this.#refused };
+  }
+
   /** Open sessions. */
   sessions(): AgentSessionInfo[] {
     return [...this.#sessions].map((s) => s.info());
@@ -134,9 +161,44 @@ export class Agent {
     await Promise.all(sessions.map((s) => s.done));
   }
 
+  /** The limit a new connection would break, or undefined. */
+  #limitReached(): string | undefined {
+    if (this.#sessions.size >= (this.#options.maxConnections ?? 10_000)) {
+      return "too many connections";
+    }
+    const max = this.#options.maxUnauthenticated ?? 100;
+    let pending = 0;
+    for (const s of this.#sessions) {
+      if (s.unauthenticated && ++pending >= max) {
+        return "too many unauthenticated connections";
+      }
+    }
+    return undefined;
+  }
+
+  /** One warning per 10 s at most, with the count, so a flood cannot flood the log. */
+  #logRefusals(why: string): void {
+    const now = Date.now();
+    if (now - this.#refusedLogAt < 10_000) return;
+    this.#log.warn("refusing connections", {
+      reason: why,
+      refused: this.#refused - this.#refusedLogged,
+      connections: this.#sessions.size,
+    });
+    this.#refusedLogAt = now;
+    this.#refusedLogged = this.#refused;
+  }
+
   #accept(channel: Channel): void {
     if (this.#stopping) {
       void channel.close(CLOSE_CODES.GOING_AWAY, "server shutting down", 0);
+      return;
+    }
+    const limit = this.#limitReached();
+    if (limit) {
+      this.#refused++;
+      void channel.close(CLOSE_CODES.REFUSED, limit, 0);
+      this.#logRefusals(limit);
       return;
     }
     const session = new _AgentSession(channel, this.#options, this.#log);
@@ -172,6 +234,12 @@ class _AgentSession {
     this.#log.debug("connection accepted");
     this.#schedule();
     this.done = this.#run();
+  }
+
+  /** True until HELLO has been accepted. */
+  get unauthenticated(): boolean {
+    const state = this.#machine.state;
+    return state === "AWAIT_HELLO" || state === "AUTHENTICATING";
   }
 
   info(): AgentSessionInfo {

@@ -378,10 +378,13 @@ const _FIELDS: Record<MessageType, readonly _Field[]> = {
 function _validateMessage(obj: Record<string, unknown>): Message {
   const type = obj.type;
   if (!isMessageType(type)) {
+    // The seq is still reported when it can be read, so that ERROR can carry `re`.
+    const seq = _seqField(obj.seq) === undefined ? { seq: obj.seq as number } : {};
     throw new CodecError(
       "BAD_MESSAGE",
       "remote",
       `Cannot decode message: type ${_describe(type)} is not one of the nine QHCP/1 types`,
+      seq,
     );
   }
   const seq = obj.seq;

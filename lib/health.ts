@@ -12,7 +12,7 @@ export type HealthState = "UNKNOWN" | "UP" | "DOWN";
 export interface HealthTrackerOptions {
   /** Consecutive failures that turn UP or UNKNOWN into DOWN (HAProxy's `fall`). Default 3. */
   fall?: number;
-  /** Consecutive successes that turn DOWN into UP (HAProxy's `rise`). Default 1. */
+  /** Consecutive successes that turn DOWN into UP (HAProxy's `rise`). Default 2. */
   rise?: number;
 }
 
@@ -26,6 +26,11 @@ export interface Transition {
   at: number;
   /** How long the previous state lasted, in ms. */
   afterMs: number;
+  /**
+   * How long the decision took: from the first outcome of the run of
+   * failures (or successes) that caused it, ms. 0 for an immediate DOWN.
+   */
+  tookMs: number;
 }
 
 /**
@@ -34,7 +39,7 @@ export interface Transition {
  * @example
  * ```ts
  * import { HealthTracker } from "./health.ts";
- * const h = new HealthTracker({ fall: 2 }, 0);
+ * const h = new HealthTracker({ fall: 2, rise: 2 }, 0);
  * h.success(10); // { from: "UNKNOWN", to: "UP", … }
  * h.failure("timeout", 20); // undefined: one failure of two
  * h.failure("timeout", 30); // { from: "UP", to: "DOWN", reason: "timeout", … }
@@ -47,12 +52,14 @@ export class HealthTracker {
   #failures = 0;
   #successes = 0;
   #since: number;
+  #streakStart: number;
   #lastError: string | undefined;
 
   constructor(options: HealthTrackerOptions, now: number) {
     this.#fall = options.fall ?? 3;
-    this.#rise = options.rise ?? 1;
+    this.#rise = options.rise ?? 2;
     this.#since = now;
+    this.#streakStart = now;
   }
 
   /** The verdict. */
@@ -83,6 +90,14 @@ export class HealthTracker {
     return this.#lastError;
   }
 
+  /**
+   * True while the verdict is in doubt: a failure since the last UP, or a good
+   * check since the last DOWN. The LB checks at its fast interval meanwhile.
+   */
+  get inDoubt(): boolean {
+    return this.#state === "DOWN" ? this.#successes > 0 : this.#failures > 0;
+  }
+
   /** Changes the thresholds; applies from the next outcome. */
   configure(options: HealthTrackerOptions): void {
     if (options.fall !== undefined) this.#fall = options.fall;
@@ -91,6 +106,7 @@ export class HealthTracker {
 
   /** Records a good check. */
   success(now: number): Transition | undefined {
+    if (this.#successes === 0) this.#streakStart = now;
     this.#failures = 0;
     this.#successes++;
     if (this.#state === "UP") {
@@ -105,6 +121,7 @@ export class HealthTracker {
 
   /** Records a failed check. */
   failure(reason: string, now: number): Transition | undefined {
+    if (this.#failures === 0) this.#streakStart = now;
     this.#successes = 0;
     this.#failures++;
     this.#lastError = reason;
@@ -114,6 +131,7 @@ export class HealthTracker {
 
   /** Marks DOWN at once (the server said it is going away). */
   down(reason: string, now: number): Transition | undefined {
+    if (this.#failures === 0) this.#streakStart = now;
     this.#successes = 0;
     this.#failures = Math.max(this.#failures, 1);
     this.#lastError = reason;
@@ -122,7 +140,14 @@ export class HealthTracker {
   }
 
   #move(to: HealthState, reason: string, now: number): Transition {
-    const t: Transition = { from: this.#state, to, reason, at: now, afterMs: now - this.#since };
+    const t: Transition = {
+      from: this.#state,
+      to,
+      reason,
+      at: now,
+      afterMs: now - this.#since,
+      tookMs: now - this.#streakStart,
+    };
     this.#state = to;
     this.#since = now;
     return t;

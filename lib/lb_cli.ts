@@ -32,6 +32,10 @@ export interface LbConfig extends CommonConfig {
   httpHost: string;
   httpPort: number;
   maxFailAttempts: number;
+  rise: number;
+  fastIntervalMs: number;
+  /** Fraction, 0..0.5. */
+  jitter: number;
   checkIntervalMs: number;
   /** Undefined: the smaller of the interval and 2 s (it follows interval changes). */
   checkTimeoutMs: number | undefined;
@@ -73,7 +77,28 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     type: "string",
     arg: "N",
     default: "3",
-    help: "consecutive failed checks that mark a server DOWN",
+    help: "consecutive failed checks that mark a server DOWN (fall)",
+  },
+  {
+    name: "rise",
+    type: "string",
+    arg: "N",
+    default: "2",
+    help: "consecutive good checks that bring a DOWN server back UP",
+  },
+  {
+    name: "fast-interval",
+    type: "string",
+    arg: "SECONDS",
+    default: "1",
+    help: "time between checks while a verdict is in doubt (after a failure, or while rising)",
+  },
+  {
+    name: "jitter",
+    type: "string",
+    arg: "PERCENT",
+    default: "10",
+    help: "spread every interval by up to this percentage either way (0..50)",
   },
   {
     name: "check-interval",
@@ -197,6 +222,12 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
       min: 1,
       max: 1000,
     }),
+    rise: parseInteger("rise", f.rise, 2, { min: 1, max: 1000 }),
+    fastIntervalMs: parseSeconds("fast-interval", f["fast-interval"], 1000, {
+      min: 0.1,
+      max: 3600,
+    }),
+    jitter: parseInteger("jitter", f.jitter, 10, { min: 0, max: 50 }) / 100,
     checkIntervalMs,
     checkTimeoutMs,
     reconnectIntervalMs: parseSeconds("reconnect-interval", f["reconnect-interval"], 30_000, {

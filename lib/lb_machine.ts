@@ -15,6 +15,7 @@
 
 import {
   _classifyInvalid,
+  _closeCodeFor,
   _fatal,
   _route,
   _Sequencer,
@@ -64,6 +65,11 @@ export interface Failure {
   code?: ErrorCode;
   /** Human-readable detail. */
   message: string;
+  /**
+   * Set by the driver for `connect` and `closed` failures: what the transport
+   * saw ("certificate", "unreachable", "closed_by_peer", "connection_lost").
+   */
+  cause?: string;
 }
 
 /** Options of {@linkcode LbSession}. */
@@ -229,21 +235,29 @@ export class LbSession {
   }
 
   /** Dialing failed. */
-  connectFailed(message: string, _now: number): LbAction[] {
+  connectFailed(message: string, _now: number, cause?: string): LbAction[] {
     if (this.#state !== "CONNECTING") return [];
     this.#reset();
-    return [{ kind: "failed", failure: { kind: "connect", message } }];
+    const failure: Failure = cause === undefined
+      ? { kind: "connect", message }
+      : { kind: "connect", message, cause };
+    return [{ kind: "failed", failure }];
   }
 
-  /** Sends a HEALTH_REQUEST unless one is pending or the session is not READY. */
-  check(now: number, metrics?: readonly string[]): LbAction[] {
+  /**
+   * Sends a HEALTH_REQUEST unless one is pending or the session is not READY.
+   *
+   * @param timeoutMs this check's timeout; default the session's reply timeout
+   */
+  check(now: number, metrics?: readonly string[], timeoutMs?: number): LbAction[] {
     if (this.#state !== "READY" || this.#check) return [];
     const send = this.#send(
       metrics === undefined
         ? { type: "HEALTH_REQUEST" }
         : { type: "HEALTH_REQUEST", metrics: [...metrics] },
     );
-    this.#check = { seq: send.message.seq, sentAt: now, deadline: now + this.#options.timeoutMs };
+    const deadline = now + (timeoutMs ?? this.#options.timeoutMs);
+    this.#check = { seq: send.message.seq, sentAt: now, deadline };
     return [send];
   }
 
@@ -347,14 +361,17 @@ export class LbSession {
    * The transport reports the connection gone. A close we did not ask for
    * while the session was up is a failure.
    */
-  closed(reason: string, _now: number): LbAction[] {
+  closed(reason: string, _now: number, cause?: string): LbAction[] {
     const state = this.#state;
     if (state === "DISCONNECTED") return [];
     const aborted = this.#abortPending(`connection closed: ${reason}`);
     this.#reset();
     if (state === "TERMINATING") return aborted;
     const kind: FailureKind = state === "CONNECTING" ? "connect" : "closed";
-    return [...aborted, { kind: "failed", failure: { kind, message: reason } }];
+    const failure: Failure = cause === undefined
+      ? { kind, message: reason }
+      : { kind, message: reason, cause };
+    return [...aborted, { kind: "failed", failure }];
   }
 
   // --- handlers, called through the transition table ----------------------
@@ -400,7 +417,7 @@ export class LbSession {
     return [
       ...aborted,
       { kind: "failed", failure: { kind: "peer_error", code: m.code, message: m.message } },
-      this.#close(CLOSE_CODES[m.code], `server sent ERROR ${m.code}`),
+      this.#close(_closeCodeFor(m.code), `server sent ERROR ${m.code}`),
     ];
   }
 
@@ -453,14 +470,14 @@ export class LbSession {
 
   #fail(error: QhcpError): LbAction[] {
     const aborted = this.#abortPending(error.message);
-    const [send, close] = _fatal(this.#seq, error);
+    const actions = _fatal(this.#seq, error);
     this.#reset();
-    return [
-      ...aborted,
-      send,
-      { kind: "failed", failure: { kind: "protocol", code: error.code, message: error.message } },
-      close,
-    ];
+    const failed: FailedAction = {
+      kind: "failed",
+      failure: { kind: "protocol", code: error.code, message: error.message },
+    };
+    // The ERROR (if any) goes out before the failure is reported and the close.
+    return [...aborted, ...actions.slice(0, -1), failed, ...actions.slice(-1)];
   }
 
   /** Pending configs fail with the session; a pending check is dropped (the session failure counts). */

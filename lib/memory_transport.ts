@@ -18,6 +18,7 @@ import {
   type ListenOptions,
   type Transport,
   TransportError,
+  type TransportStats,
 } from "./transport.ts";
 
 interface _Endpoint {
@@ -43,6 +44,7 @@ interface _Endpoint {
 export class MemoryTransport implements Transport {
   readonly name = "memory";
   readonly #endpoints = new Map<string, _Endpoint>();
+  readonly #dialled = new Set<_MemoryChannel>();
   #nextPort = 40000;
 
   listen(options: ListenOptions, onChannel: (channel: Channel) => void): Promise<Listener> {
@@ -89,6 +91,8 @@ export class MemoryTransport implements Transport {
     const server = new _MemoryChannel(`memory-client:${this.#nextPort++}`, () => ep.blackholed);
     client._pair(server);
     server._pair(client);
+    this.#dialled.add(client);
+    void client.closed.then(() => this.#dialled.delete(client));
     ep.channels.add(server);
     void server.closed.then(() => ep.channels.delete(server));
     queueMicrotask(() => ep.onChannel(server));
@@ -101,8 +105,12 @@ export class MemoryTransport implements Transport {
     if (ep) ep.blackholed = on;
   }
 
+  stats(): TransportStats {
+    return { connections: this.#dialled.size, listeners: this.#endpoints.size };
+  }
+
   async close(): Promise<void> {
-    await Promise.resolve();
+    await Promise.all([...this.#dialled].map((ch) => ch.abort(0x12, "transport closed")));
   }
 }
 

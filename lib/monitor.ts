@@ -20,9 +20,11 @@ import {
   type ServerAddress,
   Watch,
   type WatchEvents,
+  type WatchResources,
   type WatchSettings,
   type WatchView,
 } from "./watch.ts";
+import type { Random } from "./schedule.ts";
 
 /** Options of {@linkcode Monitor}. */
 export interface MonitorOptions {
@@ -38,9 +40,15 @@ export interface MonitorOptions {
   checkIntervalMs?: number;
   /** Reply timeout per check, ms. Default: the smaller of the interval and 2000. */
   checkTimeoutMs?: number;
-  /** Consecutive failures before DOWN. Default 3. */
+  /** Consecutive failures before DOWN (fall). Default 3. */
   maxFailAttempts?: number;
-  /** Redial interval for DOWN servers, ms. Default 30000. */
+  /** Consecutive good checks before a DOWN server is UP again. Default 2. */
+  rise?: number;
+  /** Check interval while a verdict is in doubt, ms. Default 1000. */
+  fastIntervalMs?: number;
+  /** Spread of every interval, a fraction in [0, 0.5]. Default 0.1 (±10 %). */
+  jitter?: number;
+  /** Longest wait between redials of a DOWN server (backoff cap), ms. Default 30000. */
   reconnectIntervalMs?: number;
   /** Metric names to ask for in HELLO. Default: the server's default. */
   metrics?: readonly string[];
@@ -54,6 +62,14 @@ export interface MonitorOptions {
   log?: Logger;
   /** Verdict changes and check outcomes. */
   events?: WatchEvents;
+  /** Uniform random numbers in [0, 1) for jitter and backoff. Default Math.random. */
+  random?: Random;
+}
+
+/** Timers, sessions and transport resources the monitor holds, for leak checks. */
+export interface MonitorResources extends WatchResources {
+  /** Servers watched. */
+  watches: number;
 }
 
 /** Parses "host:port", "host" (port 4243), "[v6]:port" or "v6". */
@@ -121,6 +137,9 @@ export class Monitor {
       checkIntervalMs: interval,
       checkTimeoutMs: options.checkTimeoutMs ?? Math.min(interval, 2000),
       maxFailAttempts: options.maxFailAttempts ?? 3,
+      rise: options.rise ?? 2,
+      fastIntervalMs: options.fastIntervalMs ?? 1000,
+      jitter: options.jitter ?? 0.1,
       reconnectIntervalMs: options.reconnectIntervalMs ?? 30_000,
       metrics: options.metrics,
       caPem: options.caPem,
@@ -153,6 +172,23 @@ export class Monitor {
   /** The status of one server, or undefined. */
   server(address: string): WatchView | undefined {
     return this.#watches.get(_key(address))?.view();
+  }
+
+  /** Timers and sessions held by all watches (for leak checks). */
+  resources(): MonitorResources {
+    const total: MonitorResources = {
+      watches: this.#watches.size,
+      timers: 0,
+      sessions: 0,
+      closing: 0,
+    };
+    for (const w of this.#watches.values()) {
+      const r = w.resources();
+      total.timers += r.timers;
+      total.sessions += r.sessions;
+      total.closing += r.closing;
+    }
+    return total;
   }
 
   /** Addresses being watched. */
@@ -228,6 +264,7 @@ export class Monitor {
       settings: this.#settings,
       log: this.#log,
       ...(this.#options.events ? { events: this.#options.events } : {}),
+      ...(this.#options.random ? { random: this.#options.random } : {}),
     });
     this.#watches.set(key, w);
     return w;

@@ -36,6 +36,8 @@ const { QUICServer: _LibServer, QUICClient: _LibClient, events, errors } = quic;
 
 /** Library errors turned into closes by the classes below; counted for diagnostics. */
 let _absorbed = 0;
+/** Stops that hung and had their socket closed by force; counted for diagnostics. */
+let _stuck = 0;
 
 /**
  * The library rethrows its "internal" client errors from inside an event
@@ -69,9 +71,9 @@ class QUICServer extends _LibServer {
   };
 }
 
-/** How many library errors the wrapper turned into orderly closes (since start). */
-export function absorbedLibraryErrors(): number {
-  return _absorbed;
+/** Counters of library misbehaviour the wrapper absorbed (since start). */
+export function matrixaiIncidents(): { absorbedErrors: number; stuckStops: number } {
+  return { absorbedErrors: _absorbed, stuckStops: _stuck };
 }
 
 type QUICServerT = InstanceType<typeof _LibServer>;
@@ -98,7 +100,9 @@ const _reasonToCode = (_type: "read" | "write", reason?: unknown) =>
 
 class _StreamRefusal extends Error {}
 
-/** Longest wait for the library to tear a connection or socket down. */
+/** Longest wait for an orderly stop of a connection or server (they take ~0.3 s). */
+const _STOP_MS = 1000;
+/** Longest wait for the library to tear a socket down by force. */
 const _TEARDOWN_MS = 2000;
 
 type _Stop = { isApp: true; errorCode: number; reason: Uint8Array; force: boolean };
@@ -121,15 +125,21 @@ export interface MatrixaiTransportOptions {
  */
 export function createMatrixaiTransport(_options: MatrixaiTransportOptions = {}): Transport {
   const clients = new Set<QUICClientT>();
+  const listeners = new Set<Listener>();
   return {
     name: "matrixai",
-    listen: (options, onChannel) => _listen(options, onChannel),
+    listen: async (options, onChannel) => {
+      const listener = await _listen(options, onChannel, () => listeners.delete(listener));
+      listeners.add(listener);
+      return listener;
+    },
     dial: (options) => _dial(options, clients),
+    stats: () => ({ connections: clients.size, listeners: listeners.size }),
     close: async () => {
-      await _within(
-        Promise.all([...clients].map((c) => c.destroy({ force: true }).catch(() => {}))),
-        _TEARDOWN_MS,
-      );
+      await Promise.all([...clients].map(async (c) => {
+        if (!await _within(c.destroy({ force: true }), _TEARDOWN_MS)) await _forceSocket(c);
+      }));
+      clients.clear();
     },
   };
 }
@@ -153,6 +163,7 @@ export function isTransportLibraryError(reason: unknown): boolean {
 async function _listen(
   options: ListenOptions,
   onChannel: (channel: Channel) => void,
+  onClosed: () => void,
 ): Promise<Listener> {
   const key = crypto.getRandomValues(new Uint8Array(32));
   const hmac = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, [
@@ -191,7 +202,7 @@ async function _listen(
   const channelOf = (conn: QUICConnectionT): _MatrixChannel => {
     let ch = channels.get(conn);
     if (!ch) {
-      ch = new _MatrixChannel(conn, (stop) => conn.stop(stop));
+      ch = new _MatrixChannel(conn, (stop) => conn.stop(stop), () => Promise.resolve());
       channels.set(conn, ch);
       void ch.closed.then(() => channels.delete(conn));
       try {
@@ -234,11 +245,15 @@ async function _listen(
       return channels.size;
     },
     async close(code = 0x12, reason = "server closing") {
+      onClosed();
       await Promise.all([...channels.values()].map((ch) => ch.abort(code, reason)));
-      await _within(
-        server.stop({ isApp: true, errorCode: code, reason: _encoder.encode(reason), force: true }),
-        _TEARDOWN_MS,
-      );
+      const stop = server.stop({
+        isApp: true,
+        errorCode: code,
+        reason: _encoder.encode(reason),
+        force: true,
+      });
+      if (!await _within(stop, _STOP_MS)) await _forceSocket(server);
     },
   };
 }
@@ -311,7 +326,11 @@ async function _dial(options: DialOptions, clients: Set<QUICClientT>): Promise<C
   clients.add(client);
   const conn = client.connection;
   // QUICClient.destroy stops the connection and the client's own socket.
-  const channel = new _MatrixChannel(conn, (stop) => client.destroy(stop));
+  const channel = new _MatrixChannel(
+    conn,
+    (stop) => client.destroy(stop),
+    () => _forceSocket(client),
+  );
   void channel.closed.then(() => clients.delete(client));
   try {
     channel._offerStream(conn.newStream("bidi"));
@@ -349,6 +368,7 @@ class _MatrixChannel implements Channel {
   readonly remoteAddress: string;
   readonly closed: Promise<CloseInfo>;
   readonly #stopFn: (stop: _Stop) => Promise<void>;
+  readonly #forceFn: () => Promise<void>;
   #stream: QUICStreamT | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -361,8 +381,17 @@ class _MatrixChannel implements Channel {
   #peerFinishedP: Promise<void>;
   #resolvePeerFinished!: () => void;
 
-  constructor(conn: QUICConnectionT, stop: (stop: _Stop) => Promise<void>) {
+  /**
+   * @param stop the library's orderly stop (connection or client)
+   * @param force what to do when that hangs (close the client's socket)
+   */
+  constructor(
+    conn: QUICConnectionT,
+    stop: (stop: _Stop) => Promise<void>,
+    force: () => Promise<void>,
+  ) {
     this.#stopFn = stop;
+    this.#forceFn = force;
     this.remoteAddress = formatAddress(conn.remoteHost, conn.remotePort);
     this.#streamP = new Promise((resolve) => (this.#streamArrived = resolve));
     this.#peerFinishedP = new Promise((resolve) => (this.#resolvePeerFinished = resolve));
@@ -454,15 +483,16 @@ class _MatrixChannel implements Channel {
     this.#streamArrived(null);
     this.#reader?.cancel().catch(() => {});
     // The library's stop waits for quiche's draining timer; never let a close hang on it.
-    await _within(
+    const stopped = await _within(
       this.#stopFn({
         isApp: true,
         errorCode: code,
         reason: _encoder.encode(reason.slice(0, 200)),
         force: true,
       }),
-      _TEARDOWN_MS,
+      _STOP_MS,
     );
+    if (!stopped) await this.#forceFn();
     this.#finish();
   }
 
@@ -504,12 +534,27 @@ class _MatrixChannel implements Channel {
   }
 }
 
-function _within(p: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `p` at most `ms`; true when it settled in time. */
+function _within(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   return Promise.race([
-    p.then(() => {}, () => {}),
-    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+    p.then(() => true, () => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
   ]).finally(() => clearTimeout(timer));
+}
+
+type _Socket = { stop(o: { force: boolean }): Promise<void> };
+
+/**
+ * Closes the UDP socket under a server or client whose orderly stop is stuck
+ * (a connection aborted mid-handshake can wait forever for quiche's draining
+ * timer), so that the port is free again: a restarted server must be able to
+ * bind it, and an LB must not leak sockets.
+ */
+async function _forceSocket(owner: unknown): Promise<void> {
+  _stuck++;
+  const socket = (owner as { socket?: _Socket }).socket;
+  if (socket) await _within(socket.stop({ force: true }), _TEARDOWN_MS);
 }
 
 function _message(e: unknown): string {

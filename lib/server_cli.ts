@@ -34,6 +34,8 @@ export interface ServerConfig extends CommonConfig {
   jwtLeewaySec: number;
   serverId: string;
   helloTimeoutMs: number;
+  maxUnauthenticated: number;
+  maxConnections: number;
   sampleIntervalMs: number;
   defaultMetrics: string[];
 }
@@ -103,6 +105,20 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     help: "close connections that send no HELLO within this",
   },
   {
+    name: "max-unauthenticated",
+    type: "string",
+    arg: "N",
+    default: "100",
+    help: "connections allowed at once before HELLO; more are refused",
+  },
+  {
+    name: "max-connections",
+    type: "string",
+    arg: "N",
+    default: "10000",
+    help: "connections allowed at once in all; more are refused",
+  },
+  {
     name: "sample-interval",
     type: "string",
     arg: "SECONDS",
@@ -161,6 +177,14 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
     jwtLeewaySec: parseSeconds("jwt-leeway", f["jwt-leeway"], 60_000, { min: 0, max: 3600 }) / 1000,
     serverId: parseText("server-id", f["server-id"]) ?? hostname(),
     helloTimeoutMs: parseSeconds("hello-timeout", f["hello-timeout"], 5000, { min: 0.1, max: 300 }),
+    maxUnauthenticated: parseInteger("max-unauthenticated", f["max-unauthenticated"], 100, {
+      min: 1,
+      max: 1_000_000,
+    }),
+    maxConnections: parseInteger("max-connections", f["max-connections"], 10_000, {
+      min: 1,
+      max: 1_000_000,
+    }),
     sampleIntervalMs: parseSeconds("sample-interval", f["sample-interval"], 1000, {
       min: 0.1,
       max: 3600,

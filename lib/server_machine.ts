@@ -19,6 +19,7 @@
 
 import {
   _classifyInvalid,
+  _closeCodeFor,
   _fatal,
   _route,
   _Sequencer,
@@ -205,6 +206,8 @@ export class ServerSession {
     if (this.#state === "CLOSED") return [];
     const reported = _classifyInvalid(error, this.#seq, (t) => this.accepts(t));
     if (reported.code === "BAD_CONFIG" && reported.seq !== undefined) {
+      // While TERMINATING a CONFIG_UPDATE is ignored, whatever its content.
+      if (this.#state === "TERMINATING") return [];
       return [this.#send({
         type: "ERROR",
         re: reported.seq,
@@ -375,7 +378,7 @@ export class ServerSession {
   /** @internal */
   _onPeerError(message: MessageOf<"ERROR">): ServerAction[] {
     return [
-      this.#close(CLOSE_CODES[message.code], `peer reported ${message.code}: ${message.message}`),
+      this.#close(_closeCodeFor(message.code), `peer reported ${message.code}: ${message.message}`),
     ];
   }
 

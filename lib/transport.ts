@@ -40,6 +40,8 @@ export interface Channel {
    * then closes the connection with `code` and `reason`. Never rejects.
    */
   close(code: number, reason: string, lingerMs?: number): Promise<void>;
+  /** Closes the connection at once, dropping unsent bytes. Never rejects. */
+  abort(code: number, reason: string): Promise<void>;
   /** Resolves once the connection is gone. Never rejects. */
   readonly closed: Promise<CloseInfo>;
 }
@@ -107,8 +109,18 @@ export interface Transport {
    * @throws {TransportError} when the connection cannot be set up
    */
   dial(options: DialOptions): Promise<Channel>;
+  /** What this transport holds right now (for leak checks). */
+  stats(): TransportStats;
   /** Releases shared resources (sockets). */
   close(): Promise<void>;
+}
+
+/** Resources a transport holds. */
+export interface TransportStats {
+  /** Dialled connections still open. */
+  connections: number;
+  /** Listeners still open. */
+  listeners: number;
 }
 
 /** Why a transport operation failed. */

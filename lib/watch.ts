@@ -23,6 +23,7 @@ import { type Failure, type LbAction, LbSession, type LbSessionState } from "./l
 import type { Logger } from "./log.ts";
 import { CLOSE_CODES } from "./protocol.ts";
 import type { ErrorCode, MetricValues, ServerStatus, SessionConfig } from "./protocol.ts";
+import { checkDelay, type Random, redialDelay, type ScheduleSettings } from "./schedule.ts";
 import type { Channel, Transport } from "./transport.ts";
 import { formatAddress, TransportError } from "./transport.ts";
 
@@ -33,12 +34,13 @@ export interface ServerAddress {
 }
 
 /** Settings shared by every watch of one LB; changed in place at run time. */
-export interface WatchSettings {
+export interface WatchSettings extends ScheduleSettings {
   lbId: string;
-  checkIntervalMs: number;
   checkTimeoutMs: number;
+  /** Consecutive failures that mark a server DOWN (fall). */
   maxFailAttempts: number;
-  reconnectIntervalMs: number;
+  /** Consecutive good checks that bring a DOWN server back UP. */
+  rise: number;
   /** Metric names asked for in HELLO (undefined: the server's default). */
   metrics: readonly string[] | undefined;
   caPem: string | undefined;
@@ -92,6 +94,18 @@ export interface WatchDeps {
   events?: WatchEvents;
   /** Clock, ms since epoch. Default: performance.timeOrigin + performance.now(). */
   now?: () => number;
+  /** Uniform random numbers in [0, 1) for jitter. Default Math.random. */
+  random?: Random;
+}
+
+/** Timers and sessions a watch holds, for leak checks. */
+export interface WatchResources {
+  /** Armed timers (at most two: the next action and the reply deadline). */
+  timers: number;
+  /** 1 while a channel is open or being dialled. */
+  sessions: number;
+  /** Channels still closing. */
+  closing: number;
 }
 
 /** Watches one server. */
@@ -101,6 +115,7 @@ export class Watch {
   readonly #deps: WatchDeps;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #random: Random;
   readonly #machine: LbSession;
   readonly #health: HealthTracker;
   #channel: Channel | undefined;
@@ -118,12 +133,16 @@ export class Watch {
   #checksOk = 0;
   #checksFailed = 0;
   #lastAttempt = 0;
+  #dialing = false;
+  /** Redials since the server went DOWN, for the backoff. */
+  #redials = 0;
 
   constructor(target: ServerAddress, deps: WatchDeps) {
     this.#target = target;
     this.address = formatAddress(target.host, target.port);
     this.#deps = deps;
     this.#now = deps.now ?? _preciseNow;
+    this.#random = deps.random ?? Math.random;
     this.#log = deps.log.child({ server: this.address });
     const s = deps.settings;
     this.#machine = new LbSession({
@@ -132,7 +151,7 @@ export class Watch {
       intervalMs: s.checkIntervalMs,
       ...(s.metrics ? { metrics: s.metrics } : {}),
     });
-    this.#health = new HealthTracker({ fall: s.maxFailAttempts }, this.#now());
+    this.#health = new HealthTracker({ fall: s.maxFailAttempts, rise: s.rise }, this.#now());
   }
 
   /** The verdict. */
@@ -150,16 +169,25 @@ export class Watch {
     this.#plan(0);
   }
 
-  /** Applies changed settings (interval, timeout, fall, metrics) from the next action on. */
+  /** Applies changed settings (interval, timeout, fall, rise, metrics) from the next action on. */
   settingsChanged(): void {
     const s = this.#deps.settings;
     this.#machine.setTimeout(s.checkTimeoutMs);
     this.#machine.setInterval(s.checkIntervalMs);
     if (s.metrics) this.#machine.setMetrics(s.metrics);
-    this.#health.configure({ fall: s.maxFailAttempts });
+    this.#health.configure({ fall: s.maxFailAttempts, rise: s.rise });
     if (!this.#stopped && this.#machine.state === "READY" && !this.#machine.checkPending) {
-      this.#plan(Math.max(0, this.#lastAttempt + s.checkIntervalMs - this.#now()));
+      this.#planCheck();
     }
+  }
+
+  /** Timers and sessions held right now. */
+  resources(): WatchResources {
+    return {
+      timers: (this.#nextTimer === undefined ? 0 : 1) + (this.#deadlineTimer === undefined ? 0 : 1),
+      sessions: this.#channel || this.#dialing ? 1 : 0,
+      closing: this.#closing.size,
+    };
   }
 
   /** A snapshot for the status table and the HTTP API. */
@@ -206,7 +234,7 @@ export class Watch {
    */
   async stop(terminate: boolean, reason = "shutdown"): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#nextTimer);
+    this.#clearNext();
     this.#dialAbort?.abort();
     const channel = this.#channel;
     if (terminate && channel) {
@@ -215,7 +243,7 @@ export class Watch {
     } else {
       await this.#perform(this.#machine.abandon(CLOSE_CODES.GOING_AWAY, reason), channel);
     }
-    clearTimeout(this.#deadlineTimer);
+    this.#clearDeadline();
     await Promise.all(this.#closing);
   }
 
@@ -223,46 +251,81 @@ export class Watch {
 
   /** Arms the single "next thing to do" timer. */
   #plan(delayMs: number): void {
-    clearTimeout(this.#nextTimer);
+    this.#clearNext();
     if (this.#stopped) return;
-    this.#nextTimer = setTimeout(() => this.#next(), delayMs);
+    this.#nextTimer = setTimeout(() => {
+      this.#nextTimer = undefined;
+      this.#next();
+    }, Math.max(0, delayMs));
+  }
+
+  #clearNext(): void {
+    clearTimeout(this.#nextTimer);
+    this.#nextTimer = undefined;
   }
 
   #next(): void {
     if (this.#stopped) return;
     const s = this.#deps.settings;
     switch (this.#machine.state) {
-      case "READY":
+      case "READY": {
         this.#lastAttempt = this.#now();
-        void this.#perform(this.#machine.check(this.#now()), this.#channel);
-        this.#plan(s.checkIntervalMs);
+        // While in doubt, a check must fail within the fast interval so that
+        // DOWN comes within timeout + (fall - 1) x fast interval.
+        const timeout = this.#health.inDoubt
+          ? Math.min(s.checkTimeoutMs, s.fastIntervalMs)
+          : s.checkTimeoutMs;
+        const actions = this.#machine.check(this.#now(), undefined, timeout);
+        // The next check is planned when this one's outcome arrives.
+        if (actions.length === 0) this.#planCheck();
+        void this.#perform(actions, this.#channel);
         break;
+      }
       case "DISCONNECTED":
         this.#lastAttempt = this.#now();
         void this.#dial();
         break;
       default:
         // Connecting or terminating: look again after one interval.
-        this.#plan(s.checkIntervalMs);
+        this.#plan(checkDelay(s, false, this.#random));
     }
   }
 
-  /** Plans the next dial after a session ended or failed. */
+  /** Plans the next check, one (fast or normal, jittered) interval after the last one began. */
+  #planCheck(): void {
+    const delay = checkDelay(this.#deps.settings, this.#health.inDoubt, this.#random);
+    this.#plan(this.#lastAttempt + delay - this.#now());
+  }
+
+  /**
+   * Plans the next dial after a session ended or failed: DOWN servers back off
+   * (full jitter, capped at the reconnect interval); others are dialled on
+   * the check schedule, where a failed dial counts as a failed check.
+   */
   #planRedial(immediately = false): void {
-    const s = this.#deps.settings;
     if (immediately) return this.#plan(0);
-    const wait = this.#health.state === "DOWN" ? s.reconnectIntervalMs : s.checkIntervalMs;
-    this.#plan(Math.max(0, this.#lastAttempt + wait - this.#now()));
+    const s = this.#deps.settings;
+    if (this.#health.state === "DOWN") {
+      this.#plan(redialDelay(s, this.#redials++, this.#random));
+    } else {
+      this.#planCheck();
+    }
   }
 
   #armDeadline(): void {
-    clearTimeout(this.#deadlineTimer);
+    this.#clearDeadline();
     const deadline = this.#machine.deadline;
     if (deadline === undefined) return;
     const channel = this.#channel;
     this.#deadlineTimer = setTimeout(() => {
+      this.#deadlineTimer = undefined;
       void this.#perform(this.#machine.tick(this.#now()), channel);
     }, Math.max(0, deadline - this.#now()));
+  }
+
+  #clearDeadline(): void {
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
   }
 
   // --- session ------------------------------------------------------------------
@@ -272,6 +335,7 @@ export class Watch {
     await this.#perform(this.#machine.connecting(this.#now()), undefined);
     const abort = new AbortController();
     this.#dialAbort = abort;
+    this.#dialing = true;
     let channel: Channel;
     try {
       channel = await this.#deps.transport.dial({
@@ -288,10 +352,14 @@ export class Watch {
       const message = e instanceof TransportError
         ? e.message
         : `dial failed: ${(e as Error).message}`;
-      await this.#perform(this.#machine.connectFailed(message, this.#now()), undefined);
+      const cause = e instanceof TransportError && e.kind === "certificate"
+        ? "certificate"
+        : "unreachable";
+      await this.#perform(this.#machine.connectFailed(message, this.#now(), cause), undefined);
       return;
     } finally {
       this.#dialAbort = undefined;
+      this.#dialing = false;
     }
     if (this.#stopped) {
       await channel.close(CLOSE_CODES.GOING_AWAY, "LB stopping", 0);
@@ -332,7 +400,8 @@ export class Watch {
         : info.by === "transport"
         ? `connection lost: ${info.reason}`
         : `connection closed: ${info.reason}`;
-      await this.#perform(this.#machine.closed(why, this.#now()), channel);
+      const cause = info.by === "remote" ? "closed_by_peer" : "connection_lost";
+      await this.#perform(this.#machine.closed(why, this.#now(), cause), channel);
     }
   }
 
@@ -347,7 +416,11 @@ export class Watch {
             await channel.write(encodeMessage(action.message));
           } catch (e) {
             await this.#perform(
-              this.#machine.closed(`write failed: ${(e as Error).message}`, this.#now()),
+              this.#machine.closed(
+                `write failed: ${(e as Error).message}`,
+                this.#now(),
+                "connection_lost",
+              ),
               channel,
             );
           }
@@ -402,15 +475,18 @@ export class Watch {
       this.#lastStatus = action.response.status;
       this.#lastCheckAt = now;
       this.#deps.events?.onCheck?.(this.address, true, action.rttMs);
-      this.#transition(this.#health.success(now));
+      this.#transition(this.#health.success(now), "check_ok");
+      this.#planCheck();
       return;
     }
     this.#checksFailed++;
     this.#deps.events?.onCheck?.(this.address, false, null);
-    this.#log.debug("check failed", { reason: describeFailure(action.failure) });
-    const t = this.#health.failure(describeFailure(action.failure), now);
-    this.#transition(t);
-    if (t?.to === "DOWN") this.#giveUp();
+    const reason = describeFailure(action.failure);
+    this.#log.debug("check failed", { reason });
+    this.#transition(this.#health.failure(reason, now), failureCause(action.failure));
+    // DOWN (just now, or still): close the session and redial with backoff.
+    if (this.#health.state === "DOWN") this.#giveUp();
+    else this.#planCheck();
   }
 
   /** A session-level failure: counts as one failed check; the session is gone. */
@@ -418,8 +494,8 @@ export class Watch {
     this.#checksFailed++;
     this.#deps.events?.onCheck?.(this.address, false, null);
     const reason = describeFailure(failure);
-    this.#log.debug("session failed", { reason });
-    this.#transition(this.#health.failure(reason, this.#now()));
+    this.#log.debug("session failed", { reason, cause: failureCause(failure) });
+    this.#transition(this.#health.failure(reason, this.#now()), failureCause(failure));
     this.#planRedial();
   }
 
@@ -431,11 +507,12 @@ export class Watch {
     }
     this.#transition(
       this.#health.down(`server terminated the session: ${reason || "no reason"}`, this.#now()),
+      "terminated",
     );
     this.#planRedial();
   }
 
-  /** DOWN after failed checks: close the session, redial on the reconnect interval. */
+  /** DOWN: close the session (CHECK_FAILED) and redial with backoff. */
   #giveUp(): void {
     void this.#perform(
       this.#machine.abandon(CLOSE_CODES.CHECK_FAILED, "marked DOWN after failed checks"),
@@ -444,17 +521,43 @@ export class Watch {
     this.#planRedial();
   }
 
-  #transition(t: Transition | undefined): void {
+  /** Logs a verdict change once, with its cause, reason and timing. */
+  #transition(t: Transition | undefined, cause: string): void {
     if (!t) return;
+    if (t.to === "UP") this.#redials = 0;
     const fields = {
       from: t.from,
       to: t.to,
+      cause,
       reason: t.reason,
+      took_ms: Math.round(t.tookMs),
       after_ms: Math.round(t.afterMs),
     };
     if (t.to === "DOWN") this.#log.warn(`server ${t.to}`, fields);
     else this.#log.info(`server ${t.to}`, fields);
     this.#deps.events?.onTransition?.(this.address, t);
+  }
+}
+
+/**
+ * Classifies a failure for logs and metrics: "timeout", "unreachable",
+ * "certificate", "unauthorized", "server_error", "protocol", "terminated",
+ * "closed_by_peer" or "connection_lost".
+ */
+export function failureCause(f: Failure): string {
+  switch (f.kind) {
+    case "timeout":
+      return "timeout";
+    case "connect":
+      return f.cause ?? "unreachable";
+    case "peer_error":
+      return f.code === "UNAUTHORIZED" ? "unauthorized" : "server_error";
+    case "protocol":
+      return "protocol";
+    case "terminated":
+      return "terminated";
+    case "closed":
+      return f.cause ?? "connection_lost";
   }
 }
 

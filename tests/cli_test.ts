@@ -308,3 +308,27 @@ Deno.test({
 
 // Program is used by other files; keep the import checked here too.
 void Program;
+
+Deno.test("parseLbArgs() reads --rise, --fast-interval and --jitter and names them when bad", () => {
+  const d = parseLbArgs([]);
+  assert.equal(d.rise, 2);
+  assert.equal(d.fastIntervalMs, 1000);
+  assert.equal(d.jitter, 0.1);
+  const c = parseLbArgs(["--rise", "4", "--fast-interval", "0.25", "--jitter", "0"]);
+  assert.equal(c.rise, 4);
+  assert.equal(c.fastIntervalMs, 250);
+  assert.equal(c.jitter, 0);
+  cliError(() => parseLbArgs(["--rise", "0"]), /^--rise: expected an integer in 1\.\.1000/);
+  cliError(() => parseLbArgs(["--fast-interval", "0"]), /^--fast-interval:/);
+  cliError(() => parseLbArgs(["--jitter", "60"]), /^--jitter: expected an integer in 0\.\.50/);
+});
+
+Deno.test("parseServerArgs() reads the connection limits", () => {
+  const d = parseServerArgs([]);
+  assert.equal(d.maxUnauthenticated, 100);
+  assert.equal(d.maxConnections, 10_000);
+  const c = parseServerArgs(["--max-unauthenticated", "5", "--max-connections", "50"]);
+  assert.equal(c.maxUnauthenticated, 5);
+  assert.equal(c.maxConnections, 50);
+  cliError(() => parseServerArgs(["--max-unauthenticated", "0"]), /^--max-unauthenticated:/);
+});

@@ -431,7 +431,8 @@ Deno.test("decodeFrame() rejects an unknown or missing type with BAD_MESSAGE", (
       code: "BAD_MESSAGE",
       message,
       messageType: undefined,
-      seq: undefined,
+      // A readable seq is kept so that the ERROR can carry `re`.
+      seq: obj.seq === undefined ? undefined : 1,
     });
   }
 });

@@ -19,6 +19,7 @@ import {
   tempDir,
   waitFor,
 } from "./_helpers.ts";
+import { record } from "./_report.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -112,9 +113,8 @@ Deno.test({
           ),
           1000,
         );
-        console.log(
-          `  SIGTERM -> DOWN in ${downMs.toFixed(0)} ms; server exit in ${exitMs.toFixed(0)} ms`,
-        );
+        record("processes", "SIGTERM to DOWN (0.5 s interval)", downMs, "ms", "< 1000 ms");
+        record("processes", "SIGTERM to server exit", exitMs, "ms", "< 2500 ms");
       });
 
       await t.step(
@@ -142,8 +142,12 @@ Deno.test({
           // apart, the last timing out after min(interval, 2 s); plus 1.5 s for a busy machine.
           const bound = (interval + fall * interval + Math.min(interval, 2)) * 1000 + 1500;
           assert.ok(downMs < bound, `DOWN after ${downMs.toFixed(0)} ms (bound ${bound} ms)`);
-          console.log(
-            `  SIGKILL -> DOWN in ${downMs.toFixed(0)} ms (${fall} checks at ${interval} s)`,
+          record(
+            "processes",
+            "SIGKILL to DOWN (0.5 s interval, fall 3)",
+            downMs,
+            "ms",
+            `< ${bound} ms`,
           );
         },
       );
@@ -160,11 +164,16 @@ Deno.test({
           restarted = again.program;
           programs.push(again.program);
           const upMs = await until(lb.httpPort, b.port, "UP", (s) => s.state === "UP", 10_000);
-          // Started after the LB's last redial at the latest: one reconnect interval plus a
-          // handshake and a check, with 1.5 s of margin.
-          assert.ok(upMs < reconnect * 1000 + 1500, `UP after ${upMs.toFixed(0)} ms`);
-          console.log(
-            `  restart -> UP in ${upMs.toFixed(0)} ms (reconnect interval ${reconnect} s)`,
+          // A redial within one reconnect interval (the backoff cap), a handshake and
+          // rise (2) checks one fast interval (0.5 s here) apart, with 1.5 s of margin.
+          const bound = reconnect * 1000 + 500 + 1500;
+          assert.ok(upMs < bound, `UP after ${upMs.toFixed(0)} ms`);
+          record(
+            "processes",
+            "restart to UP (reconnect interval 2 s, rise 2)",
+            upMs,
+            "ms",
+            `< ${bound} ms`,
           );
         },
       );
@@ -313,6 +322,51 @@ Deno.test({
       assertNoBugs(server.program, lb.program);
     } finally {
       await Promise.all([server.program.stop(), lb.program.stop()]);
+      await Deno.remove(certs, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "An LB restarted while servers run picks up every server within one check interval",
+  async fn() {
+    const certs = await tempDir("e2e-lb-restart");
+    const env = { QHCP_CERTS_DIR: certs };
+    const servers = await Promise.all(
+      [1, 2, 3].map((i) => startServerProcess(["--server-port", "0", "--server-id", `s${i}`], env)),
+    );
+    const list = servers.map((s) => `127.0.0.1:${s.port}`).join(",");
+    const interval = 2;
+    const args = ["--servers", list, "--check-interval", String(interval), "--table", "off"];
+    const first = await startLbProcess(args, env);
+    const programs: Program[] = [...servers.map((s) => s.program), first.program];
+    try {
+      for (const s of servers) {
+        await until(first.httpPort, s.port, "UP", (e) => e.state === "UP", 10_000);
+      }
+      first.program.kill("SIGTERM");
+      assert.equal((await first.program.done).code, 0);
+      const second = await startLbProcess(args, env);
+      programs.push(second.program);
+      // From the moment the new LB starts watching, every server is UP within one interval.
+      await second.program.waitForLine(/load balancer starting/);
+      const t0 = performance.now();
+      for (const s of servers) {
+        await until(second.httpPort, s.port, "UP", (e) => e.state === "UP", interval * 1000 + 3000);
+      }
+      const ms = performance.now() - t0;
+      assert.ok(ms < interval * 1000, `all UP ${ms.toFixed(0)} ms after the LB started watching`);
+      record(
+        "restart",
+        "restarted LB: every server UP after",
+        ms,
+        "ms",
+        `< ${interval * 1000} ms (one check interval)`,
+      );
+      assertNoBugs(...programs);
+    } finally {
+      await Promise.all(programs.map((p) => p.stop("SIGKILL")));
       await Deno.remove(certs, { recursive: true }).catch(() => {});
     }
   },

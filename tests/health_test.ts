@@ -22,6 +22,7 @@ Deno.test("HealthTracker.success() turns UNKNOWN into UP at once, whatever rise 
     reason: "check succeeded",
     at: T0 + 250,
     afterMs: 250,
+    tookMs: 0,
   });
   assert.equal(h.state, "UP");
   assert.equal(h.lastChange, T0 + 250);
@@ -50,6 +51,7 @@ Deno.test("HealthTracker.failure() turns UP into DOWN on the third consecutive f
     reason: "connection refused",
     at: T0 + 40,
     afterMs: 30,
+    tookMs: 20,
   });
   assert.equal(h.state, "DOWN");
   assert.equal(h.consecutiveFailures, 3);
@@ -76,6 +78,7 @@ Deno.test("HealthTracker.failure() turns UNKNOWN into DOWN after fall failures",
     reason: "timeout",
     at: T0 + 200,
     afterMs: 200,
+    tookMs: 100,
   });
 });
 
@@ -100,16 +103,34 @@ Deno.test("HealthTracker.failure() in DOWN reports no transition but keeps count
   assert.equal(h.lastChange, T0);
 });
 
-Deno.test("HealthTracker.success() from DOWN returns to UP after one success by default", () => {
+Deno.test("HealthTracker.success() from DOWN returns to UP after two successes by default", () => {
   const h = new HealthTracker({ fall: 1 }, T0);
   h.failure("timeout", T0 + 100);
-  assert.deepEqual(h.success(T0 + 1100), {
+  assert.equal(h.success(T0 + 1100), undefined);
+  assert.equal(h.inDoubt, true);
+  assert.deepEqual(h.success(T0 + 1300), {
     from: "DOWN",
     to: "UP",
     reason: "check succeeded",
-    at: T0 + 1100,
-    afterMs: 1000,
+    at: T0 + 1300,
+    afterMs: 1200,
+    tookMs: 200,
   });
+  assert.equal(h.inDoubt, false);
+});
+
+Deno.test("HealthTracker.inDoubt is true after a failure in UP and after a success in DOWN", () => {
+  const h = new HealthTracker({ fall: 2, rise: 2 }, T0);
+  assert.equal(h.inDoubt, false);
+  h.success(T0);
+  assert.equal(h.inDoubt, false);
+  h.failure("timeout", T0 + 1);
+  assert.equal(h.inDoubt, true);
+  h.failure("timeout", T0 + 2);
+  assert.equal(h.state, "DOWN");
+  assert.equal(h.inDoubt, false);
+  h.success(T0 + 3);
+  assert.equal(h.inDoubt, true);
 });
 
 Deno.test("HealthTracker.success() from DOWN needs rise consecutive successes", () => {
@@ -142,6 +163,7 @@ Deno.test("HealthTracker.down() marks UP as DOWN at once", () => {
     reason: "server terminated: maintenance",
     at: T0 + 500,
     afterMs: 500,
+    tookMs: 0,
   });
   assert.equal(h.state, "DOWN");
   assert.equal(h.consecutiveFailures, 1);
@@ -199,7 +221,7 @@ Deno.test("HealthTracker.configure() changes rise and leaves unnamed options alo
 });
 
 Deno.test("HealthTracker transitions report afterMs as the time spent in the previous state", () => {
-  const h = new HealthTracker({ fall: 1 }, T0);
+  const h = new HealthTracker({ fall: 1, rise: 1 }, T0);
   const up = h.success(T0 + 100);
   const down = h.failure("x", T0 + 1100);
   const upAgain = h.success(T0 + 1600);

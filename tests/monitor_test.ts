@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { Agent } from "../lib/agent.ts";
 import { MemoryTransport } from "../lib/memory_transport.ts";
 import { Monitor } from "../lib/monitor.ts";
-import { FakeMetrics, hmacPair, makeCredentials, waitFor } from "./_helpers.ts";
+import { createLogger } from "../lib/log.ts";
+import { FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
 
 const { secret } = await makeCredentials();
 
@@ -106,4 +107,83 @@ Deno.test("Monitor refuses an lbId that differs from its signer's issuer", () =>
     () => new Monitor({ transport: new MemoryTransport(), signer, servers: [] }),
     /needs a CA bundle/,
   );
+});
+
+Deno.test("Every verdict change is logged once with its cause, reason and timing", async () => {
+  const transport = new MemoryTransport();
+  const lines: string[] = [];
+  const log = createLogger({ sink: (l) => lines.push(l) });
+  const { signer, verifier } = hmacPair(secret);
+  const agent = await Agent.start({
+    transport,
+    host: "10.0.0.1",
+    port: 4243,
+    certPem: "",
+    keyPem: "",
+    serverId: "web-1",
+    verifier,
+    metrics: new FakeMetrics(),
+  });
+  const wrong = await Agent.start({
+    transport,
+    host: "10.0.0.3",
+    port: 4243,
+    certPem: "",
+    keyPem: "",
+    serverId: "web-3",
+    verifier: hmacPair(new TextEncoder().encode("x".repeat(40))).verifier,
+    metrics: new FakeMetrics(),
+  });
+  const monitor = new Monitor({
+    transport,
+    signer,
+    servers: [
+      { host: "10.0.0.1", port: 4243 },
+      { host: "10.0.0.2", port: 4243 },
+      { host: "10.0.0.3", port: 4243 },
+    ],
+    insecure: true,
+    checkIntervalMs: 100,
+    checkTimeoutMs: 100,
+    fastIntervalMs: 50,
+    log,
+  });
+  try {
+    monitor.start();
+    await waitFor("1 UP, 2 and 3 DOWN", () => {
+      const s = monitor.status();
+      return s[0]?.state === "UP" && s[1]?.state === "DOWN" && s[2]?.state === "DOWN";
+    });
+    await agent.shutdown("maintenance", 100);
+    await waitFor("1 DOWN", () => monitor.status()[0]?.state === "DOWN");
+    await sleep(200);
+    const changes = lines.filter((l) => /server (UP|DOWN) /.test(l));
+    const of = (server: string) => changes.filter((l) => l.includes(`server=${server} `));
+    // Each server changed exactly as often as its verdict did: no repeated lines.
+    assert.equal(of("10.0.0.1:4243").length, 2, changes.join("\n"));
+    assert.equal(of("10.0.0.2:4243").length, 1, changes.join("\n"));
+    assert.equal(of("10.0.0.3:4243").length, 1, changes.join("\n"));
+    assert.match(
+      of("10.0.0.1:4243")[0]!,
+      /INFO server UP .*from=UNKNOWN to=UP cause=check_ok .*took_ms=\d+ after_ms=\d+/,
+    );
+    assert.match(
+      of("10.0.0.1:4243")[1]!,
+      /WARN server DOWN .*cause=terminated reason="server terminated the session: maintenance" took_ms=0 /,
+    );
+    assert.match(
+      of("10.0.0.2:4243")[0]!,
+      /cause=unreachable reason="connect failed: no QUIC handshake/,
+    );
+    assert.match(
+      of("10.0.0.3:4243")[0]!,
+      /cause=unauthorized reason="UNAUTHORIZED: Cannot accept HELLO/,
+    );
+    // took_ms of the unreachable server: from its first failed dial to DOWN (3 failures).
+    const took = Number(/took_ms=(\d+)/.exec(of("10.0.0.2:4243")[0]!)![1]);
+    assert.ok(took >= 100, `took_ms ${took}`);
+  } finally {
+    await monitor.stop();
+    await wrong.shutdown("done", 100);
+  }
 });

@@ -326,6 +326,10 @@ for (const [state, fixture] of Object.entries(STATES) as [ServerSessionState, St
         assert.equal(f.session.state, "CLOSED");
       } else if (check) {
         check(f, actions, fixture.inSeq);
+      } else if (type === "ERROR") {
+        // An ERROR is never answered with an ERROR: the session just closes.
+        assertClose(actions, CLOSE_CODES.UNEXPECTED_MESSAGE);
+        assert.equal(f.session.state, "CLOSED");
       } else {
         assertFatal(f, actions, "UNEXPECTED_MESSAGE", fixture.inSeq, fixture.outSeq);
         const close = actions[1] as Extract<ServerAction, { kind: "close" }>;
@@ -820,7 +824,11 @@ Deno.test("ServerSession.receive() closes with the peer's code on ERROR in READY
   for (const code of ERROR_CODES) {
     const f = readyServer();
     const actions = recv(f, { type: "ERROR", seq: 2, code, message: "x" });
-    assertClose(actions, CLOSE_CODES[code]);
+    // BAD_CONFIG never closes a session by itself: an unsolicited one is unexpected.
+    assertClose(
+      actions,
+      code === "BAD_CONFIG" ? CLOSE_CODES.UNEXPECTED_MESSAGE : CLOSE_CODES[code],
+    );
     assert.equal(f.session.state, "CLOSED");
   }
 });
@@ -894,9 +902,15 @@ for (const seq of [0, -1, 1.5, "1", null]) {
   });
 }
 
-Deno.test("ServerSession.receiveInvalid() answers an unknown type with BAD_MESSAGE without re", () => {
+Deno.test("ServerSession.receiveInvalid() answers an unknown type with BAD_MESSAGE and re = its seq", () => {
   const f = readyServer();
   const err = codecError({ type: "PING", seq: 2 });
+  assertFatal(f, wire(f, f.session.receiveInvalid(err, T0)), "BAD_MESSAGE", 2, 2);
+});
+
+Deno.test("ServerSession.receiveInvalid() answers an unknown type with an unreadable seq without re", () => {
+  const f = readyServer();
+  const err = codecError({ type: "PING", seq: "two" });
   assertFatal(f, wire(f, f.session.receiveInvalid(err, T0)), "BAD_MESSAGE", undefined, 2);
 });
 

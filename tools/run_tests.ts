@@ -56,7 +56,15 @@ interface Result {
 const PROCESS_TIMEOUT_MS = 240_000;
 
 async function run(group: string[]): Promise<Result> {
-  const args = ["test", "-A", ...(group.length > 1 ? ["--parallel"] : []), ...extra, ...group];
+  // --expose-gc lets memory tests measure the heap after a full collection.
+  const args = [
+    "test",
+    "-A",
+    "--v8-flags=--expose-gc",
+    ...(group.length > 1 ? ["--parallel"] : []),
+    ...extra,
+    ...group,
+  ];
   console.log(`--- started: deno ${args.join(" ")}`);
   const child = new Deno.Command(Deno.execPath(), {
     args,

@@ -1,0 +1,169 @@
+/**
+ * 80 kill/restart cycles and 20 black-hole/heal cycles of a server behind a
+ * relay, watched by one LB over real QUIC: afterwards the LB's sessions,
+ * timers, transport connections and file descriptors are back at their
+ * baseline, and its resident memory has not grown beyond a stated tolerance.
+ */
+
+import assert from "node:assert/strict";
+import { Agent } from "../lib/agent.ts";
+import { generateDevCertificates } from "../lib/certs.ts";
+import { Monitor } from "../lib/monitor.ts";
+import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
+import type { Transport } from "../lib/transport.ts";
+import { FakeMetrics, hmacPair, sleep, waitFor } from "./_helpers.ts";
+import { record } from "./_report.ts";
+import { UdpRelay } from "./_udp_relay.ts";
+
+const certs = await generateDevCertificates();
+const secret = new TextEncoder().encode("cycles-test-secret-0123456789-abcdefghij");
+/** The JavaScript heap after a full GC may grow this much over the 100 cycles. */
+const HEAP_TOLERANCE_MB = 8;
+/**
+ * Resident memory may grow this much: the process holds both peers and the
+ * relay, and V8 and the allocator keep freed pages for reuse.
+ */
+const RSS_TOLERANCE_MB = 150;
+
+function fds(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+/** Heap in use after a full collection (the runner starts tests with --expose-gc). */
+function heapMb(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return Deno.memoryUsage().heapUsed / 1e6;
+}
+
+function startAgent(transport: Transport, port: number): Promise<Agent> {
+  return Agent.start({
+    transport,
+    host: "127.0.0.1",
+    port,
+    certPem: certs.serverCertPem,
+    keyPem: certs.serverKeyPem,
+    serverId: "cycled",
+    verifier: hmacPair(secret).verifier,
+    metrics: new FakeMetrics(),
+  });
+}
+
+Deno.test({
+  name:
+    "100 kill/restart and black-hole/heal cycles leave the LB's sessions, timers, sockets and memory at baseline",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const serverSide = createMatrixaiTransport();
+    const lbSide = createMatrixaiTransport();
+    let agent = await startAgent(serverSide, 0);
+    const port = agent.port;
+    const relay = await UdpRelay.start({ host: "127.0.0.1", port }, { seed: 11 });
+    const monitor = new Monitor({
+      transport: lbSide,
+      signer: hmacPair(secret).signer,
+      servers: [{ host: "127.0.0.1", port: relay.port }],
+      caPem: certs.caCertPem,
+      checkIntervalMs: 100,
+      checkTimeoutMs: 150,
+      fastIntervalMs: 50,
+      maxFailAttempts: 2,
+      rise: 2,
+      reconnectIntervalMs: 100,
+    });
+    const state = () => monitor.status()[0]!.state;
+    // The relay keeps one upstream socket per client port for 60 s, and every
+    // redial is a new client port: those descriptors are the relay's, not the LB's.
+    const snapshot = () => ({
+      ...monitor.resources(),
+      connections: lbSide.stats().connections,
+      fds: fds() - relay.stats.clients,
+      heapMb: heapMb(),
+      rssMb: Deno.memoryUsage().rss / 1e6,
+    });
+    try {
+      monitor.start();
+      await waitFor("UP", () => state() === "UP", 10_000);
+      const killRestart = async () => {
+        await agent.shutdown("shutdown", 500);
+        await waitFor("DOWN", () => state() === "DOWN", 5000, 5);
+        agent = await startAgent(serverSide, port);
+        await waitFor("UP", () => state() === "UP", 10_000, 5);
+      };
+      const blackholeHeal = async () => {
+        relay.set({ blackhole: true });
+        await waitFor("DOWN", () => state() === "DOWN", 5000, 5);
+        relay.set({});
+        await waitFor("UP", () => state() === "UP", 10_000, 5);
+      };
+      // Warm up (the allocator keeps growing over the first ~100 dials, then
+      // levels off), then take the baseline in a steady UP state.
+      for (let i = 0; i < 20; i++) await killRestart();
+      await sleep(300);
+      const before = snapshot();
+      const t0 = performance.now();
+      for (let i = 0; i < 80; i++) await killRestart();
+      const killMs = (performance.now() - t0) / 80;
+      const t1 = performance.now();
+      for (let i = 0; i < 20; i++) await blackholeHeal();
+      const holeMs = (performance.now() - t1) / 20;
+      await sleep(300);
+      const after = snapshot();
+      const msg = JSON.stringify({ before, after });
+      assert.equal(after.watches, before.watches, msg);
+      assert.equal(after.sessions, 1, msg);
+      assert.equal(after.closing, 0, msg);
+      assert.ok(after.timers <= 2, msg);
+      assert.equal(after.connections, before.connections, msg);
+      assert.ok(after.fds <= before.fds + 2, msg);
+      const heapGrowth = after.heapMb - before.heapMb;
+      assert.ok(heapGrowth < HEAP_TOLERANCE_MB, `heap grew ${heapGrowth.toFixed(1)} MB: ${msg}`);
+      const growth = after.rssMb - before.rssMb;
+      assert.ok(growth < RSS_TOLERANCE_MB, `RSS grew ${growth.toFixed(1)} MB: ${msg}`);
+      record(
+        "cycles",
+        "kill/restart cycle (TERMINATE to DOWN, restart to UP)",
+        killMs,
+        "ms per cycle",
+      );
+      record("cycles", "black-hole/heal cycle", holeMs, "ms per cycle");
+      record("cycles", "LB sessions before / after", `${before.sessions} / ${after.sessions}`, "");
+      record(
+        "cycles",
+        "LB timers before / after",
+        `${before.timers} / ${after.timers}`,
+        "",
+        "<= 2 per server",
+      );
+      record(
+        "cycles",
+        "open file descriptors before / after",
+        `${before.fds} / ${after.fds}`,
+        "",
+        "<= +2",
+      );
+      record("cycles", "heap after GC before", before.heapMb, "MB");
+      record(
+        "cycles",
+        "heap after GC after 100 cycles",
+        after.heapMb,
+        "MB",
+        `< before + ${HEAP_TOLERANCE_MB} MB`,
+      );
+      record("cycles", "resident memory before", before.rssMb, "MB");
+      record(
+        "cycles",
+        "resident memory after 100 cycles",
+        after.rssMb,
+        "MB",
+        `< before + ${RSS_TOLERANCE_MB} MB`,
+      );
+    } finally {
+      await monitor.stop();
+      await relay.close();
+      await agent.shutdown("done", 200);
+      await lbSide.close();
+      await serverSide.close();
+    }
+  },
+});

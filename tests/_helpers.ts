@@ -10,6 +10,18 @@ import { type DevCertificates, generateDevCertificates } from "../lib/certs.ts";
 import type { MetricsSource } from "../lib/metrics.ts";
 import type { MetricValues } from "../lib/protocol.ts";
 
+/** mulberry32: a small deterministic PRNG returning floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

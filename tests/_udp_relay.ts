@@ -15,6 +15,7 @@
 
 import dgram from "node:dgram";
 import { isIPv6 } from "node:net";
+import { mulberry32 } from "./_helpers.ts";
 
 /**
  * Faults applied to each datagram, in both directions. Every field is
@@ -108,18 +109,6 @@ interface Client {
   lastActive: number;
   toTarget: Flow;
   toClient: Flow;
-}
-
-/** mulberry32: a small, fast, seeded PRNG returning numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Derives a flow's seed from the relay seed, the client's arrival order and the direction. */

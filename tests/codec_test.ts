@@ -19,6 +19,7 @@ import {
   MESSAGE_TYPES,
   type MessageType,
 } from "../lib/protocol.ts";
+import { mulberry32 } from "./_helpers.ts";
 
 // --- helpers -----------------------------------------------------------------
 
@@ -909,18 +910,6 @@ Deno.test("decodeFrame() and FrameDecoder never yield the message for a changed 
 });
 
 // --- fuzz ----------------------------------------------------------------------
-
-/** mulberry32: a small deterministic PRNG returning floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FUZZ_SEED = 0x5eed_0001;
 const FUZZ_INPUTS = 12_000;

@@ -16,7 +16,7 @@ import { CLOSE_CODES, type Message } from "../lib/protocol.ts";
 import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
 import { type ServerAction, ServerSession } from "../lib/server_machine.ts";
 import type { Channel, Transport } from "../lib/transport.ts";
-import { FakeMetrics, hmacPair, sleep, waitFor } from "./_helpers.ts";
+import { FakeMetrics, hmacPair, mulberry32, sleep, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -257,17 +257,6 @@ Deno.test({
 });
 
 // --- fuzzing live sessions ---------------------------------------------------------------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SAMPLES: Message[] = [
   { type: "HEALTH_REQUEST", seq: 2 },

@@ -44,7 +44,11 @@ for (const file of FILES) {
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  const summary = text.match(/^(ok|FAILED) \|.*$/m)?.[0] ?? `exited with ${out.code}`;
+  // "ok | 3 passed | 0 failed (20s)" becomes "ok: 3 passed, 0 failed (20s)" (no table pipes).
+  const line = text.match(/^(ok|FAILED) \|.*$/m)?.[0];
+  const summary = line
+    ? line.replace(/ \| /, ": ").replaceAll(" | ", ", ")
+    : `exited with ${out.signal ?? out.code}`;
   outcomes.push({ file, ok: out.success, summary });
   console.log(`  ${summary}`);
   if (!out.success) console.log(text);
@@ -89,6 +93,19 @@ for (const section of Object.keys(SECTIONS)) {
   lines.push("");
 }
 lines.push(
+  "## Known issue: native crashes under heavy churn",
+  "",
+  "Deno 2.9.6 with the @matrixai/quic 1.2.12 native addon occasionally dies of a segmentation fault",
+  "inside the addon (`node.napi.node`, a stripped Rust library; the core dump shows the fault in the",
+  "addon, called from Deno's N-API layer), or of a Deno panic. Seen on 2026-11-21: 3 crashes in 20",
+  "runs of `tests/cycles_test.ts` (each run makes and tears down a few hundred connections in one",
+  "minute, LB and server in one process), most often with a second test process loading the other",
+  "core; none in 400 rounds of three connections opened and closed in one process, none in the other",
+  "test files. With the addon loaded by several test modules of one process (one isolate each), 2 of",
+  "6 full runs died, which is why the test runner gives those files a process each. The runner",
+  "runs a file that crashed this way once more and names it in its summary line. Run the programs",
+  "under a supervisor that restarts them.",
+  "",
   "## What the numbers mean",
   "",
   "- Detection times are measured from the fault (the black hole, the signal) to the LB's verdict,",
@@ -105,5 +122,6 @@ console.log(`wrote docs/RELIABILITY.md (${figures.length} figures)`);
 Deno.exit(outcomes.every((o) => o.ok) ? 0 : 1);
 
 function _fmt(v: number): string {
+  if (Number.isInteger(v)) return String(v);
   return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
 }

@@ -55,7 +55,25 @@ interface Result {
 /** A test process that runs longer than this is killed and counted as failed. */
 const PROCESS_TIMEOUT_MS = 240_000;
 
+/** Native crashes of a test process (SIGSEGV, a Deno panic) that were re-run, by file. */
+const crashes: string[] = [];
+
+/**
+ * Runs one group. A process that dies of a native crash (a signal or a Deno
+ * panic) with no failing test is run once more and the crash is reported in
+ * the summary: Deno 2.9.6 with the @matrixai/quic addon crashes now and then
+ * under heavy connection churn (see docs/RELIABILITY.md). A second crash, or
+ * any failed assertion, fails the run.
+ */
 async function run(group: string[]): Promise<Result> {
+  const first = await _runOnce(group);
+  if (!first.crashed) return first;
+  crashes.push(group.join(" "));
+  console.log(`!! native crash in deno test ${group.join(" ")}: running it once more`);
+  return await _runOnce(group);
+}
+
+async function _runOnce(group: string[]): Promise<Result & { crashed: boolean }> {
   // --expose-gc lets memory tests measure the heap after a full collection.
   const args = [
     "test",
@@ -85,6 +103,8 @@ async function run(group: string[]): Promise<Result> {
   const passed = summary ? Number(summary[2]) : 0;
   let failed = summary ? Number(summary[3]) : 0;
   let note = "";
+  const crashed = !out.success && failed === 0 && !timedOut &&
+    (out.signal !== null || /Deno has panicked/.test(text));
   if (!out.success && failed === 0) {
     failed = 1; // the process failed without a failing test: a crash or a load error
     const how = timedOut
@@ -93,7 +113,7 @@ async function run(group: string[]): Promise<Result> {
     note = `\n!! deno test ${group.join(" ")} ${how} and no failed test\n`;
   }
   console.log(`\n=== deno ${args.join(" ")}\n${text.trimEnd()}${note}`);
-  return { files: group, passed, failed, ok: out.success };
+  return { files: group, passed, failed, ok: out.success, crashed };
 }
 
 // Two processes at a time: the machines have two cores.
@@ -108,6 +128,7 @@ const failed = results.reduce((n, r) => n + r.failed, 0);
 const seconds = Math.round((performance.now() - started) / 1000);
 console.log(
   `\n${failed === 0 ? "ok" : "FAILED"} | ${passed} passed | ${failed} failed (${seconds}s)` +
-    ` [${results.length} processes; own process: ${[...native].join(", ")}]`,
+    ` [${results.length} processes; own process: ${[...native].join(", ")}]` +
+    (crashes.length ? ` [native crashes re-run: ${crashes.join(", ")}]` : ""),
 );
 Deno.exit(failed === 0 && results.every((r) => r.ok) ? 0 : 1);

@@ -281,3 +281,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "Delay, jitter, duplication and reordering together cause no failed check and show in the round trip",
+  async fn() {
+    const n = await net({ checkIntervalMs: 100, checkTimeoutMs: 1000, maxFailAttempts: 3 });
+    const rtts: number[] = [];
+    try {
+      await waitFor("UP", () => stateOf(n.monitor, n.relay.port)?.state === "UP", 10_000);
+      n.relay.set({ delayMs: 20, jitterMs: 10, duplicatePercent: 10, reorderPercent: 10 });
+      const start = stateOf(n.monitor, n.relay.port)!;
+      await waitFor(
+        "40 checks",
+        () => {
+          const s = stateOf(n.monitor, n.relay.port)!;
+          if (s.last_rtt_ms !== null && s.checks_ok > start.checks_ok + rtts.length) {
+            rtts.push(s.last_rtt_ms);
+          }
+          return s.checks_ok + s.checks_failed >= start.checks_ok + start.checks_failed + 40;
+        },
+        30_000,
+        5,
+      );
+      const s = stateOf(n.monitor, n.relay.port)!;
+      assert.equal(s.checks_failed, start.checks_failed, "no failed check");
+      assert.deepEqual(n.transitions.map((x) => x.t.to), ["UP"]);
+      const stats = n.relay.stats;
+      assert.ok(
+        stats.duplicated > 0 && stats.reordered > 0 && stats.delayed > 0,
+        JSON.stringify(stats),
+      );
+      // Each way is delayed by at least 20 ms, so a check takes at least 40 ms.
+      const min = Math.min(...rtts);
+      assert.ok(min >= 40, `smallest round trip ${min} ms`);
+      record(
+        "faults",
+        "round trip with 20 ms (+0-10 ms) delay each way, min",
+        min,
+        "ms",
+        ">= 40 ms",
+      );
+      record("faults", "failed checks with delay, duplication and reordering", 0, "", "must be 0");
+      record(
+        "faults",
+        "datagrams duplicated / reordered",
+        `${stats.duplicated} / ${stats.reordered}`,
+        "",
+      );
+    } finally {
+      await n.close();
+    }
+  },
+});

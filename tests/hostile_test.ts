@@ -225,8 +225,10 @@ Deno.test({
       verifier: hmacPair(secret, "lb-good").verifier,
       metrics: new FakeMetrics(),
     });
+    const lines: string[] = [];
     const make = (insecure: boolean) =>
       new Monitor({
+        log: createLogger({ sink: (l) => lines.push(l) }),
         transport,
         signer: hmacPair(secret, "lb-good").signer,
         servers: [{ host: "127.0.0.1", port: agent.port }],
@@ -246,6 +248,8 @@ Deno.test({
         /certificate of 127\.0\.0\.1:\d+ rejected: .*does not lead to a trusted CA/,
       );
       assert.equal(strict.status()[0]!.checks_ok, 0);
+      // The verdict change is logged once, with the cause.
+      assert.equal(lines.filter((l) => /server DOWN .*cause=certificate /.test(l)).length, 1);
       await waitFor("insecure UP", () => lax.status()[0]?.state === "UP", 10_000);
     } finally {
       await strict.stop();

@@ -16,7 +16,7 @@ import { _fail as _failWith, _stopSignals, _writeAll } from "./lib/_entry.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { installProcessGuard } from "./lib/guard.ts";
-import { createHttpHandler } from "./lib/http_api.ts";
+import { createHttpApi } from "./lib/http_api.ts";
 import { type LbConfig, lbUsage, parseLbArgs } from "./lib/lb_cli.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { Monitor } from "./lib/monitor.ts";
@@ -64,8 +64,9 @@ export async function runLb(args: readonly string[]): Promise<number> {
   const stop = _stopSignals();
 
   let monitor: Monitor;
+  let adminToken: string;
   try {
-    monitor = await _buildMonitor(config, log);
+    ({ monitor, adminToken } = await _buildMonitor(config, log));
   } catch (e) {
     if (e instanceof AuthConfigError || e instanceof CliError) return _fail(e.message, 2);
     return _fail((e as Error).message, 1);
@@ -78,7 +79,14 @@ export async function runLb(args: readonly string[]): Promise<number> {
   if (config.servers.length === 0) log.warn("no servers to watch (--servers is empty)");
 
   const startedAt = Date.now();
-  const handler = createHttpHandler({ monitor, lbId: config.lbId, startedAt, version: VERSION });
+  const api = createHttpApi({
+    monitor,
+    lbId: config.lbId,
+    startedAt,
+    version: VERSION,
+    adminToken,
+    log,
+  });
   let http: Deno.HttpServer;
   try {
     http = Deno.serve({
@@ -86,7 +94,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
       port: config.httpPort,
       onListen: ({ hostname, port }) =>
         log.info("HTTP status endpoint listening", { address: hostname, port }),
-    }, handler);
+    }, api.handler);
   } catch (e) {
     return _fail(
       `--loadbalancer-port: cannot listen on ${config.httpHost}:${config.httpPort}: ${
@@ -129,15 +137,19 @@ export async function runLb(args: readonly string[]): Promise<number> {
   clearTimeout(tableTimer);
   stop.escalate(); // a second signal ends the process at once
   await Promise.race([monitor.stop("shutdown"), new Promise((r) => setTimeout(r, 1500))]);
+  api.close(); // end the dashboard's event streams, or shutdown would wait for them
   await http.shutdown().catch(() => {});
   if (tableMode === "tty") draw();
   log.info("stopped");
   return 0;
 }
 
-async function _buildMonitor(config: LbConfig, log: Logger): Promise<Monitor> {
+async function _buildMonitor(
+  config: LbConfig,
+  log: Logger,
+): Promise<{ monitor: Monitor; adminToken: string }> {
   const needDefaults = (!config.caFile && !config.insecure) ||
-    (!config.jwtSecretFile && !config.jwtPrivateKeyFile);
+    (!config.jwtSecretFile && !config.jwtPrivateKeyFile) || !config.adminTokenFile;
   let files: DefaultFiles | undefined;
   if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
   let caPem: string | undefined;
@@ -167,7 +179,19 @@ async function _buildMonitor(config: LbConfig, log: Logger): Promise<Monitor> {
       }),
       signerOptions,
     );
-  return new Monitor({
+  const tokenPath = config.adminTokenFile ?? files!.adminToken;
+  let adminToken: string;
+  try {
+    adminToken = (await Deno.readTextFile(tokenPath)).trim();
+  } catch (e) {
+    throw new CliError(`--admin-token-file: cannot read ${tokenPath}: ${(e as Error).message}`);
+  }
+  if (adminToken.length < 16 || /\s/.test(adminToken)) {
+    throw new CliError(
+      `--admin-token-file: the token in ${tokenPath} must be at least 16 characters without spaces`,
+    );
+  }
+  const monitor = new Monitor({
     transport: createMatrixaiTransport(),
     signer,
     lbId: config.lbId,
@@ -183,8 +207,11 @@ async function _buildMonitor(config: LbConfig, log: Logger): Promise<Monitor> {
     ...(caPem === undefined ? {} : { caPem }),
     insecure: config.insecure,
     idleTimeoutMs: config.idleTimeoutMs,
+    weightFloor: config.weightFloor,
+    loadMetrics: config.loadMetrics,
     log,
   });
+  return { monitor, adminToken };
 }
 
 function _fail(message: string, code: number): number {

@@ -1,6 +1,7 @@
 /**
  * The default files both programs use when none are named: a development CA,
- * a server certificate signed by it, and a random JWT secret, in `./certs/`
+ * a server certificate signed by it, a random JWT secret and the LB's admin
+ * token for its mutating HTTP endpoints, in `./certs/`
  * (or `--certs-dir` / `QHCP_CERTS_DIR`). The first program to start creates
  * what is missing; a lock file keeps two programs starting together from
  * creating two different CAs.
@@ -24,6 +25,8 @@ export interface DefaultFiles {
   serverCert: string;
   serverKey: string;
   jwtSecret: string;
+  /** Bearer token for the LB's mutating HTTP endpoints. */
+  adminToken: string;
 }
 
 /** Returns the default directory: the flag, else $QHCP_CERTS_DIR, else ./certs. */
@@ -46,6 +49,7 @@ export function defaultFiles(dir: string): DefaultFiles {
     serverCert: j("server.pem"),
     serverKey: j("server.key"),
     jwtSecret: j("jwt.secret"),
+    adminToken: j("admin.token"),
   };
 }
 
@@ -102,6 +106,10 @@ export async function ensureDefaultFiles(
       await _writeAtomic(files.jwtSecret, generateSecret() + "\n", 0o600);
       created.push(files.jwtSecret);
     }
+    if (!await _exists(files.adminToken)) {
+      await _writeAtomic(files.adminToken, generateSecret() + "\n", 0o600);
+      created.push(files.adminToken);
+    }
     if (created.length > 0) {
       log.info("created development certificates and secret", { dir, files: created.length });
     }
@@ -112,7 +120,7 @@ export async function ensureDefaultFiles(
 }
 
 async function _allExist(f: DefaultFiles): Promise<boolean> {
-  for (const p of [f.caCert, f.caKey, f.serverCert, f.serverKey, f.jwtSecret]) {
+  for (const p of [f.caCert, f.caKey, f.serverCert, f.serverKey, f.jwtSecret, f.adminToken]) {
     if (!await _exists(p)) return false;
   }
   return true;

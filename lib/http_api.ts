@@ -1,66 +1,412 @@
 /**
- * The LB's HTTP endpoint. A plain `(Request) => Response` handler, so it is
- * tested without a socket and served by `Deno.serve` in `lb.ts`.
+ * The LB's HTTP endpoint: the verdict for people (a live dashboard), for
+ * data planes (`/health/{address}`, `/api/pick`), for Prometheus (`/metrics`)
+ * and for operators (runtime configuration and server changes). A plain
+ * `(Request) => Response` handler, tested without a socket and served by
+ * `Deno.serve` in `lb.ts`.
  *
- * Routes:
- * - `GET /status`: every server's verdict and latest figures;
- * - `GET /healthz`: the LB's own liveness.
+ * Reads are open. Mutating endpoints require `Authorization: Bearer <token>`
+ * with the admin token; bad JSON, unknown fields and out-of-range values get
+ * 400 with a message naming the field.
  *
  * @module
  */
 
-import type { Monitor } from "./monitor.ts";
+import { DASHBOARD_HTML, DASHBOARD_POINTS } from "./dashboard.ts";
+import type { Logger } from "./log.ts";
+import { silentLogger } from "./log.ts";
+import { type Monitor, parseServerAddress } from "./monitor.ts";
+import { renderPrometheus } from "./prometheus.ts";
+import { MAX_INTERVAL_MS, MIN_INTERVAL_MS, type SessionConfig } from "./protocol.ts";
+import { isStrategy, STRATEGIES } from "./select.ts";
+import type { WatchView } from "./watch.ts";
 
-/** Options of {@linkcode createHttpHandler}. */
+/** Options of {@linkcode createHttpApi}. */
 export interface HttpApiOptions {
   monitor: Monitor;
   lbId: string;
   /** When the LB started (ms since epoch). */
   startedAt: number;
-  /** Program version for /healthz. */
+  /** Program version for /healthz and /metrics. */
   version: string;
+  /** Bearer token for mutating endpoints; without it they answer 403. */
+  adminToken?: string;
+  log?: Logger;
+  /** Most dashboard pushes per second per listener. Default 4. */
+  eventsPerSecond?: number;
+}
+
+/** The handler and a way to end its long-lived event streams. */
+export interface HttpApi {
+  handler: (req: Request) => Promise<Response>;
+  /** Ends every open event stream (call before shutting the server down). */
+  close(): void;
+}
+
+/** Largest accepted request body, bytes. */
+const _MAX_BODY = 64 * 1024;
+
+class _HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
 }
 
 /**
- * Builds the request handler.
+ * Builds the HTTP API.
  *
  * @example
  * ```ts
- * import { createHttpHandler } from "./http_api.ts";
- * const handler = createHttpHandler({ monitor, lbId: "lb-1", startedAt: Date.now(), version: "0.1.0" });
- * const res = await handler(new Request("http://lb/status"));
+ * import { createHttpApi } from "./http_api.ts";
+ * const api = createHttpApi({ monitor, lbId: "lb-1", startedAt: Date.now(), version: "0.1.0", adminToken });
+ * Deno.serve({ port: 4242 }, api.handler);
  * ```
  */
-export function createHttpHandler(options: HttpApiOptions): (req: Request) => Promise<Response> {
+export function createHttpApi(options: HttpApiOptions): HttpApi {
   const { monitor } = options;
-  return async (req: Request): Promise<Response> => {
-    await Promise.resolve();
+  const log = options.log ?? silentLogger;
+  const streams = new Set<() => void>();
+  const minGapMs = 1000 / (options.eventsPerSecond ?? 4);
+  const adminToken = options.adminToken === undefined
+    ? undefined
+    : new TextEncoder().encode(options.adminToken);
+
+  const requireAdmin = (req: Request) => {
+    if (!adminToken) {
+      throw new _HttpError(403, "mutating endpoints are disabled: the LB has no admin token");
+    }
+    const auth = req.headers.get("authorization") ?? "";
+    const m = /^Bearer\s+(\S+)$/i.exec(auth);
+    if (!m || !_safeEqual(new TextEncoder().encode(m[1]!), adminToken)) {
+      throw new _HttpError(401, "missing or wrong bearer token", {
+        "www-authenticate": 'Bearer realm="qhcp"',
+      });
+    }
+  };
+
+  const snapshot = () => ({
+    lb_id: options.lbId,
+    time: new Date().toISOString(),
+    servers: monitor.status().map((v) => ({
+      ...v,
+      history: (monitor.history(v.address) ?? []).slice(-DASHBOARD_POINTS).map((r) => ({
+        t: r.time,
+        r: r.rtt_ms,
+        c: r.cpu,
+        m: r.mem,
+        ok: r.result === "ok",
+      })),
+    })),
+  });
+
+  const events = (): Response => {
+    const encoder = new TextEncoder();
+    let cleanup = () => {};
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        let last = 0;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const send = () => {
+          timer = undefined;
+          last = Date.now();
+          try {
+            controller.enqueue(
+              encoder.encode(`event: status\ndata: ${JSON.stringify(snapshot())}\n\n`),
+            );
+          } catch {
+            cleanup();
+          }
+        };
+        const schedule = () => {
+          if (timer === undefined) {
+            timer = setTimeout(send, Math.max(0, last + minGapMs - Date.now()));
+          }
+        };
+        // A comment line every 15 s keeps proxies from closing an idle stream.
+        const heartbeat = setInterval(() => {
+          try {
+            controller.enqueue(encoder.encode(": keep-alive\n\n"));
+          } catch {
+            cleanup();
+          }
+        }, 15_000);
+        const unsubscribe = monitor.subscribe(schedule);
+        cleanup = () => {
+          unsubscribe();
+          clearTimeout(timer);
+          clearInterval(heartbeat);
+          streams.delete(close);
+        };
+        const close = () => {
+          cleanup();
+          try {
+            controller.close();
+          } catch { /* already closed */ }
+        };
+        streams.add(close);
+        send();
+      },
+      cancel() {
+        cleanup();
+      },
+    });
+    return new Response(body, {
+      headers: {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+        "x-accel-buffering": "no",
+      },
+    });
+  };
+
+  const handle = (req: Request): Promise<Response> | Response => {
     const url = new URL(req.url);
-    const route = `${req.method} ${url.pathname.replace(/\/+$/, "") || "/"}`;
-    switch (route) {
-      case "GET /status":
-      case "HEAD /status":
-        return _json({
-          lb_id: options.lbId,
-          time: new Date().toISOString(),
-          servers: monitor.status(),
-        });
-      case "GET /healthz":
-      case "HEAD /healthz":
-        return _json({
+    const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
+    const method = req.method === "HEAD" ? "GET" : req.method;
+    const seg = path.split("/").slice(1).map((s) => decodeURIComponent(s));
+    const route = (
+      allowed: string[],
+      ...handlers: [string, () => Promise<Response> | Response][]
+    ) => {
+      for (const [m, h] of handlers) if (m === method) return h();
+      throw new _HttpError(405, `method ${req.method} not allowed`, { allow: allowed.join(", ") });
+    };
+
+    if (path === "/" || path === "/index.html") {
+      return route(["GET"], ["GET", () => _html(DASHBOARD_HTML)]);
+    }
+    if (path === "/status") {
+      return route(["GET"], [
+        "GET",
+        () =>
+          _json({ lb_id: options.lbId, time: new Date().toISOString(), servers: monitor.status() }),
+      ]);
+    }
+    if (path === "/healthz") {
+      return route(["GET"], ["GET", () =>
+        _json({
           status: "ok",
           lb_id: options.lbId,
           version: options.version,
           uptime_s: Math.round((Date.now() - options.startedAt) / 1000),
-        });
-      default: {
-        const known = ["/status", "/healthz"].includes(url.pathname.replace(/\/+$/, ""));
-        return known
-          ? _json({ error: `method ${req.method} not allowed` }, 405, { allow: "GET, HEAD" })
-          : _json({ error: `no route for ${req.method} ${url.pathname}` }, 404);
-      }
+        })]);
     }
+    if (path === "/metrics") {
+      return route(["GET"], [
+        "GET",
+        () =>
+          new Response(renderPrometheus(monitor.metricsSnapshot(options.version)), {
+            headers: {
+              "content-type": "text/plain; version=0.0.4; charset=utf-8",
+              "cache-control": "no-store",
+            },
+          }),
+      ]);
+    }
+    if (seg[0] === "health" && seg.length === 2) {
+      return route(["GET"], ["GET", () => {
+        const v = _server(monitor, seg[1]!);
+        return _json(
+          { address: v.address, state: v.state, status: v.status, weight: v.weight },
+          v.state === "UP" ? 200 : 503,
+        );
+      }]);
+    }
+    if (seg[0] === "api") {
+      const what = seg.slice(1).join("/");
+      if (what === "servers") {
+        return route(["GET", "POST"], ["GET", () => _json({ servers: monitor.status() })], [
+          "POST",
+          async () => {
+            requireAdmin(req);
+            const body = await _body(req);
+            _only(body, ["address"]);
+            if (typeof body.address !== "string") {
+              throw new _HttpError(400, "field 'address' must be a string host:port");
+            }
+            let address: string;
+            try {
+              address = monitor.addServer(parseServerAddress(body.address));
+            } catch (e) {
+              const message = (e as Error).message;
+              throw new _HttpError(
+                /already watched/.test(message) ? 409 : 400,
+                `field 'address': ${message}`,
+              );
+            }
+            log.info("server added over HTTP", { server: address });
+            return _json({ server: monitor.server(address) }, 201);
+          },
+        ]);
+      }
+      if (seg[1] === "servers" && seg.length === 3) {
+        return route(["GET", "DELETE"], ["GET", () => {
+          const v = _server(monitor, seg[2]!);
+          return _json({ ...v, history: monitor.history(v.address) ?? [] });
+        }], ["DELETE", async () => {
+          requireAdmin(req);
+          const v = _server(monitor, seg[2]!);
+          await monitor.removeServer(v.address);
+          log.info("server removed over HTTP", { server: v.address });
+          return _json({ removed: v.address });
+        }]);
+      }
+      if (what === "pick") {
+        return route(["GET"], ["GET", () => {
+          const strategy = url.searchParams.get("strategy") ?? "weighted";
+          if (!isStrategy(strategy)) {
+            throw new _HttpError(
+              400,
+              `query 'strategy' must be one of ${STRATEGIES.join(", ")}, got ${
+                JSON.stringify(strategy)
+              }`,
+            );
+          }
+          const pick = monitor.pick(strategy);
+          return pick.ok
+            ? _json({
+              address: pick.address,
+              weight: pick.weight,
+              load: pick.load,
+              strategy: pick.strategy,
+            })
+            : _json({ error: pick.reason, strategy }, 503);
+        }]);
+      }
+      if (what === "config") {
+        return route(["POST"], ["POST", async () => {
+          requireAdmin(req);
+          const body = await _body(req);
+          _only(body, ["interval_ms", "metrics", "servers"]);
+          const config: Partial<SessionConfig> = {};
+          if (body.interval_ms !== undefined) {
+            const v = body.interval_ms;
+            if (
+              typeof v !== "number" || !Number.isInteger(v) || v < MIN_INTERVAL_MS ||
+              v > MAX_INTERVAL_MS
+            ) {
+              throw new _HttpError(
+                400,
+                `field 'interval_ms' must be an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`,
+              );
+            }
+            config.interval_ms = v;
+          }
+          if (body.metrics !== undefined) {
+            const v = body.metrics;
+            if (!Array.isArray(v) || !v.every((x) => typeof x === "string" && x.length > 0)) {
+              throw new _HttpError(400, "field 'metrics' must be an array of non-empty strings");
+            }
+            config.metrics = v as string[];
+          }
+          let servers: string[] | undefined;
+          if (body.servers !== undefined) {
+            const v = body.servers;
+            if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
+              throw new _HttpError(
+                400,
+                "field 'servers' must be a non-empty array of host:port strings",
+              );
+            }
+            servers = v.map((a) => {
+              const known = monitor.server(a as string);
+              if (!known) {
+                throw new _HttpError(400, `field 'servers': unknown server ${JSON.stringify(a)}`);
+              }
+              return known.address;
+            });
+          }
+          if (Object.keys(config).length === 0) {
+            throw new _HttpError(400, "nothing to change: give 'interval_ms' and/or 'metrics'");
+          }
+          const results = await monitor.configure(config, servers);
+          log.info("config update over HTTP", {
+            servers: results.length,
+            ok: results.filter((r) => r.ok).length,
+          });
+          return _json({
+            ok: results.every((r) => r.ok),
+            interval_ms: monitor.settings.checkIntervalMs,
+            results,
+          });
+        }]);
+      }
+      if (what === "events") return route(["GET"], ["GET", events]);
+      if (what === "snapshot") return route(["GET"], ["GET", () => _json(snapshot())]);
+    }
+    throw new _HttpError(404, `no route for ${req.method} ${url.pathname}`);
   };
+
+  return {
+    handler: async (req: Request): Promise<Response> => {
+      try {
+        return await handle(req);
+      } catch (e) {
+        if (e instanceof _HttpError) return _json({ error: e.message }, e.status, e.headers);
+        log.error("HTTP handler failed", {
+          error: (e as Error).message,
+          path: new URL(req.url).pathname,
+        });
+        return _json({ error: "internal error" }, 500);
+      }
+    },
+    close() {
+      for (const close of [...streams]) close();
+    },
+  };
+}
+
+/** One server by its address in a path, or 404. */
+function _server(monitor: Monitor, address: string): WatchView {
+  let v: WatchView | undefined;
+  try {
+    v = monitor.server(address);
+  } catch {
+    throw new _HttpError(400, `bad server address ${JSON.stringify(address)}`);
+  }
+  if (!v) throw new _HttpError(404, `unknown server ${address}`);
+  return v;
+}
+
+async function _body(req: Request): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > _MAX_BODY) {
+    throw new _HttpError(413, `body of ${declared} bytes exceeds ${_MAX_BODY}`);
+  }
+  const text = await req.text();
+  if (text.length > _MAX_BODY) throw new _HttpError(413, `body exceeds ${_MAX_BODY} bytes`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new _HttpError(400, `body is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new _HttpError(400, "body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+function _only(body: Record<string, unknown>, allowed: string[]): void {
+  for (const key of Object.keys(body)) {
+    if (!allowed.includes(key)) {
+      throw new _HttpError(
+        400,
+        `unknown field '${key}', expected ${allowed.map((a) => `'${a}'`).join(", ")}`,
+      );
+    }
+  }
+}
+
+/** Compares secrets in time independent of where they differ. */
+function _safeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
 }
 
 function _json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
@@ -70,6 +416,18 @@ function _json(body: unknown, status = 200, headers: Record<string, string> = {}
       "content-type": "application/json; charset=utf-8",
       "cache-control": "no-store",
       ...headers,
+    },
+  });
+}
+
+function _html(text: string): Response {
+  return new Response(text, {
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      // Everything the page needs comes from this origin.
+      "content-security-policy":
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
     },
   });
 }

@@ -45,6 +45,9 @@ export interface LbConfig extends CommonConfig {
   jwtSecretFile: string | undefined;
   jwtPrivateKeyFile: string | undefined;
   jwtTtlSec: number;
+  adminTokenFile: string | undefined;
+  weightFloor: number;
+  loadMetrics: string[];
   lbId: string;
   metrics: string[] | undefined;
   table: "auto" | "plain" | "off";
@@ -154,6 +157,27 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     help: "lifetime of the tokens the LB signs",
   },
   {
+    name: "admin-token-file",
+    type: "string",
+    arg: "PATH",
+    default: "<certs-dir>/admin.token",
+    help: "bearer token for the mutating HTTP endpoints (created when absent)",
+  },
+  {
+    name: "weight-floor",
+    type: "string",
+    arg: "N",
+    default: "10",
+    help: "traffic weight (0..100) of a healthy server at 100 % load",
+  },
+  {
+    name: "weight-metrics",
+    type: "string",
+    arg: "NAME,...",
+    default: "cpu_percent,mem_percent",
+    help: "percentage metrics whose highest value is the load behind a server's weight",
+  },
+  {
     name: "lb-id",
     type: "string",
     arg: "ID",
@@ -239,6 +263,9 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     jwtSecretFile: parseText("jwt-secret-file", f["jwt-secret-file"]),
     jwtPrivateKeyFile: parseText("jwt-private-key-file", f["jwt-private-key-file"]),
     jwtTtlSec: parseSeconds("jwt-ttl", f["jwt-ttl"], 600_000, { min: 10, max: 86_400 }) / 1000,
+    adminTokenFile: parseText("admin-token-file", f["admin-token-file"]),
+    weightFloor: parseInteger("weight-floor", f["weight-floor"], 10, { min: 0, max: 100 }),
+    loadMetrics: parseList("weight-metrics", f["weight-metrics"]) ?? ["cpu_percent", "mem_percent"],
     lbId: parseText("lb-id", f["lb-id"]) ?? `lb-${hostname()}`,
     metrics: parseList("metrics", f.metrics),
     table: parseChoice("table", f.table, "auto", ["auto", "plain", "off"] as const),

@@ -24,7 +24,11 @@ import {
   type WatchSettings,
   type WatchView,
 } from "./watch.ts";
+import type { CheckRecord } from "./history.ts";
+import type { MetricsSnapshot } from "./prometheus.ts";
 import type { Random } from "./schedule.ts";
+import { type PickResult, Selector, type Strategy } from "./select.ts";
+import { DEFAULT_LOAD_METRICS } from "./weights.ts";
 
 /** Options of {@linkcode Monitor}. */
 export interface MonitorOptions {
@@ -64,6 +68,10 @@ export interface MonitorOptions {
   events?: WatchEvents;
   /** Uniform random numbers in [0, 1) for jitter and backoff. Default Math.random. */
   random?: Random;
+  /** Weight of a healthy server at full load, 0..100. Default 10. */
+  weightFloor?: number;
+  /** Metrics whose highest value is the load behind the weight. Default cpu_percent, mem_percent. */
+  loadMetrics?: readonly string[];
 }
 
 /** Timers, sessions and transport resources the monitor holds, for leak checks. */
@@ -117,6 +125,8 @@ export class Monitor {
   readonly #log: Logger;
   readonly #watches = new Map<string, Watch>();
   readonly #timeoutFixed: boolean;
+  readonly #selector = new Selector();
+  readonly #listeners = new Set<(address: string) => void>();
   #started = false;
   #stopped = false;
 
@@ -145,6 +155,10 @@ export class Monitor {
       caPem: options.caPem,
       insecure: options.insecure ?? false,
       idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      weights: {
+        floor: options.weightFloor ?? 10,
+        loadMetrics: options.loadMetrics ?? DEFAULT_LOAD_METRICS,
+      },
     };
     if (!this.#settings.insecure && !this.#settings.caPem) {
       throw new Error("Monitor needs a CA bundle (caPem) unless insecure is set");
@@ -189,6 +203,56 @@ export class Monitor {
       total.closing += r.closing;
     }
     return total;
+  }
+
+  /** The recent checks of one server, or undefined for an unknown address. */
+  history(address: string): CheckRecord[] | undefined {
+    return this.#watches.get(_key(address))?.history();
+  }
+
+  /** Picks the server for the next request with `strategy`. */
+  pick(strategy: Strategy = "weighted"): PickResult {
+    return this.#selector.pick(
+      this.status().map((v) => ({
+        address: v.address,
+        state: v.state,
+        status: v.status,
+        weight: v.weight,
+        load: v.load,
+      })),
+      strategy,
+    );
+  }
+
+  /** Calls `listener` whenever a server's status changes; returns the unsubscribe function. */
+  subscribe(listener: (address: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** What `/metrics` reports. */
+  metricsSnapshot(version: string): MetricsSnapshot {
+    let sessions = 0;
+    let reconnects = 0;
+    const servers = [...this.#watches.values()].map((w) => {
+      const v = w.view();
+      const c = w.counters();
+      if (v.session === "READY") sessions++;
+      reconnects += Math.max(0, c.dials - 1);
+      return {
+        address: v.address,
+        up: v.state === "UP",
+        state: v.state,
+        weight: v.weight,
+        cpu: v.metrics?.cpu_percent ?? null,
+        mem: v.metrics?.mem_percent ?? null,
+        checksOk: v.checks_ok,
+        checksFailed: v.checks_failed,
+        stateChanges: c.stateChanges,
+        durations: c.durations,
+      };
+    });
+    return { lbId: this.#settings.lbId, version, servers, sessions, reconnects };
   }
 
   /** Addresses being watched. */
@@ -255,6 +319,18 @@ export class Monitor {
     await Promise.all([...this.#watches.values()].map((w) => w.stop(true, reason)));
   }
 
+  /** The caller's events, plus change notifications for subscribers. */
+  #events(): WatchEvents {
+    const user = this.#options.events;
+    return {
+      ...user,
+      onChange: (address) => {
+        user?.onChange?.(address);
+        for (const l of this.#listeners) l(address);
+      },
+    };
+  }
+
   #add(address: ServerAddress): Watch {
     const key = formatAddress(address.host, address.port);
     if (this.#watches.has(key)) throw new RangeError(`server ${key} is already watched`);
@@ -263,7 +339,7 @@ export class Monitor {
       signer: this.#options.signer,
       settings: this.#settings,
       log: this.#log,
-      ...(this.#options.events ? { events: this.#options.events } : {}),
+      events: this.#events(),
       ...(this.#options.random ? { random: this.#options.random } : {}),
     });
     this.#watches.set(key, w);

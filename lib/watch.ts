@@ -23,7 +23,10 @@ import { type Failure, type LbAction, LbSession, type LbSessionState } from "./l
 import type { Logger } from "./log.ts";
 import { CLOSE_CODES } from "./protocol.ts";
 import type { ErrorCode, MetricValues, ServerStatus, SessionConfig } from "./protocol.ts";
+import { CheckHistory, type CheckRecord } from "./history.ts";
+import { DurationHistogram } from "./prometheus.ts";
 import { checkDelay, type Random, redialDelay, type ScheduleSettings } from "./schedule.ts";
+import { computeWeight, loadOf, type WeightOptions } from "./weights.ts";
 import type { Channel, Transport } from "./transport.ts";
 import { formatAddress, TransportError } from "./transport.ts";
 
@@ -46,6 +49,8 @@ export interface WatchSettings extends ScheduleSettings {
   caPem: string | undefined;
   insecure: boolean;
   idleTimeoutMs: number;
+  /** How weights are computed from metrics. */
+  weights: WeightOptions;
 }
 
 /** What {@linkcode Watch.view} shows of one server. */
@@ -65,6 +70,18 @@ export interface WatchView {
   checks_failed: number;
   /** ISO time of the last HEALTH_RESPONSE. */
   last_check: string | null;
+  /** Traffic weight 0..100; 0 for DOWN, UNKNOWN and DRAINING servers. */
+  weight: number;
+  /** The load the weight comes from (0..100), or null without metrics. */
+  load: number | null;
+}
+
+/** Counters for `/metrics`. */
+export interface WatchCounters {
+  stateChanges: number;
+  /** Dials made, the first included. */
+  dials: number;
+  durations: DurationHistogram;
 }
 
 /** The outcome of one CONFIG_UPDATE to one server. */
@@ -83,6 +100,8 @@ export interface WatchEvents {
   onTransition?: (address: string, t: Transition) => void;
   /** A check finished (ok or not). */
   onCheck?: (address: string, ok: boolean, rttMs: number | null) => void;
+  /** Anything shown by `view()` changed (a check, a verdict, a session). */
+  onChange?: (address: string) => void;
 }
 
 /** Dependencies of a watch. */
@@ -136,6 +155,12 @@ export class Watch {
   #dialing = false;
   /** Redials since the server went DOWN, for the backoff. */
   #redials = 0;
+  readonly #history = new CheckHistory();
+  readonly #counters: WatchCounters = {
+    stateChanges: 0,
+    dials: 0,
+    durations: new DurationHistogram(),
+  };
 
   constructor(target: ServerAddress, deps: WatchDeps) {
     this.#target = target;
@@ -206,7 +231,22 @@ export class Watch {
       checks_ok: this.#checksOk,
       checks_failed: this.#checksFailed,
       last_check: this.#lastCheckAt === null ? null : new Date(this.#lastCheckAt).toISOString(),
+      weight: computeWeight(
+        { state: this.#health.state, status: this.#lastStatus, metrics: this.#lastMetrics },
+        this.#deps.settings.weights,
+      ),
+      load: loadOf(this.#lastMetrics, this.#deps.settings.weights),
     };
+  }
+
+  /** The checks of the last five minutes, oldest first. */
+  history(): CheckRecord[] {
+    return this.#history.entries(this.#now());
+  }
+
+  /** Counters for `/metrics` (live objects; read, do not change). */
+  counters(): Readonly<WatchCounters> {
+    return this.#counters;
   }
 
   /** Sends CONFIG_UPDATE and waits for CONFIG_ACK or ERROR. */
@@ -336,6 +376,7 @@ export class Watch {
     const abort = new AbortController();
     this.#dialAbort = abort;
     this.#dialing = true;
+    this.#counters.dials++;
     let channel: Channel;
     try {
       channel = await this.#deps.transport.dial({
@@ -464,6 +505,7 @@ export class Watch {
       }
     }
     this.#armDeadline();
+    if (actions.length > 0) this.#deps.events?.onChange?.(this.address);
   }
 
   #onCheck(action: Extract<LbAction, { kind: "check" }>): void {
@@ -474,14 +516,23 @@ export class Watch {
       this.#lastMetrics = action.response.metrics;
       this.#lastStatus = action.response.status;
       this.#lastCheckAt = now;
+      this.#counters.durations.observe(action.rttMs / 1000);
+      this.#history.add({
+        time: now,
+        result: "ok",
+        rtt_ms: Math.round(action.rttMs * 1000) / 1000,
+        cpu: action.response.metrics.cpu_percent ?? null,
+        mem: action.response.metrics.mem_percent ?? null,
+      });
       this.#deps.events?.onCheck?.(this.address, true, action.rttMs);
       this.#transition(this.#health.success(now), "check_ok");
       this.#planCheck();
       return;
     }
     this.#checksFailed++;
-    this.#deps.events?.onCheck?.(this.address, false, null);
     const reason = describeFailure(action.failure);
+    this.#recordFailure(now, reason);
+    this.#deps.events?.onCheck?.(this.address, false, null);
     this.#log.debug("check failed", { reason });
     this.#transition(this.#health.failure(reason, now), failureCause(action.failure));
     // DOWN (just now, or still): close the session and redial with backoff.
@@ -492,8 +543,9 @@ export class Watch {
   /** A session-level failure: counts as one failed check; the session is gone. */
   #onFailure(failure: Failure): void {
     this.#checksFailed++;
-    this.#deps.events?.onCheck?.(this.address, false, null);
     const reason = describeFailure(failure);
+    this.#recordFailure(this.#now(), reason);
+    this.#deps.events?.onCheck?.(this.address, false, null);
     this.#log.debug("session failed", { reason, cause: failureCause(failure) });
     this.#transition(this.#health.failure(reason, this.#now()), failureCause(failure));
     this.#planRedial();
@@ -512,6 +564,10 @@ export class Watch {
     this.#planRedial();
   }
 
+  #recordFailure(now: number, error: string): void {
+    this.#history.add({ time: now, result: "fail", rtt_ms: null, cpu: null, mem: null, error });
+  }
+
   /** DOWN: close the session (CHECK_FAILED) and redial with backoff. */
   #giveUp(): void {
     void this.#perform(
@@ -524,6 +580,7 @@ export class Watch {
   /** Logs a verdict change once, with its cause, reason and timing. */
   #transition(t: Transition | undefined, cause: string): void {
     if (!t) return;
+    this.#counters.stateChanges++;
     if (t.to === "UP") this.#redials = 0;
     const fields = {
       from: t.from,

@@ -332,3 +332,25 @@ Deno.test("parseServerArgs() reads the connection limits", () => {
   assert.equal(c.maxConnections, 50);
   cliError(() => parseServerArgs(["--max-unauthenticated", "0"]), /^--max-unauthenticated:/);
 });
+
+Deno.test("parseLbArgs() reads the admin token file and the weight settings", () => {
+  const d = parseLbArgs([]);
+  assert.equal(d.adminTokenFile, undefined);
+  assert.equal(d.weightFloor, 10);
+  assert.deepEqual(d.loadMetrics, ["cpu_percent", "mem_percent"]);
+  const c = parseLbArgs([
+    "--admin-token-file",
+    "/etc/qhcp/admin.token",
+    "--weight-floor",
+    "0",
+    "--weight-metrics",
+    "cpu_percent",
+  ]);
+  assert.equal(c.adminTokenFile, "/etc/qhcp/admin.token");
+  assert.equal(c.weightFloor, 0);
+  assert.deepEqual(c.loadMetrics, ["cpu_percent"]);
+  cliError(
+    () => parseLbArgs(["--weight-floor", "101"]),
+    /^--weight-floor: expected an integer in 0\.\.100/,
+  );
+});

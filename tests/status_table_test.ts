@@ -17,6 +17,8 @@ function view(over: Partial<WatchView>): WatchView {
     checks_ok: 3,
     checks_failed: 0,
     last_check: null,
+    weight: 100,
+    load: 0,
     ...over,
   };
 }

@@ -1,0 +1,179 @@
+/**
+ * The LB's `/metrics` in the Prometheus text exposition format (version
+ * 0.0.4). Pure: a snapshot in, text out.
+ *
+ * @module
+ */
+
+/** Upper bounds of the check duration histogram, seconds. */
+export const DURATION_BUCKETS = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+] as const;
+
+/** A cumulative histogram of durations in seconds. */
+export class DurationHistogram {
+  readonly counts: number[] = DURATION_BUCKETS.map(() => 0);
+  count = 0;
+  sum = 0;
+
+  /** Records one duration, seconds. */
+  observe(seconds: number): void {
+    this.count++;
+    this.sum += seconds;
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+      if (seconds <= DURATION_BUCKETS[i]!) this.counts[i]!++;
+    }
+  }
+}
+
+/** One server in a metrics snapshot. */
+export interface ServerMetrics {
+  address: string;
+  up: boolean;
+  state: string;
+  weight: number;
+  cpu: number | null;
+  mem: number | null;
+  checksOk: number;
+  checksFailed: number;
+  stateChanges: number;
+  durations: DurationHistogram;
+}
+
+/** What `/metrics` shows. */
+export interface MetricsSnapshot {
+  lbId: string;
+  version: string;
+  servers: readonly ServerMetrics[];
+  /** Sessions in READY. */
+  sessions: number;
+  /** Dials after the first one, all servers. */
+  reconnects: number;
+}
+
+/** Renders the snapshot in the Prometheus text format. */
+export function renderPrometheus(s: MetricsSnapshot): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  };
+  const labels = (l: Record<string, string>) =>
+    "{" + Object.entries(l).map(([k, v]) => `${k}="${_escape(v)}"`).join(",") + "}";
+  const perServer = (
+    name: string,
+    type: string,
+    help: string,
+    value: (m: ServerMetrics) => number | null,
+  ) => {
+    family(name, type, help);
+    for (const m of s.servers) {
+      const v = value(m);
+      if (v !== null) out.push(`${name}${labels({ server: m.address })} ${_num(v)}`);
+    }
+  };
+
+  family("qhcp_info", "gauge", "QHCP load balancer build and identity.");
+  out.push(`qhcp_info${labels({ lb_id: s.lbId, version: s.version })} 1`);
+  perServer(
+    "qhcp_server_up",
+    "gauge",
+    "1 when the server is UP, 0 when DOWN or UNKNOWN.",
+    (m) => m.up ? 1 : 0,
+  );
+  family("qhcp_server_state", "gauge", "1 for the server's current verdict (UP, DOWN or UNKNOWN).");
+  for (const m of s.servers) {
+    for (const state of ["UP", "DOWN", "UNKNOWN"]) {
+      out.push(
+        `qhcp_server_state${labels({ server: m.address, state })} ${m.state === state ? 1 : 0}`,
+      );
+    }
+  }
+  perServer(
+    "qhcp_server_weight",
+    "gauge",
+    "Traffic weight 0..100 (0: no traffic).",
+    (m) => m.weight,
+  );
+  perServer(
+    "qhcp_server_cpu_percent",
+    "gauge",
+    "CPU busy on the server, percent, as last reported.",
+    (m) => m.cpu,
+  );
+  perServer(
+    "qhcp_server_mem_percent",
+    "gauge",
+    "Memory in use on the server, percent, as last reported.",
+    (m) => m.mem,
+  );
+  family(
+    "qhcp_check_duration_seconds",
+    "histogram",
+    "Round trip of successful checks (HEALTH_REQUEST to HEALTH_RESPONSE).",
+  );
+  for (const m of s.servers) {
+    const h = m.durations;
+    DURATION_BUCKETS.forEach((le, i) => {
+      out.push(
+        `qhcp_check_duration_seconds_bucket${labels({ server: m.address, le: String(le) })} ${
+          h.counts[i]
+        }`,
+      );
+    });
+    out.push(
+      `qhcp_check_duration_seconds_bucket${labels({ server: m.address, le: "+Inf" })} ${h.count}`,
+    );
+    out.push(`qhcp_check_duration_seconds_sum${labels({ server: m.address })} ${_num(h.sum)}`);
+    out.push(`qhcp_check_duration_seconds_count${labels({ server: m.address })} ${h.count}`);
+  }
+  family(
+    "qhcp_checks_total",
+    "counter",
+    "Checks by outcome (a failed dial counts as a failed check).",
+  );
+  for (const m of s.servers) {
+    out.push(`qhcp_checks_total${labels({ server: m.address, result: "ok" })} ${m.checksOk}`);
+    out.push(`qhcp_checks_total${labels({ server: m.address, result: "fail" })} ${m.checksFailed}`);
+  }
+  perServer(
+    "qhcp_state_changes_total",
+    "counter",
+    "Verdict changes (UP, DOWN).",
+    (m) => m.stateChanges,
+  );
+  family("qhcp_servers", "gauge", "Servers watched, by verdict.");
+  for (const state of ["UP", "DOWN", "UNKNOWN"]) {
+    out.push(
+      `qhcp_servers${labels({ state })} ${s.servers.filter((m) => m.state === state).length}`,
+    );
+  }
+  family("qhcp_sessions", "gauge", "QUIC sessions in READY.");
+  out.push(`qhcp_sessions ${s.sessions}`);
+  family(
+    "qhcp_reconnects_total",
+    "counter",
+    "Dials after a server's first one (redials), all servers.",
+  );
+  out.push(`qhcp_reconnects_total ${s.reconnects}`);
+  return out.join("\n") + "\n";
+}
+
+function _escape(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+function _num(v: number): string {
+  return Number.isFinite(v) ? String(v) : v > 0 ? "+Inf" : v < 0 ? "-Inf" : "NaN";
+}

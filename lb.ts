@@ -16,6 +16,8 @@ import { _fail as _failWith, _stopSignals, _writeAll } from "./lib/_entry.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { installProcessGuard } from "./lib/guard.ts";
+import { type AgentCheckServer, startAgentCheckServer } from "./lib/agent_check.ts";
+import { Discovery, watchDnsName, watchServersFile } from "./lib/discovery.ts";
 import { createHttpApi } from "./lib/http_api.ts";
 import { type LbConfig, lbUsage, parseLbArgs } from "./lib/lb_cli.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
@@ -76,7 +78,11 @@ export async function runLb(args: readonly string[]): Promise<number> {
       "INSECURE: server certificates are NOT verified (--insecure); anyone on the path can impersonate a server",
     );
   }
-  if (config.servers.length === 0) log.warn("no servers to watch (--servers is empty)");
+  if (config.servers.length === 0 && config.dnsNames.length === 0 && !config.serversFile) {
+    log.warn(
+      "no servers to watch yet: add some with --servers, --servers-file or POST /api/servers",
+    );
+  }
 
   const startedAt = Date.now();
   const api = createHttpApi({
@@ -117,6 +123,52 @@ export async function runLb(args: readonly string[]): Promise<number> {
   });
   monitor.start();
 
+  // Discovery: a servers file and DNS names add and remove servers as they change.
+  const discovery = new Discovery(monitor, log);
+  const followers: { refresh(): Promise<void>; close(): void }[] = [];
+  try {
+    if (config.serversFile) {
+      const file = await watchServersFile(config.serversFile, discovery, log);
+      followers.push({ refresh: file.reload, close: file.close });
+    }
+    for (const { name, port } of config.dnsNames) {
+      followers.push(
+        await watchDnsName(name, port, discovery, {
+          intervalMs: monitor.settings.reconnectIntervalMs,
+          ...(config.dnsServer ? { nameServer: config.dnsServer } : {}),
+          log,
+        }),
+      );
+    }
+  } catch (e) {
+    return _fail(`discovery: ${(e as Error).message}`, 1);
+  }
+  const onHup = () => {
+    log.info("SIGHUP: reloading the servers file and DNS names");
+    for (const f of followers) void f.refresh();
+  };
+  Deno.addSignalListener("SIGHUP", onHup);
+
+  let agentCheck: AgentCheckServer | undefined;
+  if (config.agentPort !== undefined) {
+    try {
+      agentCheck = startAgentCheckServer({
+        monitor,
+        host: config.httpHost,
+        port: config.agentPort,
+        log,
+      });
+    } catch (e) {
+      return _fail(
+        `--agent-port: cannot listen on ${config.httpHost}:${config.agentPort}: ${
+          (e as Error).message
+        }`,
+        1,
+      );
+    }
+    log.info("HAProxy agent-check listening", { address: config.httpHost, port: agentCheck.port });
+  }
+
   let tableTimer: ReturnType<typeof setTimeout> | undefined;
   const draw = () => {
     const rows = monitor.status();
@@ -137,6 +189,9 @@ export async function runLb(args: readonly string[]): Promise<number> {
   clearTimeout(tableTimer);
   stop.escalate(); // a second signal ends the process at once
   await Promise.race([monitor.stop("shutdown"), new Promise((r) => setTimeout(r, 1500))]);
+  Deno.removeSignalListener("SIGHUP", onHup);
+  for (const f of followers) f.close();
+  await agentCheck?.close();
   api.close(); // end the dashboard's event streams, or shutdown would wait for them
   await http.shutdown().catch(() => {});
   if (tableMode === "tty") draw();

@@ -46,4 +46,8 @@ export * from "./lib/select.ts";
 export * from "./lib/history.ts";
 export * from "./lib/prometheus.ts";
 export * from "./lib/dashboard.ts";
+export * from "./lib/agent_check.ts";
+export * from "./lib/discovery.ts";
+export * from "./lib/drain.ts";
+export * from "./lib/local_checks.ts";
 export { VERSION } from "./lib/version.ts";

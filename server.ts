@@ -19,6 +19,8 @@ import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { installProcessGuard } from "./lib/guard.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
+import { DrainSwitch } from "./lib/drain.ts";
+import { LocalChecks } from "./lib/local_checks.ts";
 import { SystemMetrics } from "./lib/metrics.ts";
 import { createMatrixaiTransport, isTransportLibraryError } from "./lib/quic_matrixai.ts";
 import { parseServerArgs, type ServerConfig, serverUsage } from "./lib/server_cli.ts";
@@ -61,6 +63,29 @@ export async function runServer(args: readonly string[]): Promise<number> {
       log.warn("metrics probe failed; keeping the previous values", { error: String(e) }),
   });
   metrics.start();
+  const drain = new DrainSwitch({
+    ...(config.drainFile ? { file: config.drainFile } : {}),
+    onChange: (draining, cause) =>
+      log.warn(draining ? "draining: asking LBs for no new traffic" : "no longer draining", {
+        cause,
+      }),
+  });
+  drain.start();
+  const onUsr1 = () => {
+    drain.toggle();
+    log.info("SIGUSR1: drain switch flipped", { draining: drain.draining });
+  };
+  Deno.addSignalListener("SIGUSR1", onUsr1);
+  const checks = new LocalChecks(config.localChecks, {
+    intervalMs: config.localCheckIntervalMs,
+    timeoutMs: config.localCheckTimeoutMs,
+    onChange: (r) =>
+      r.ok
+        ? log.info("local check passes", { check: r.name, detail: r.detail })
+        : log.warn("local check fails: reporting FAILING", { check: r.name, detail: r.detail }),
+  });
+  // The first round runs before the first LB can ask, so FAILING is never missed at start.
+  await checks.start();
   const transport = createMatrixaiTransport();
   let agent: Agent;
   try {
@@ -73,6 +98,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
       serverId: config.serverId,
       verifier: credentials.verifier,
       metrics,
+      status: () => checks.failing ? "FAILING" : drain.draining ? "DRAINING" : "UP",
+      ...(config.localChecks.length > 0 ? { checks: () => checks.results() } : {}),
       defaultMetrics: config.defaultMetrics,
       helloTimeoutMs: config.helloTimeoutMs,
       maxUnauthenticated: config.maxUnauthenticated,
@@ -82,6 +109,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
     });
   } catch (e) {
     await metrics.stop();
+    await checks.stop();
+    drain.stop();
     return _fail(`--server-port: ${(e as Error).message}`, 1);
   }
   log.info("server listening", {
@@ -98,6 +127,9 @@ export async function runServer(args: readonly string[]): Promise<number> {
   log.info("shutting down: sending TERMINATE to every LB", { signal, sessions });
   await agent.shutdown("shutdown", 1000);
   await metrics.stop();
+  await checks.stop();
+  drain.stop();
+  Deno.removeSignalListener("SIGUSR1", onUsr1);
   await transport.close();
   log.info("stopped");
   return 0;

@@ -13,7 +13,7 @@ import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { CLOSE_CODES, DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
-import type { ServerStatus, SessionConfig } from "./protocol.ts";
+import type { LocalCheckResult, ServerStatus, SessionConfig } from "./protocol.ts";
 import { type ServerAction, ServerSession, type ServerSessionState } from "./server_machine.ts";
 import type { Channel, Listener, Transport } from "./transport.ts";
 
@@ -38,6 +38,8 @@ export interface AgentOptions {
   defaultMetrics?: readonly string[];
   /** Current status. Default: always "UP". */
   status?: () => ServerStatus;
+  /** Latest local checks of the application, reported in HEALTH_RESPONSE. */
+  checks?: () => LocalCheckResult[];
   /** Close a connection that sends no HELLO within this time, ms. Default 5000. */
   helloTimeoutMs?: number;
   /** Close a connection silent for this long, ms. Default 30000. */
@@ -229,7 +231,12 @@ class _AgentSession {
       availableMetrics: metrics.names,
       ...(options.defaultMetrics ? { defaultMetrics: options.defaultMetrics } : {}),
       ...(options.helloTimeoutMs === undefined ? {} : { helloTimeoutMs: options.helloTimeoutMs }),
-      health: () => ({ status: status(), metrics: metrics.snapshot() }),
+      health: () => {
+        const checks = options.checks?.();
+        return checks
+          ? { status: status(), metrics: metrics.snapshot(), checks }
+          : { status: status(), metrics: metrics.snapshot() };
+      },
     }, this.#since);
     this.#log.debug("connection accepted");
     this.#schedule();

@@ -32,19 +32,31 @@ export interface FlagSpec {
   help: string;
   /** Short alias, one letter. */
   short?: string;
+  /** The flag may be given more than once; its value is then an array. */
+  multiple?: boolean;
 }
 
-/** Parsed flags: strings for value flags, booleans for switches. */
-export type ParsedFlags = Record<string, string | boolean | undefined>;
+/** One flag's parsed value: a string, a boolean switch, or every value of a repeatable flag. */
+export type FlagValue = string | boolean | string[] | undefined;
+
+/** Parsed flags by name. */
+export type ParsedFlags = Record<string, FlagValue>;
 
 /**
  * Parses `args` against `specs`. Unknown flags, missing values and stray
  * positional arguments raise {@linkcode CliError} naming the flag.
  */
 export function parseFlags(specs: readonly FlagSpec[], args: readonly string[]): ParsedFlags {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
   for (const s of specs) {
-    options[s.name] = s.short ? { type: s.type, short: s.short } : { type: s.type };
+    options[s.name] = {
+      type: s.type,
+      ...(s.short ? { short: s.short } : {}),
+      ...(s.multiple ? { multiple: true } : {}),
+    };
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
@@ -60,6 +72,7 @@ export function parseFlags(specs: readonly FlagSpec[], args: readonly string[]):
   const out: ParsedFlags = {};
   for (const [k, v] of Object.entries(parsed.values)) {
     if (typeof v === "string" || typeof v === "boolean") out[k] = v;
+    else if (Array.isArray(v)) out[k] = v.filter((x): x is string => typeof x === "string");
   }
   return out;
 }
@@ -74,7 +87,8 @@ export function formatUsage(program: string, summary: string, specs: readonly Fl
   const width = Math.max(...left.map((l) => l.length)) + 2;
   specs.forEach((s, i) => {
     const def = s.default === undefined ? "" : ` (default: ${s.default})`;
-    lines.push(`${left[i]!.padEnd(width)}${s.help}${def}`);
+    const again = s.multiple ? " (repeatable)" : "";
+    lines.push(`${left[i]!.padEnd(width)}${s.help}${def}${again}`);
   });
   return lines.join("\n");
 }
@@ -82,7 +96,7 @@ export function formatUsage(program: string, summary: string, specs: readonly Fl
 /** Reads a duration in seconds (decimals allowed) and returns milliseconds. */
 export function parseSeconds(
   flag: string,
-  value: string | boolean | undefined,
+  value: FlagValue,
   fallbackMs: number,
   range: { min: number; max: number },
 ): number {
@@ -105,7 +119,7 @@ export function parseSeconds(
 /** Reads an integer in a range. */
 export function parseInteger(
   flag: string,
-  value: string | boolean | undefined,
+  value: FlagValue,
   fallback: number,
   range: { min: number; max: number },
 ): number {
@@ -125,7 +139,7 @@ export function parseInteger(
 /** Reads one of a fixed set of words. */
 export function parseChoice<T extends string>(
   flag: string,
-  value: string | boolean | undefined,
+  value: FlagValue,
   fallback: T,
   choices: readonly T[],
 ): T {
@@ -140,7 +154,7 @@ export function parseChoice<T extends string>(
 }
 
 /** Reads a comma-separated list of non-empty names. */
-export function parseList(flag: string, value: string | boolean | undefined): string[] | undefined {
+export function parseList(flag: string, value: FlagValue): string[] | undefined {
   if (value === undefined) return undefined;
   const items = String(value).split(",").map((s) => s.trim());
   if (items.some((s) => s === "")) {
@@ -152,11 +166,21 @@ export function parseList(flag: string, value: string | boolean | undefined): st
 }
 
 /** Reads a non-empty string flag. */
-export function parseText(flag: string, value: string | boolean | undefined): string | undefined {
+export function parseText(flag: string, value: FlagValue): string | undefined {
   if (value === undefined) return undefined;
   const text = String(value);
   if (text.trim() === "") throw new CliError(`--${flag}: expected a value, got an empty string`);
   return text;
+}
+
+/** Every value of a repeatable flag (an empty list when absent). */
+export function parseRepeated(flag: string, value: FlagValue): string[] {
+  if (value === undefined) return [];
+  const items = Array.isArray(value) ? value : [String(value)];
+  if (items.some((s) => s.trim() === "")) {
+    throw new CliError(`--${flag}: expected a value, got an empty string`);
+  }
+  return items;
 }
 
 /** Rejects two flags given together. */

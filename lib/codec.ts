@@ -50,7 +50,8 @@ export function encodeMessage(message: Message): Uint8Array {
     canonical = _validateMessage(message as unknown as Record<string, unknown>);
   } catch (e) {
     if (e instanceof CodecError) {
-      throw new CodecError("BAD_MESSAGE", "local", `Cannot encode ${message.type}: ${e.message}`);
+      const why = e.message.replace(/^Cannot (decode|accept) [A-Z_]+: /, "");
+      throw new CodecError("BAD_MESSAGE", "local", `Cannot encode ${message.type}: ${why}`);
     }
     throw e;
   }
@@ -306,7 +307,18 @@ const _nonEmptyString: _Check = (v) =>
 const _names: _Check = (v) => _isNameArray(v) ? undefined : "an array of non-empty strings";
 const _object: _Check = (v) =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? undefined : "an object";
-const _status: _Check = (v) => v === "UP" || v === "DRAINING" ? undefined : '"UP" or "DRAINING"';
+const _status: _Check = (v) =>
+  v === "UP" || v === "DRAINING" || v === "FAILING" ? undefined : '"UP", "DRAINING" or "FAILING"';
+const _checks: _Check = (v) =>
+  Array.isArray(v) &&
+    v.every((c) =>
+      typeof c === "object" && c !== null && !Array.isArray(c) &&
+      typeof (c as Record<string, unknown>).name === "string" &&
+      typeof (c as Record<string, unknown>).ok === "boolean" &&
+      typeof (c as Record<string, unknown>).detail === "string"
+    )
+    ? undefined
+    : "an array of {name: string, ok: boolean, detail: string}";
 const _errorCode: _Check = (v) => isErrorCode(v) ? undefined : "a known error code";
 const _metricValues: _Check = (v) => {
   if (_object(v) !== undefined) return "an object";
@@ -336,7 +348,8 @@ const _config: _Check = (v) => {
 
 const _req = (name: string, check: _Check, canon?: _Field["canon"]): _Field =>
   canon ? { name, required: true, check, canon } : { name, required: true, check };
-const _opt = (name: string, check: _Check): _Field => ({ name, required: false, check });
+const _opt = (name: string, check: _Check, canon?: _Field["canon"]): _Field =>
+  canon ? { name, required: false, check, canon } : { name, required: false, check };
 const _seqField = _int(1);
 
 /** Fields of each message type, in wire order, after `type` and `seq`. */
@@ -360,6 +373,16 @@ const _FIELDS: Record<MessageType, readonly _Field[]> = {
     _req("status", _status),
     _req("metrics", _metricValues),
     _req("ts", _int(0)),
+    _opt(
+      "checks",
+      _checks,
+      (v) =>
+        (v as { name: string; ok: boolean; detail: string }[]).map((c) => ({
+          name: c.name,
+          ok: c.ok,
+          detail: c.detail,
+        })),
+    ),
   ],
   CONFIG_UPDATE: [_req("config", _object)],
   CONFIG_ACK: [

@@ -29,6 +29,11 @@ import type { ServerAddress } from "./watch.ts";
 /** Everything `lb.ts` needs, with defaults applied. */
 export interface LbConfig extends CommonConfig {
   servers: ServerAddress[];
+  /** `dns:NAME:PORT` entries of --servers. */
+  dnsNames: { name: string; port: number }[];
+  serversFile: string | undefined;
+  dnsServer: { ipAddr: string; port: number } | undefined;
+  agentPort: number | undefined;
   httpHost: string;
   httpPort: number;
   maxFailAttempts: number;
@@ -59,7 +64,26 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     name: "servers",
     type: "string",
     arg: "HOST:PORT,...",
-    help: "servers to watch; a missing port means 4243",
+    help:
+      "servers to watch (a missing port means 4243); dns:NAME:PORT follows a name's A/AAAA records",
+  },
+  {
+    name: "servers-file",
+    type: "string",
+    arg: "PATH",
+    help: "more servers, one host:port per line (# comments); reloaded on change and on SIGHUP",
+  },
+  {
+    name: "dns-server",
+    type: "string",
+    arg: "IP:PORT",
+    help: "resolver for dns: servers (default: the system's)",
+  },
+  {
+    name: "agent-port",
+    type: "string",
+    arg: "PORT",
+    help: "serve HAProxy's agent-check protocol on this TCP port (on --http-host)",
   },
   {
     name: "loadbalancer-port",
@@ -220,12 +244,31 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
   exclusive(f, "jwt-secret-file", "jwt-private-key-file");
   exclusive(f, "insecure", "cert-file");
   const servers: ServerAddress[] = [];
+  const dnsNames: { name: string; port: number }[] = [];
   const list = parseList("servers", f.servers) ?? [];
   for (const item of list) {
+    if (item.startsWith("dns:")) {
+      const m = /^dns:([A-Za-z0-9.-]+):(\d+)$/.exec(item);
+      const port = m ? Number(m[2]) : NaN;
+      if (!m || port < 1 || port > 65535) {
+        throw new CliError(`--servers: expected dns:NAME:PORT, got ${JSON.stringify(item)}`);
+      }
+      dnsNames.push({ name: m[1]!, port });
+      continue;
+    }
     try {
       servers.push(parseServerAddress(item));
     } catch (e) {
       throw new CliError(`--servers: ${(e as Error).message}`);
+    }
+  }
+  let dnsServer: { ipAddr: string; port: number } | undefined;
+  if (f["dns-server"] !== undefined) {
+    try {
+      const a = parseServerAddress(String(f["dns-server"]));
+      dnsServer = { ipAddr: a.host, port: f["dns-server"].toString().includes(":") ? a.port : 53 };
+    } catch (e) {
+      throw new CliError(`--dns-server: ${(e as Error).message}`);
     }
   }
   const checkIntervalMs = parseSeconds("check-interval", f["check-interval"], 10_000, {
@@ -237,6 +280,12 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     : parseSeconds("check-timeout", f["check-timeout"], 0, { min: 0.01, max: 3600 });
   return {
     servers,
+    dnsNames,
+    serversFile: parseText("servers-file", f["servers-file"]),
+    dnsServer,
+    agentPort: f["agent-port"] === undefined
+      ? undefined
+      : parseInteger("agent-port", f["agent-port"], 0, { min: 0, max: 65535 }),
     httpHost: parseText("http-host", f["http-host"]) ?? "0.0.0.0",
     httpPort: parseInteger("loadbalancer-port", f["loadbalancer-port"], DEFAULT_LB_HTTP_PORT, {
       min: 0,

@@ -56,7 +56,9 @@ export type FailureKind =
   /** The server sent TERMINATE. */
   | "terminated"
   /** The connection ended without a TERMINATE exchange. */
-  | "closed";
+  | "closed"
+  /** The server answered FAILING: a local check of its application fails. */
+  | "failing";
 
 /** A failure with its cause, as shown to operators. */
 export interface Failure {

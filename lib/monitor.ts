@@ -11,7 +11,7 @@ import type { Transition } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import { validateConfigUpdate } from "./codec.ts";
-import { DEFAULT_SERVER_PORT } from "./protocol.ts";
+import { DEFAULT_SERVER_PORT, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from "./protocol.ts";
 import type { SessionConfig } from "./protocol.ts";
 import type { Transport } from "./transport.ts";
 import { formatAddress } from "./transport.ts";
@@ -160,6 +160,12 @@ export class Monitor {
         loadMetrics: options.loadMetrics ?? DEFAULT_LOAD_METRICS,
       },
     };
+    // The interval travels in HELLO as interval_ms, which QHCP/1 bounds.
+    if (!Number.isInteger(interval) || interval < MIN_INTERVAL_MS || interval > MAX_INTERVAL_MS) {
+      throw new RangeError(
+        `check interval ${interval} ms is not an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`,
+      );
+    }
     if (!this.#settings.insecure && !this.#settings.caPem) {
       throw new Error("Monitor needs a CA bundle (caPem) unless insecure is set");
     }

@@ -96,8 +96,21 @@ export type CloseCode = typeof CLOSE_CODES[keyof typeof CLOSE_CODES];
 /** Stream reset code for any bidirectional stream after the control stream. */
 export const STREAM_REFUSED_CODE = 0x13;
 
-/** Server status reported in HEALTH_RESPONSE. */
-export type ServerStatus = "UP" | "DRAINING";
+/**
+ * Server status reported in HEALTH_RESPONSE: `UP`; `DRAINING` (healthy, but
+ * send no new traffic); `FAILING` (the agent runs, but a local check of the
+ * application beside it fails: the LB counts the check as failed).
+ */
+export type ServerStatus = "UP" | "DRAINING" | "FAILING";
+
+/** The result of one local check of the application, reported in HEALTH_RESPONSE. */
+export interface LocalCheckResult {
+  /** What was checked, e.g. "tcp 127.0.0.1:5432" or "http http://127.0.0.1:8080/healthz". */
+  name: string;
+  ok: boolean;
+  /** Why, in words: "connected in 0.4 ms", "HTTP 503", "connection refused". */
+  detail: string;
+}
 
 /** Reported metric values, by name. */
 export type MetricValues = Record<string, number>;
@@ -148,6 +161,8 @@ export interface HealthResponseMessage extends MessageBase {
   status: ServerStatus;
   metrics: MetricValues;
   ts: number;
+  /** The agent's local checks of its application, when it runs any. */
+  checks?: LocalCheckResult[];
 }
 
 /**

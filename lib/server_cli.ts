@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { LocalCheckSpec } from "./local_checks.ts";
 import {
   CliError,
   COMMON_FLAGS,
@@ -17,6 +18,7 @@ import {
   parseFlags,
   parseInteger,
   parseList,
+  parseRepeated,
   parseSeconds,
   parseText,
 } from "./cli.ts";
@@ -35,6 +37,10 @@ export interface ServerConfig extends CommonConfig {
   serverId: string;
   helloTimeoutMs: number;
   maxUnauthenticated: number;
+  drainFile: string | undefined;
+  localChecks: LocalCheckSpec[];
+  localCheckIntervalMs: number;
+  localCheckTimeoutMs: number;
   maxConnections: number;
   sampleIntervalMs: number;
   defaultMetrics: string[];
@@ -119,6 +125,40 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     help: "connections allowed at once in all; more are refused",
   },
   {
+    name: "drain-file",
+    type: "string",
+    arg: "PATH",
+    help: "report DRAINING while this file exists (kill -USR1 also toggles draining)",
+  },
+  {
+    name: "check-tcp",
+    type: "string",
+    arg: "HOST:PORT",
+    multiple: true,
+    help: "local check: the application accepts TCP connections here",
+  },
+  {
+    name: "check-http",
+    type: "string",
+    arg: "URL",
+    multiple: true,
+    help: "local check: GET answers 2xx or 3xx",
+  },
+  {
+    name: "local-check-interval",
+    type: "string",
+    arg: "SECONDS",
+    default: "2",
+    help: "time between rounds of local checks",
+  },
+  {
+    name: "local-check-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "1",
+    help: "a local check with no result within this fails",
+  },
+  {
     name: "sample-interval",
     type: "string",
     arg: "SECONDS",
@@ -177,6 +217,19 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
     jwtLeewaySec: parseSeconds("jwt-leeway", f["jwt-leeway"], 60_000, { min: 0, max: 3600 }) / 1000,
     serverId: parseText("server-id", f["server-id"]) ?? hostname(),
     helloTimeoutMs: parseSeconds("hello-timeout", f["hello-timeout"], 5000, { min: 0.1, max: 300 }),
+    drainFile: parseText("drain-file", f["drain-file"]),
+    localChecks: [
+      ...parseRepeated("check-tcp", f["check-tcp"]).map((v) => _tcpCheck(v)),
+      ...parseRepeated("check-http", f["check-http"]).map((v) => _httpCheck(v)),
+    ],
+    localCheckIntervalMs: parseSeconds("local-check-interval", f["local-check-interval"], 2000, {
+      min: 0.1,
+      max: 3600,
+    }),
+    localCheckTimeoutMs: parseSeconds("local-check-timeout", f["local-check-timeout"], 1000, {
+      min: 0.01,
+      max: 600,
+    }),
     maxUnauthenticated: parseInteger("max-unauthenticated", f["max-unauthenticated"], 100, {
       min: 1,
       max: 1_000_000,
@@ -192,4 +245,30 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
     defaultMetrics: metrics,
     ...parseCommon(f),
   };
+}
+
+function _tcpCheck(text: string): LocalCheckSpec {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d+)$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new CliError(`--check-tcp: expected HOST:PORT, got ${JSON.stringify(text)}`);
+  }
+  return { kind: "tcp", host: (m[1] ?? m[2])!, port };
+}
+
+function _httpCheck(text: string): LocalCheckSpec {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CliError(
+      `--check-http: expected an http:// or https:// URL, got ${JSON.stringify(text)}`,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new CliError(
+      `--check-http: expected an http:// or https:// URL, got ${JSON.stringify(text)}`,
+    );
+  }
+  return { kind: "http", url: url.href };
 }

@@ -33,6 +33,7 @@ import type {
   ConfigUpdateMessage,
   HealthRequestMessage,
   HelloMessage,
+  LocalCheckResult,
   Message,
   MessageOf,
   MessageType,
@@ -54,6 +55,8 @@ export type ServerSessionState =
 export interface HealthSnapshot {
   status: ServerStatus;
   metrics: MetricValues;
+  /** Local checks of the application, when the agent runs any. */
+  checks?: LocalCheckResult[];
 }
 
 /** Options of {@linkcode ServerSession}. */
@@ -327,6 +330,7 @@ export class ServerSession {
       status: snapshot.status,
       metrics,
       ts: Math.floor(now),
+      ...(snapshot.checks && snapshot.checks.length > 0 ? { checks: snapshot.checks } : {}),
     })];
   }
 

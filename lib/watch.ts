@@ -22,7 +22,13 @@ import { type HealthState, HealthTracker, type Transition } from "./health.ts";
 import { type Failure, type LbAction, LbSession, type LbSessionState } from "./lb_machine.ts";
 import type { Logger } from "./log.ts";
 import { CLOSE_CODES } from "./protocol.ts";
-import type { ErrorCode, MetricValues, ServerStatus, SessionConfig } from "./protocol.ts";
+import type {
+  ErrorCode,
+  LocalCheckResult,
+  MetricValues,
+  ServerStatus,
+  SessionConfig,
+} from "./protocol.ts";
 import { CheckHistory, type CheckRecord } from "./history.ts";
 import { DurationHistogram } from "./prometheus.ts";
 import { checkDelay, type Random, redialDelay, type ScheduleSettings } from "./schedule.ts";
@@ -72,6 +78,8 @@ export interface WatchView {
   last_check: string | null;
   /** Traffic weight 0..100; 0 for DOWN, UNKNOWN and DRAINING servers. */
   weight: number;
+  /** The agent's local checks of its application, as last reported (null: none run). */
+  checks: LocalCheckResult[] | null;
   /** The load the weight comes from (0..100), or null without metrics. */
   load: number | null;
 }
@@ -147,6 +155,7 @@ export class Watch {
   #lastRtt: number | null = null;
   #lastMetrics: MetricValues | null = null;
   #lastStatus: ServerStatus | null = null;
+  #lastChecks: LocalCheckResult[] | null = null;
   #lastCheckAt: number | null = null;
   #serverId: string | null = null;
   #checksOk = 0;
@@ -236,6 +245,7 @@ export class Watch {
         this.#deps.settings.weights,
       ),
       load: loadOf(this.#lastMetrics, this.#deps.settings.weights),
+      checks: this.#lastChecks,
     };
   }
 
@@ -450,11 +460,25 @@ export class Watch {
   async #perform(actions: LbAction[], channel: Channel | undefined): Promise<void> {
     for (const action of actions) {
       switch (action.kind) {
-        case "send":
+        case "send": {
           if (!channel || channel !== this.#channel) break;
+          let frame: Uint8Array;
           try {
-            // Monitor checks what callers pass, so encoding cannot fail on their input.
-            await channel.write(encodeMessage(action.message));
+            frame = encodeMessage(action.message);
+          } catch (e) {
+            // Our own message is invalid: a bug, not the server's fault or the network's.
+            this.#log.error("cannot encode a message; closing the session", {
+              error: (e as Error).message,
+            });
+            await this.#perform(
+              this.#machine.abandon(CLOSE_CODES.INTERNAL, "internal error"),
+              channel,
+            );
+            this.#onFailure({ kind: "protocol", code: "INTERNAL", message: (e as Error).message });
+            return;
+          }
+          try {
+            await channel.write(frame);
           } catch (e) {
             await this.#perform(
               this.#machine.closed(
@@ -466,6 +490,7 @@ export class Watch {
             );
           }
           break;
+        }
         case "close":
           if (channel && channel === this.#channel) {
             this.#channel = undefined;
@@ -511,11 +536,26 @@ export class Watch {
   #onCheck(action: Extract<LbAction, { kind: "check" }>): void {
     const now = this.#now();
     if (action.ok) {
-      this.#checksOk++;
       this.#lastRtt = action.rttMs;
       this.#lastMetrics = action.response.metrics;
       this.#lastStatus = action.response.status;
+      this.#lastChecks = action.response.checks ?? null;
       this.#lastCheckAt = now;
+      if (action.response.status === "FAILING") {
+        // The agent answers, but the application beside it does not: a failed check.
+        const failed = (action.response.checks ?? []).filter((c) => !c.ok)
+          .map((c) => `${c.name}: ${c.detail}`);
+        this.#onCheck({
+          kind: "check",
+          ok: false,
+          failure: {
+            kind: "failing",
+            message: `server FAILING: ${failed.length ? failed.join("; ") : "a local check fails"}`,
+          },
+        });
+        return;
+      }
+      this.#checksOk++;
       this.#counters.durations.observe(action.rttMs / 1000);
       this.#history.add({
         time: now,
@@ -615,6 +655,8 @@ export function failureCause(f: Failure): string {
       return "terminated";
     case "closed":
       return f.cause ?? "connection_lost";
+    case "failing":
+      return "failing";
   }
 }
 

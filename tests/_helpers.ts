@@ -210,6 +210,8 @@ export interface StatusEntry {
   status: string | null;
   last_error: string | null;
   last_change: string;
+  weight: number;
+  checks: { name: string; ok: boolean; detail: string }[] | null;
 }
 
 /** GET /status from an LB process. */
@@ -222,4 +224,12 @@ export async function fetchStatus(httpPort: number): Promise<StatusEntry[]> {
 /** Makes a temporary certs directory with the default files, shared by processes of one test. */
 export async function tempDir(prefix: string): Promise<string> {
   return await Deno.makeTempDir({ prefix: `qhcp-${prefix}-` });
+}
+
+/** A TCP port that was free a moment ago (bind port 0, read it, release it). */
+export function freeTcpPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }

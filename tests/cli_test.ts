@@ -354,3 +354,54 @@ Deno.test("parseLbArgs() reads the admin token file and the weight settings", ()
     /^--weight-floor: expected an integer in 0\.\.100/,
   );
 });
+
+Deno.test("parseServerArgs() reads drain and local check flags, repeatable checks included", () => {
+  const c = parseServerArgs([
+    "--drain-file",
+    "/run/qhcp/drain",
+    "--check-tcp",
+    "127.0.0.1:5432",
+    "--check-tcp",
+    "[::1]:6379",
+    "--check-http",
+    "http://127.0.0.1:8080/healthz",
+    "--local-check-interval",
+    "0.5",
+  ]);
+  assert.equal(c.drainFile, "/run/qhcp/drain");
+  assert.deepEqual(c.localChecks, [
+    { kind: "tcp", host: "127.0.0.1", port: 5432 },
+    { kind: "tcp", host: "::1", port: 6379 },
+    { kind: "http", url: "http://127.0.0.1:8080/healthz" },
+  ]);
+  assert.equal(c.localCheckIntervalMs, 500);
+  assert.equal(c.localCheckTimeoutMs, 1000);
+  cliError(() => parseServerArgs(["--check-tcp", "localhost"]), /^--check-tcp: expected HOST:PORT/);
+  cliError(
+    () => parseServerArgs(["--check-http", "ftp://x"]),
+    /^--check-http: expected an http:\/\/ or https:\/\/ URL/,
+  );
+});
+
+Deno.test("parseLbArgs() reads dns: servers, the servers file, the DNS server and the agent port", () => {
+  const c = parseLbArgs([
+    "--servers",
+    "10.0.0.1,dns:web.internal:4243",
+    "--servers-file",
+    "/etc/qhcp/servers",
+    "--dns-server",
+    "127.0.0.1:5353",
+    "--agent-port",
+    "4241",
+  ]);
+  assert.deepEqual(c.servers, [{ host: "10.0.0.1", port: 4243 }]);
+  assert.deepEqual(c.dnsNames, [{ name: "web.internal", port: 4243 }]);
+  assert.equal(c.serversFile, "/etc/qhcp/servers");
+  assert.deepEqual(c.dnsServer, { ipAddr: "127.0.0.1", port: 5353 });
+  assert.equal(c.agentPort, 4241);
+  cliError(
+    () => parseLbArgs(["--servers", "dns:web.internal"]),
+    /^--servers: expected dns:NAME:PORT/,
+  );
+  cliError(() => parseLbArgs(["--agent-port", "x"]), /^--agent-port:/);
+});

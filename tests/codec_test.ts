@@ -648,12 +648,12 @@ Deno.test("decodeFrame() rejects an unknown ERROR code", () => {
   }
 });
 
-Deno.test("decodeFrame() rejects a HEALTH_RESPONSE status other than UP or DRAINING", () => {
-  for (const status of ["DOWN", "Up", "draining", ""]) {
+Deno.test("decodeFrame() rejects a HEALTH_RESPONSE status other than UP, DRAINING or FAILING", () => {
+  for (const status of ["DOWN", "Up", "draining", "failing", ""]) {
     const obj = { ...fullOf("HEALTH_RESPONSE"), status };
     assertCodecError(() => decodeFrame(jsonFrame(obj)), {
       code: "BAD_MESSAGE",
-      message: /field 'status' is string .*, expected "UP" or "DRAINING"/,
+      message: /field 'status' is string .*, expected "UP", "DRAINING" or "FAILING"/,
     });
   }
 });

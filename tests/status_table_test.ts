@@ -19,6 +19,7 @@ function view(over: Partial<WatchView>): WatchView {
     last_check: null,
     weight: 100,
     load: 0,
+    checks: null,
     ...over,
   };
 }

@@ -12,17 +12,16 @@ import {
   readKeyFile,
   readSecretFile,
 } from "./lib/auth.ts";
-import { _fail as _failWith, _stopSignals, _writeAll } from "./lib/_entry.ts";
+import { _fail as _failWith, _startStack, _stopSignals, _writeAll } from "./lib/_entry.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
-import { installProcessGuard } from "./lib/guard.ts";
 import { type AgentCheckServer, startAgentCheckServer } from "./lib/agent_check.ts";
 import { Discovery, watchDnsName, watchServersFile } from "./lib/discovery.ts";
 import { createHttpApi } from "./lib/http_api.ts";
 import { type LbConfig, lbUsage, parseLbArgs } from "./lib/lb_cli.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { Monitor } from "./lib/monitor.ts";
-import { createMatrixaiTransport, isTransportLibraryError } from "./lib/quic_matrixai.ts";
+import type { Transport } from "./lib/transport.ts";
 import { StatusScreen, summarize } from "./lib/status_table.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -62,13 +61,14 @@ export async function runLb(args: readonly string[]): Promise<number> {
     format: config.logFormat,
     ...(tableMode === "tty" ? { sink: (line: string) => screen!.note(line) } : {}),
   });
-  installProcessGuard({ log, isLibraryError: isTransportLibraryError });
+  const stack = await _startStack(config.quic, log);
+  if ("error" in stack) return _fail(stack.error, 1);
   const stop = _stopSignals();
 
   let monitor: Monitor;
   let adminToken: string;
   try {
-    ({ monitor, adminToken } = await _buildMonitor(config, log));
+    ({ monitor, adminToken } = await _buildMonitor(config, stack.transport, log));
   } catch (e) {
     if (e instanceof AuthConfigError || e instanceof CliError) return _fail(e.message, 2);
     return _fail((e as Error).message, 1);
@@ -112,6 +112,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
 
   log.info("load balancer starting", {
     lb_id: config.lbId,
+    quic: config.quic,
     servers: config.servers.length,
     interval_ms: monitor.settings.checkIntervalMs,
     timeout_ms: monitor.settings.checkTimeoutMs,
@@ -201,6 +202,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
 
 async function _buildMonitor(
   config: LbConfig,
+  transport: Transport,
   log: Logger,
 ): Promise<{ monitor: Monitor; adminToken: string }> {
   const needDefaults = (!config.caFile && !config.insecure) ||
@@ -247,7 +249,7 @@ async function _buildMonitor(
     );
   }
   const monitor = new Monitor({
-    transport: createMatrixaiTransport(),
+    transport,
     signer,
     lbId: config.lbId,
     servers: config.servers,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { _fail as _failWith, _stopSignals } from "./lib/_entry.ts";
+import { _fail as _failWith, _startStack, _stopSignals } from "./lib/_entry.ts";
 import { Agent } from "./lib/agent.ts";
 import {
   AuthConfigError,
@@ -17,12 +17,10 @@ import {
 } from "./lib/auth.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
-import { installProcessGuard } from "./lib/guard.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { DrainSwitch } from "./lib/drain.ts";
 import { LocalChecks } from "./lib/local_checks.ts";
 import { SystemMetrics } from "./lib/metrics.ts";
-import { createMatrixaiTransport, isTransportLibraryError } from "./lib/quic_matrixai.ts";
 import { parseServerArgs, type ServerConfig, serverUsage } from "./lib/server_cli.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -46,7 +44,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat });
-  installProcessGuard({ log, isLibraryError: isTransportLibraryError });
+  const stack = await _startStack(config.quic, log);
+  if ("error" in stack) return _fail(stack.error, 1);
   const stop = _stopSignals();
 
   let credentials: { certPem: string; keyPem: string; verifier: TokenVerifier };
@@ -86,7 +85,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
   });
   // The first round runs before the first LB can ask, so FAILING is never missed at start.
   await checks.start();
-  const transport = createMatrixaiTransport();
+  const transport = stack.transport;
   let agent: Agent;
   try {
     agent = await Agent.start({
@@ -118,6 +117,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
     port: agent.port,
     server_id: config.serverId,
     auth: credentials.verifier.alg,
+    quic: config.quic,
     version: VERSION,
   });
 

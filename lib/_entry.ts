@@ -1,9 +1,14 @@
 /**
- * What `lb.ts` and `server.ts` share as programs: stop signals and one-line
- * error output.
+ * What `lb.ts` and `server.ts` share as programs: the QUIC stack with its
+ * process guard, stop signals and one-line error output.
  *
  * @module
  */
+
+import { installProcessGuard } from "./guard.ts";
+import type { Logger } from "./log.ts";
+import { createQuicTransport, type QuicStack } from "./quic_stacks.ts";
+import type { Transport } from "./transport.ts";
 
 const _encoder = new TextEncoder();
 
@@ -42,4 +47,22 @@ export function _stopSignals(): { stopped: Promise<Deno.Signal>; escalate(): voi
       }
     },
   };
+}
+
+/**
+ * Creates the transport on `stack` and installs the process guard that knows
+ * that stack's escaped errors. Returns a one-line reason instead when the
+ * stack cannot run here (the native stack without `--unstable-net`).
+ */
+export async function _startStack(
+  stack: QuicStack,
+  log: Logger,
+): Promise<{ transport: Transport } | { error: string }> {
+  try {
+    const { transport, isLibraryError } = await createQuicTransport(stack);
+    installProcessGuard({ log, isLibraryError });
+    return { transport };
+  } catch (e) {
+    return { error: `--quic ${stack}: ${(e as Error).message}` };
+  }
 }

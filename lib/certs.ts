@@ -169,7 +169,7 @@ export async function verifyServerChain(
         ok: false,
         problem: "expired",
         reason:
-          `certificate "${current.subject}" is valid ${current.notBefore.toISOString()} to ${current.notAfter.toISOString()}`,
+          `certificate "${current.subject}" has expired or is not yet valid: valid ${current.notBefore.toISOString()} to ${current.notAfter.toISOString()}`,
       };
     }
     if (anchors.some((a) => _sameCert(a, current))) return { ok: true, subject: leaf.subject };

@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import { CERTS_DIR_ENV } from "./defaults.ts";
 import type { LogLevel } from "./log.ts";
+import { QUIC_STACKS, type QuicStack } from "./quic_stacks.ts";
 
 /** A bad command line; the entry point prints it on one line and exits 2. */
 export class CliError extends Error {
@@ -223,6 +224,14 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
     help: "QUIC idle timeout of a session",
   },
   {
+    name: "quic",
+    type: "string",
+    arg: "STACK",
+    default: "matrixai",
+    help:
+      "QUIC stack: matrixai (@matrixai/quic) or native (Deno's own, about 10x cheaper per check)",
+  },
+  {
     name: "log-level",
     type: "string",
     arg: "LEVEL",
@@ -238,6 +247,7 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
 export interface CommonConfig {
   certsDir: string | undefined;
   idleTimeoutMs: number;
+  quic: QuicStack;
   logLevel: LogLevel;
   logFormat: "text" | "json";
   help: boolean;
@@ -249,6 +259,7 @@ export function parseCommon(f: ParsedFlags): CommonConfig {
   return {
     certsDir: parseText("certs-dir", f["certs-dir"]),
     idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], 30_000, { min: 1, max: 3600 }),
+    quic: parseChoice("quic", f.quic, "matrixai", QUIC_STACKS),
     logLevel: parseChoice(
       "log-level",
       f["log-level"],

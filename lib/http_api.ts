@@ -337,6 +337,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       }
       if (what === "events") return route(["GET"], ["GET", events]);
       if (what === "snapshot") return route(["GET"], ["GET", () => _json(snapshot())]);
+      if (what === "totals") return route(["GET"], ["GET", () => _json(monitor.totals())]);
     }
     throw new _HttpError(404, `no route for ${req.method} ${url.pathname}`);
   };

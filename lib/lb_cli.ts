@@ -243,6 +243,11 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
   const f = parseFlags(LB_FLAGS, args);
   exclusive(f, "jwt-secret-file", "jwt-private-key-file");
   exclusive(f, "insecure", "cert-file");
+  if (f.insecure === true && f.quic === "native") {
+    throw new CliError(
+      "--insecure cannot be used with --quic native: Deno's QUIC always verifies certificates (give --cert-file)",
+    );
+  }
   const servers: ServerAddress[] = [];
   const dnsNames: { name: string; port: number }[] = [];
   const list = parseList("servers", f.servers) ?? [];

@@ -49,6 +49,8 @@ export interface ServerMetrics {
   checksOk: number;
   checksFailed: number;
   stateChanges: number;
+  /** Good checks answered more than one interval after they were due. */
+  checksLate: number;
   durations: DurationHistogram;
 }
 
@@ -152,6 +154,12 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     "counter",
     "Verdict changes (UP, DOWN).",
     (m) => m.stateChanges,
+  );
+  perServer(
+    "qhcp_checks_late_total",
+    "counter",
+    "Good checks answered more than one check interval after they were due (the LB is overloaded).",
+    (m) => m.checksLate,
   );
   family("qhcp_servers", "gauge", "Servers watched, by verdict.");
   for (const state of ["UP", "DOWN", "UNKNOWN"]) {

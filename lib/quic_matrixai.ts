@@ -20,10 +20,10 @@
 import quic from "@matrixai/quic";
 import loggerModule from "@matrixai/logger";
 import { verifyServerChain } from "./certs.ts";
+import { _errorMessage as _message, _StreamChannel, _within } from "./_stream_channel.ts";
 import { ALPN, STREAM_REFUSED_CODE } from "./protocol.ts";
 import {
   type Channel,
-  type CloseInfo,
   type DialOptions,
   formatAddress,
   type Listener,
@@ -364,22 +364,12 @@ function _dialError(target: string, e: unknown, timeoutMs: number): TransportErr
 
 // --- channel ------------------------------------------------------------------
 
-class _MatrixChannel implements Channel {
-  readonly remoteAddress: string;
-  readonly closed: Promise<CloseInfo>;
+class _MatrixChannel extends _StreamChannel {
   readonly #stopFn: (stop: _Stop) => Promise<void>;
   readonly #forceFn: () => Promise<void>;
   #stream: QUICStreamT | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #streamArrived: (s: QUICStreamT | null) => void = () => {};
-  readonly #streamP: Promise<QUICStreamT | null>;
-  #resolveClosed!: (info: CloseInfo) => void;
-  #closeInfo: CloseInfo | undefined;
-  #closing = false;
-  #peerFinished = false;
-  #peerFinishedP: Promise<void>;
-  #resolvePeerFinished!: () => void;
 
   /**
    * @param stop the library's orderly stop (connection or client)
@@ -390,21 +380,23 @@ class _MatrixChannel implements Channel {
     stop: (stop: _Stop) => Promise<void>,
     force: () => Promise<void>,
   ) {
+    super(formatAddress(conn.remoteHost, conn.remotePort));
     this.#stopFn = stop;
     this.#forceFn = force;
-    this.remoteAddress = formatAddress(conn.remoteHost, conn.remotePort);
-    this.#streamP = new Promise((resolve) => (this.#streamArrived = resolve));
-    this.#peerFinishedP = new Promise((resolve) => (this.#resolvePeerFinished = resolve));
-    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this._arrival = new Promise((resolve) => (this.#streamArrived = resolve));
     conn.addEventListener(events.EventQUICConnectionError.name, (evt: Event) => {
       this.#noteError((evt as unknown as { detail: unknown }).detail);
     });
-    conn.closedP.then(() => this.#finish(), () => this.#finish());
+    const finish = () => {
+      this.#streamArrived(null);
+      this._finish();
+    };
+    conn.closedP.then(finish, finish);
   }
 
   /** Receives a stream opened on this connection; all but the first are refused. */
   _offerStream(stream: QUICStreamT): void {
-    if (this.#stream || this.#closing) {
+    if (this.#stream || this._closing) {
       // QHCP/1 has one control stream: reset any further one.
       try {
         stream.cancel(new _StreamRefusal("only one control stream is allowed"));
@@ -414,71 +406,19 @@ class _MatrixChannel implements Channel {
     }
     this.#stream = stream;
     this.#reader = stream.readable.getReader();
-    this.#writer = stream.writable.getWriter();
+    this._writer = stream.writable.getWriter();
     this.#reader.closed.catch(() => {});
-    this.#writer.closed.catch(() => {});
+    this._writer.closed.catch(() => {});
+    this._readable = true;
     this.#streamArrived(stream);
   }
 
-  async read(): Promise<Uint8Array | null> {
-    const stream = await Promise.race([this.#streamP, this.closed.then(() => null)]);
-    if (!stream || !this.#reader) return null;
-    try {
-      const r = await this.#reader.read();
-      if (r.done) {
-        this.#peerFinished = true;
-        this.#resolvePeerFinished();
-        return null;
-      }
-      return r.value;
-    } catch {
-      this.#resolvePeerFinished();
-      return null;
-    }
+  protected async _readChunk(): Promise<Uint8Array | null> {
+    const r = await this.#reader!.read();
+    return r.done ? null : r.value;
   }
 
-  async write(data: Uint8Array): Promise<void> {
-    if (this.#closing || this.#closeInfo) {
-      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: closed`);
-    }
-    const stream = await Promise.race([this.#streamP, this.closed.then(() => null)]);
-    if (!stream || !this.#writer) {
-      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: closed`);
-    }
-    try {
-      await this.#writer.write(data);
-    } catch (e) {
-      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: ${_message(e)}`, {
-        cause: e,
-      });
-    }
-  }
-
-  async close(code: number, reason: string, lingerMs = 250): Promise<void> {
-    if (this.#closing || this.#closeInfo) {
-      await this.closed;
-      return;
-    }
-    this.#closing = true;
-    if (this.#writer) {
-      // FIN after the bytes already written, so the peer receives them before the close.
-      await _within(this.#writer.close().catch(() => {}), lingerMs);
-    }
-    if (!this.#peerFinished && this.#stream) {
-      await _within(this.#peerFinishedP, lingerMs);
-    }
-    await this.#stop(code, reason);
-  }
-
-  /** Closes at once, without waiting for buffered bytes. */
-  async abort(code: number, reason: string): Promise<void> {
-    this.#closing = true;
-    await this.#stop(code, reason);
-  }
-
-  async #stop(code: number, reason: string): Promise<void> {
-    if (this.#closeInfo) return;
-    this.#closeInfo = { by: "local", code, reason };
+  protected async _stopConnection(code: number, reason: string): Promise<void> {
     // Settle our own pending read before the library tears the stream down.
     this.#streamArrived(null);
     this.#reader?.cancel().catch(() => {});
@@ -493,54 +433,32 @@ class _MatrixChannel implements Channel {
       _STOP_MS,
     );
     if (!stopped) await this.#forceFn();
-    this.#finish();
   }
 
   #noteError(detail: unknown): void {
-    if (this.#closeInfo) return;
     const data = (detail as { data?: { errorCode?: number; reason?: Uint8Array } }).data;
     const reasonText = data?.reason && data.reason.length ? _decoder.decode(data.reason) : "";
+    const code = data?.errorCode === undefined ? {} : { code: data.errorCode };
     if (detail instanceof errors.ErrorQUICConnectionPeerTLS) {
-      this.#closeInfo = {
+      this._noteClose({
         by: "remote",
-        ...(data?.errorCode === undefined ? {} : { code: data.errorCode }),
+        ...code,
         reason: `peer rejected the TLS handshake (alert ${(data?.errorCode ?? 0x100) - 0x100})`,
-      };
+      });
     } else if (detail instanceof errors.ErrorQUICConnectionPeer) {
-      this.#closeInfo = {
+      this._noteClose({
         by: "remote",
-        ...(data?.errorCode === undefined ? {} : { code: data.errorCode }),
+        ...code,
         reason: reasonText || `closed by peer with code ${data?.errorCode}`,
-      };
+      });
     } else if (detail instanceof errors.ErrorQUICConnectionIdleTimeout) {
-      this.#closeInfo = { by: "transport", reason: "idle timeout: the peer stopped answering" };
+      this._noteClose({ by: "transport", reason: "idle timeout: the peer stopped answering" });
     } else if (detail instanceof errors.ErrorQUICConnectionLocal) {
-      this.#closeInfo = {
-        by: "local",
-        ...(data?.errorCode === undefined ? {} : { code: data.errorCode }),
-        reason: reasonText || _message(detail),
-      };
+      this._noteClose({ by: "local", ...code, reason: reasonText || _message(detail) });
     } else {
-      this.#closeInfo = { by: "transport", reason: _message(detail) };
+      this._noteClose({ by: "transport", reason: _message(detail) });
     }
   }
-
-  #finish(): void {
-    this.#streamArrived(null);
-    this.#resolvePeerFinished();
-    this.#closeInfo ??= { by: "transport", reason: "connection closed" };
-    this.#closing = true;
-    this.#resolveClosed(this.#closeInfo);
-  }
-}
-
-/** Waits for `p` at most `ms`; true when it settled in time. */
-function _within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p.then(() => true, () => true),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-  ]).finally(() => clearTimeout(timer));
 }
 
 type _Socket = { stop(o: { force: boolean }): Promise<void> };
@@ -555,14 +473,6 @@ async function _forceSocket(owner: unknown): Promise<void> {
   _stuck++;
   const socket = (owner as { socket?: _Socket }).socket;
   if (socket) await _within(socket.stop({ force: true }), _TEARDOWN_MS);
-}
-
-function _message(e: unknown): string {
-  if (e instanceof Error) {
-    const cause = e.cause instanceof Error ? `: ${e.cause.message}` : "";
-    return `${e.message || e.name}${cause}`;
-  }
-  return String(e);
 }
 
 function _name(e: unknown): string {

@@ -32,6 +32,8 @@ import type {
 import { CheckHistory, type CheckRecord } from "./history.ts";
 import { DurationHistogram } from "./prometheus.ts";
 import { checkDelay, type Random, redialDelay, type ScheduleSettings } from "./schedule.ts";
+import { type ScheduledTimer, Scheduler } from "./scheduler.ts";
+import type { DialGate } from "./dial_gate.ts";
 import { computeWeight, loadOf, type WeightOptions } from "./weights.ts";
 import type { Channel, Transport } from "./transport.ts";
 import { formatAddress, TransportError } from "./transport.ts";
@@ -86,7 +88,15 @@ export interface WatchView {
 
 /** Counters for `/metrics`. */
 export interface WatchCounters {
+  /** Checks that succeeded. */
+  ok: number;
+  /** Checks that failed (a failed dial counts as one). */
+  failed: number;
   stateChanges: number;
+  /** Changes to DOWN. */
+  downs: number;
+  /** Good checks answered more than one check interval after they were due. */
+  late: number;
   /** Dials made, the first included. */
   dials: number;
   durations: DurationHistogram;
@@ -123,6 +133,13 @@ export interface WatchDeps {
   now?: () => number;
   /** Uniform random numbers in [0, 1) for jitter. Default Math.random. */
   random?: Random;
+  /**
+   * Timers, shared by all watches of a monitor so that checks due together
+   * run in one wake-up. Its clock must be `now`. Default: one of its own.
+   */
+  scheduler?: Scheduler;
+  /** Limits the handshakes in flight across watches. Default: no limit. */
+  dialGate?: DialGate;
 }
 
 /** Timers and sessions a watch holds, for leak checks. */
@@ -147,8 +164,9 @@ export class Watch {
   readonly #health: HealthTracker;
   #channel: Channel | undefined;
   #closing = new Set<Promise<void>>();
-  #nextTimer: ReturnType<typeof setTimeout> | undefined;
-  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #scheduler: Scheduler;
+  #nextTimer: ScheduledTimer | undefined;
+  #deadlineTimer: ScheduledTimer | undefined;
   #dialAbort: AbortController | undefined;
   #configWaiters = new Map<number, (o: ConfigOutcome) => void>();
   #stopped = false;
@@ -158,15 +176,21 @@ export class Watch {
   #lastChecks: LocalCheckResult[] | null = null;
   #lastCheckAt: number | null = null;
   #serverId: string | null = null;
-  #checksOk = 0;
-  #checksFailed = 0;
   #lastAttempt = 0;
   #dialing = false;
   /** Redials since the server went DOWN, for the backoff. */
   #redials = 0;
   readonly #history = new CheckHistory();
+  /** When the armed timer is due, when the last action was, and when the check in flight was (for `late`). */
+  #dueAt = 0;
+  #lastDue = 0;
+  #checkDueAt = 0;
   readonly #counters: WatchCounters = {
+    ok: 0,
+    failed: 0,
     stateChanges: 0,
+    downs: 0,
+    late: 0,
     dials: 0,
     durations: new DurationHistogram(),
   };
@@ -177,6 +201,7 @@ export class Watch {
     this.#deps = deps;
     this.#now = deps.now ?? _preciseNow;
     this.#random = deps.random ?? Math.random;
+    this.#scheduler = deps.scheduler ?? new Scheduler({ now: this.#now });
     this.#log = deps.log.child({ server: this.address });
     const s = deps.settings;
     this.#machine = new LbSession({
@@ -237,8 +262,8 @@ export class Watch {
       last_error: this.#health.lastError ?? null,
       last_change: new Date(this.#health.lastChange).toISOString(),
       server_id: this.#serverId,
-      checks_ok: this.#checksOk,
-      checks_failed: this.#checksFailed,
+      checks_ok: this.#counters.ok,
+      checks_failed: this.#counters.failed,
       last_check: this.#lastCheckAt === null ? null : new Date(this.#lastCheckAt).toISOString(),
       weight: computeWeight(
         { state: this.#health.state, status: this.#lastStatus, metrics: this.#lastMetrics },
@@ -303,23 +328,26 @@ export class Watch {
   #plan(delayMs: number): void {
     this.#clearNext();
     if (this.#stopped) return;
-    this.#nextTimer = setTimeout(() => {
+    this.#dueAt = this.#now() + Math.max(0, delayMs);
+    this.#nextTimer = this.#scheduler.at(this.#dueAt, () => {
       this.#nextTimer = undefined;
       this.#next();
-    }, Math.max(0, delayMs));
+    });
   }
 
   #clearNext(): void {
-    clearTimeout(this.#nextTimer);
+    this.#scheduler.cancel(this.#nextTimer);
     this.#nextTimer = undefined;
   }
 
   #next(): void {
     if (this.#stopped) return;
     const s = this.#deps.settings;
+    this.#lastDue = this.#dueAt;
     switch (this.#machine.state) {
       case "READY": {
         this.#lastAttempt = this.#now();
+        this.#checkDueAt = this.#dueAt;
         // While in doubt, a check must fail within the fast interval so that
         // DOWN comes within timeout + (fall - 1) x fast interval.
         const timeout = this.#health.inDoubt
@@ -341,10 +369,15 @@ export class Watch {
     }
   }
 
-  /** Plans the next check, one (fast or normal, jittered) interval after the last one began. */
+  /** Plans the next check, one (fast or normal, jittered) interval after the last one was due. */
   #planCheck(): void {
     const delay = checkDelay(this.#deps.settings, this.#health.inDoubt, this.#random);
-    this.#plan(this.#lastAttempt + delay - this.#now());
+    // From when the last action was due rather than when it ran, so that timer
+    // slack and event-loop delays do not stretch the interval; after a long
+    // stall, from when it ran, so that missed checks are not made up in a burst.
+    const now = this.#now();
+    const base = now - this.#lastDue < delay ? this.#lastDue : this.#lastAttempt;
+    this.#plan(base + delay - now);
   }
 
   /**
@@ -367,14 +400,14 @@ export class Watch {
     const deadline = this.#machine.deadline;
     if (deadline === undefined) return;
     const channel = this.#channel;
-    this.#deadlineTimer = setTimeout(() => {
+    this.#deadlineTimer = this.#scheduler.at(deadline, () => {
       this.#deadlineTimer = undefined;
       void this.#perform(this.#machine.tick(this.#now()), channel);
-    }, Math.max(0, deadline - this.#now()));
+    });
   }
 
   #clearDeadline(): void {
-    clearTimeout(this.#deadlineTimer);
+    this.#scheduler.cancel(this.#deadlineTimer);
     this.#deadlineTimer = undefined;
   }
 
@@ -388,7 +421,10 @@ export class Watch {
     this.#dialing = true;
     this.#counters.dials++;
     let channel: Channel;
+    let release: (() => void) | undefined;
     try {
+      // Wait for a handshake slot; the dial's own timeout starts after it.
+      release = await this.#deps.dialGate?.acquire(abort.signal);
       channel = await this.#deps.transport.dial({
         host: this.#target.host,
         port: this.#target.port,
@@ -409,6 +445,7 @@ export class Watch {
       await this.#perform(this.#machine.connectFailed(message, this.#now(), cause), undefined);
       return;
     } finally {
+      release?.();
       this.#dialAbort = undefined;
       this.#dialing = false;
     }
@@ -555,8 +592,10 @@ export class Watch {
         });
         return;
       }
-      this.#checksOk++;
+      this.#counters.ok++;
       this.#counters.durations.observe(action.rttMs / 1000);
+      // Answered more than one interval after it was due: the LB cannot keep up.
+      if (now - this.#checkDueAt > this.#deps.settings.checkIntervalMs) this.#counters.late++;
       this.#history.add({
         time: now,
         result: "ok",
@@ -569,7 +608,7 @@ export class Watch {
       this.#planCheck();
       return;
     }
-    this.#checksFailed++;
+    this.#counters.failed++;
     const reason = describeFailure(action.failure);
     this.#recordFailure(now, reason);
     this.#deps.events?.onCheck?.(this.address, false, null);
@@ -582,7 +621,7 @@ export class Watch {
 
   /** A session-level failure: counts as one failed check; the session is gone. */
   #onFailure(failure: Failure): void {
-    this.#checksFailed++;
+    this.#counters.failed++;
     const reason = describeFailure(failure);
     this.#recordFailure(this.#now(), reason);
     this.#deps.events?.onCheck?.(this.address, false, null);
@@ -621,6 +660,7 @@ export class Watch {
   #transition(t: Transition | undefined, cause: string): void {
     if (!t) return;
     this.#counters.stateChanges++;
+    if (t.to === "DOWN") this.#counters.downs++;
     if (t.to === "UP") this.#redials = 0;
     const fields = {
       from: t.from,

@@ -18,7 +18,10 @@ import { FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpe
 
 /** What a transport brings to the suite. */
 export interface SuiteEnv {
+  /** The LB side: what monitors and raw test clients dial with. */
   transport: Transport;
+  /** The server side, when it is another stack (interop); default `transport`. */
+  serverTransport?: Transport;
   /** Address servers bind and LBs dial. */
   host: string;
   certPem: string;
@@ -70,7 +73,7 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
 
   const startAgent = async (f: Fixture, options: Partial<AgentOptions> = {}) => {
     const agent = await Agent.start({
-      transport: f.env.transport,
+      transport: f.env.serverTransport ?? f.env.transport,
       host: f.env.host,
       port: 0,
       certPem: f.env.certPem,
@@ -364,7 +367,7 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
   /** A peer that answers HELLO with ACK and then ignores every request. */
   async function startMutePeer(f: Fixture): Promise<{ port: number; requests: number }> {
     const state = { port: 0, requests: 0 };
-    const listener = await f.env.transport.listen({
+    const listener = await (f.env.serverTransport ?? f.env.transport).listen({
       host: f.env.host,
       port: 0,
       certPem: f.env.certPem,

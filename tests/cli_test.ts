@@ -109,6 +109,20 @@ Deno.test("parseLbArgs() names the flag of every bad value", () => {
     /cannot be used together/,
   );
   cliError(() => parseLbArgs(["--insecure", "--cert-file", "ca.pem"]), /cannot be used together/);
+  cliError(() => parseLbArgs(["--quic", "msquic"]), /^--quic: expected one of matrixai, native/);
+  cliError(
+    () => parseLbArgs(["--quic", "native", "--insecure"]),
+    /^--insecure cannot be used with --quic native: Deno's QUIC always verifies/,
+  );
+});
+
+Deno.test("parseLbArgs() and parseServerArgs() read --quic; matrixai is the default", () => {
+  assert.equal(parseLbArgs([]).quic, "matrixai");
+  assert.equal(parseServerArgs([]).quic, "matrixai");
+  assert.equal(parseLbArgs(["--quic", "native"]).quic, "native");
+  assert.equal(parseServerArgs(["--quic", "native"]).quic, "native");
+  assert.equal(parseLbArgs(["--quic", "matrixai", "--insecure"]).insecure, true);
+  cliError(() => parseServerArgs(["--quic", "quinn"]), /^--quic: expected one of/);
 });
 
 Deno.test("parseServerArgs() applies the documented defaults and reads every flag", () => {

@@ -371,3 +371,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...opts,
+  name:
+    "--quic: LBs on either stack watch servers on either stack; SIGTERM and SIGKILL are seen by both",
+  async fn() {
+    const certs = await tempDir("e2e-stacks");
+    const env = { QHCP_CERTS_DIR: certs };
+    const native = await startServerProcess(["--server-port", "0", "--quic", "native"], env);
+    const quiche = await startServerProcess(["--server-port", "0", "--quic", "matrixai"], env);
+    const servers = `127.0.0.1:${native.port},127.0.0.1:${quiche.port}`;
+    const lbArgs = ["--servers", servers, "--check-interval", "0.5", "--table", "off"];
+    const lbNative = await startLbProcess([...lbArgs, "--quic", "native"], env);
+    const lbQuiche = await startLbProcess(lbArgs, env);
+    const programs = [native.program, quiche.program, lbNative.program, lbQuiche.program];
+    try {
+      await native.program.waitForLine(/server listening .*quic=native/, 1000);
+      await lbNative.program.waitForLine(/load balancer starting .*quic=native/, 1000);
+      await lbQuiche.program.waitForLine(/load balancer starting .*quic=matrixai/, 1000);
+      for (const lb of [lbNative, lbQuiche]) {
+        for (const port of [native.port, quiche.port]) {
+          await until(lb.httpPort, port, "UP", (s) => s.state === "UP", 10_000);
+        }
+      }
+      native.program.kill("SIGTERM");
+      quiche.program.kill("SIGKILL");
+      for (const lb of [lbNative, lbQuiche]) {
+        const downMs = await until(
+          lb.httpPort,
+          native.port,
+          "DOWN",
+          (s) => s.state === "DOWN",
+          3000,
+        );
+        assert.ok(downMs < 1500, `SIGTERM to DOWN took ${downMs.toFixed(0)} ms`);
+        await until(lb.httpPort, quiche.port, "DOWN", (s) => s.state === "DOWN", 8000);
+      }
+      assert.equal((await native.program.done).code, 0, native.program.output());
+      assertNoBugs(...programs);
+    } finally {
+      await Promise.all(programs.map((p) => p.stop("SIGKILL")));
+      await Deno.remove(certs, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -316,6 +316,7 @@ Deno.test("GET /metrics exports the documented families in the Prometheus text f
         "qhcp_check_duration_seconds",
         "qhcp_checks_total",
         "qhcp_state_changes_total",
+        "qhcp_checks_late_total",
         "qhcp_sessions",
         "qhcp_reconnects_total",
       ]
@@ -376,6 +377,27 @@ Deno.test("GET / serves the dashboard page with everything inline; unknown route
     const wrong = await f.call("DELETE", "/status");
     assert.equal(wrong.status, 405);
     assert.equal(wrong.headers.get("allow"), "GET");
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("GET /api/totals sums verdicts and checks over every server", async () => {
+  const f = await fixture();
+  try {
+    const r = await f.call("GET", "/api/totals", undefined, null);
+    assert.equal(r.status, 200);
+    const t = r.json as Record<string, number>;
+    assert.equal(t.servers, 3);
+    assert.equal(t.up, 2);
+    assert.equal(t.down, 1);
+    assert.equal(t.unknown, 0);
+    assert.equal(t.sessions, 2);
+    assert.ok(t.downs! >= 1, "the dead address went DOWN");
+    const views = f.monitor.status();
+    assert.ok(t.checks_ok! > 0 && t.checks_failed! >= 3);
+    assert.ok(t.checks_ok! <= views.reduce((n, v) => n + v.checks_ok, 0));
+    assert.equal((await f.call("POST", "/api/totals")).status, 405);
   } finally {
     await f.close();
   }

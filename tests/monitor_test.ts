@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { Agent } from "../lib/agent.ts";
+import type { TokenVerifier } from "../lib/auth.ts";
 import { MemoryTransport } from "../lib/memory_transport.ts";
 import { Monitor } from "../lib/monitor.ts";
 import { createLogger } from "../lib/log.ts";
@@ -9,10 +10,9 @@ import { FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpe
 
 const { secret } = await makeCredentials();
 
-async function fixture() {
-  const transport = new MemoryTransport();
-  const { signer, verifier } = hmacPair(secret);
-  const agents = await Promise.all(["10.0.0.1", "10.0.0.2"].map((host, i) =>
+/** Agents on port 4243 of each host. */
+function startAgents(transport: MemoryTransport, hosts: string[], verifier: TokenVerifier) {
+  return Promise.all(hosts.map((host, i) =>
     Agent.start({
       transport,
       host,
@@ -24,6 +24,12 @@ async function fixture() {
       metrics: new FakeMetrics(),
     })
   ));
+}
+
+async function fixture() {
+  const transport = new MemoryTransport();
+  const { signer, verifier } = hmacPair(secret);
+  const agents = await startAgents(transport, ["10.0.0.1", "10.0.0.2"], verifier);
   const monitor = new Monitor({
     transport,
     signer,
@@ -185,5 +191,66 @@ Deno.test("Every verdict change is logged once with its cause, reason and timing
   } finally {
     await monitor.stop();
     await wrong.shutdown("done", 100);
+  }
+});
+
+Deno.test("Monitor.totals() counts verdicts and checks; a stalled event loop shows as late checks", async () => {
+  const f = await fixture();
+  try {
+    await waitFor("UP", () => f.monitor.status()[0]?.state === "UP");
+    await waitFor("a few checks", () => f.monitor.totals().checks_ok >= 3);
+    // Block the LB's event loop for 3.5 intervals: the check due meanwhile is answered late.
+    const until = performance.now() + 350;
+    while (performance.now() < until) { /* stall */ }
+    await waitFor("a late check", () => f.monitor.totals().checks_late >= 1, 2000);
+    const t = f.monitor.totals();
+    assert.equal(t.servers, 1);
+    assert.equal(t.up, 1);
+    assert.equal(t.down + t.unknown, 0);
+    assert.equal(t.sessions, 1);
+    assert.equal(t.downs, 0);
+    assert.equal(t.checks_failed, 0);
+    assert.ok(t.checks_late <= t.checks_ok, JSON.stringify(t));
+    assert.equal(t.checks_ok, f.monitor.status()[0]!.checks_ok);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("Monitor keeps at most maxConcurrentDials handshakes in flight; every server still comes UP", async () => {
+  const transport = new MemoryTransport();
+  const { signer, verifier } = hmacPair(secret);
+  const hosts = Array.from({ length: 12 }, (_, i) => `10.0.1.${i + 1}`);
+  const agents = await startAgents(transport, hosts, verifier);
+  let inFlight = 0;
+  let most = 0;
+  // Every dial takes 40 ms: without the gate all twelve would overlap.
+  const slow = Object.assign(Object.create(transport), {
+    dial: async (o: Parameters<MemoryTransport["dial"]>[0]) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        await sleep(40);
+        return await transport.dial(o);
+      } finally {
+        inFlight--;
+      }
+    },
+  }) as MemoryTransport;
+  const monitor = new Monitor({
+    transport: slow,
+    signer,
+    servers: hosts.map((host) => ({ host, port: 4243 })),
+    insecure: true,
+    checkIntervalMs: 1000,
+    maxConcurrentDials: 3,
+  });
+  monitor.start();
+  try {
+    await waitFor("all UP", () => monitor.totals().up === hosts.length, 5000);
+    assert.equal(most, 3);
+  } finally {
+    await monitor.stop();
+    await Promise.all(agents.map((a) => a.shutdown("done", 100)));
   }
 });

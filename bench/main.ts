@@ -1,0 +1,530 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * `deno task bench`: the QHCP benchmark, one run in one process tree, for
+ * both QUIC stacks side by side. Prints Markdown tables and writes
+ * `bench/results.json` (`bench`; scale rows from `deno task bench:scale`
+ * are kept).
+ *
+ * - Check round trip: `_peer.ts client qhcp` (the LB's state machine, codec
+ *   and session wrapper) against a real `server.ts`, beside the raw QUIC
+ *   echo of the same stack with the same frame sizes, an HTTP/1.1 keep-alive
+ *   `GET /healthz` served by `Deno.serve`, and a gRPC grpc.health.v1 Check.
+ * - CPU per check: the client's and the server's process CPU time over the
+ *   timed calls; and the real `lb.ts`'s over a 200-server run at 1 s.
+ * - Session setup: dial to first HEALTH_RESPONSE, a fresh session each time.
+ * - Server memory: `server.ts` idle, then under 3 `lb.ts` at 1 check/s.
+ * - Failure detection: SIGKILL and SIGTERM of servers to the LB's DOWN
+ *   line, with the defaults and with `--check-interval 1 --fast-interval 0.2`;
+ *   each server is killed at a random moment of its check cycle.
+ *
+ * Flags: --quick (fewer samples: a smoke run, not numbers to quote),
+ * --only PART,... (rtt, peers, setup, memory, detection, lbcpu),
+ * --stacks matrixai,native, --n N (timed checks, default 5000).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ensureDefaultFiles } from "../lib/defaults.ts";
+import { QUIC_STACKS, type QuicStack } from "../lib/quic_stacks.ts";
+import {
+  Child,
+  machine,
+  procSample,
+  readResults,
+  sleep,
+  summarize,
+  type Summary,
+  type TimedCalls,
+  writeResults,
+} from "./_measure.ts";
+import { runScale, type ScaleResult } from "./scale.ts";
+
+const PARTS = ["rtt", "peers", "setup", "memory", "detection", "lbcpu"] as const;
+type Part = typeof PARTS[number];
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    stacks: { type: "string", default: QUIC_STACKS.join(",") },
+    n: { type: "string" },
+  },
+});
+const quick = values.quick;
+const parts = new Set<Part>(
+  (values.only?.split(",") ?? PARTS).map((p) => {
+    if (!(PARTS as readonly string[]).includes(p)) {
+      throw new Error(`--only: unknown part ${p}; expected ${PARTS.join(", ")}`);
+    }
+    return p as Part;
+  }),
+);
+const stacks = values.stacks.split(",").map((s) => {
+  if (!(QUIC_STACKS as readonly string[]).includes(s)) {
+    throw new Error(`--stacks: unknown stack ${s}; expected ${QUIC_STACKS.join(", ")}`);
+  }
+  return s as QuicStack;
+});
+const N = Number(values.n ?? (quick ? 1000 : 5000));
+const WARMUP = quick ? 200 : 1000;
+const SETUPS = quick ? 30 : 200;
+const DETECT_SERVERS = quick ? 2 : 6;
+const LOADED_S = quick ? 8 : 20;
+
+/** Round trip of one kind of check, with CPU per call on each side. */
+interface RoundTrip {
+  rtt: Summary;
+  client_cpu_us: number;
+  server_cpu_us: number;
+}
+
+interface StackResult {
+  check?: RoundTrip & { frames: { request: number; response: number } };
+  echo?: RoundTrip;
+  /** check p50 / echo p50, check p99 / echo p99. */
+  check_over_echo?: { p50: number; p99: number };
+  setup?: Summary;
+  server_rss_mb?: { idle: number; three_lbs_peak: number; three_lbs_end: number };
+  detection?: Detection[];
+  lb?: Pick<
+    ScaleResult,
+    "servers" | "interval_s" | "lb_cpu_us_per_check" | "lb_cpu_percent" | "lb_rss_mb" | "holds"
+  >;
+}
+
+interface Detection {
+  config: "defaults" | "fast";
+  signal: "SIGKILL" | "SIGTERM";
+  /** Milliseconds from the signal to the LB's DOWN line. */
+  to_down: Summary & { max: number };
+}
+
+const say = (line: string) => console.error(`bench: ${line}`);
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const r1 = (x: number) => Math.round(x * 10) / 10;
+
+const dir = await Deno.makeTempDir({ prefix: "qhcp-bench-" });
+const env = { QHCP_CERTS_DIR: dir };
+const children = new Set<Child>();
+const results: Record<string, StackResult> = {};
+const peers: Record<string, RoundTrip> = {};
+
+/** Starts a child and remembers it, so that a failed run leaves nothing behind. */
+function spawn(script: string, args: string[], denoFlags: string[] = []): Child {
+  const c = new Child(script, args, env, denoFlags);
+  children.add(c);
+  return c;
+}
+
+async function stop(c: Child, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+  await c.stop(signal);
+  children.delete(c);
+}
+
+/** A real server.ts on 127.0.0.1, any port; resolves with the child and its port. */
+async function startServer(stack: QuicStack, id: string): Promise<{ child: Child; port: number }> {
+  const child = spawn("server.ts", [
+    "--server-ip",
+    "127.0.0.1",
+    "--server-port",
+    "0",
+    "--quic",
+    stack,
+    "--server-id",
+    id,
+  ]);
+  const m = await child.waitForLog(/server listening .*port=(\d+)/, 60_000);
+  return { child, port: Number(m.match[1]) };
+}
+
+/** Runs a timed client against a server process, reading the server's CPU time around the timed calls. */
+async function timed(
+  serverPid: number,
+  clientScript: string,
+  args: string[],
+  flags: string[] = [],
+): Promise<RoundTrip & Record<string, unknown>> {
+  const client = spawn(
+    clientScript,
+    [...args, "--n", String(N), "--warmup", String(WARMUP)],
+    flags,
+  );
+  await client.next(300_000); // { phase: "warm" }
+  const s0 = procSample(serverPid).cpuMs;
+  const done = await client.next<TimedCalls & Record<string, unknown>>(600_000);
+  const s1 = procSample(serverPid).cpuMs;
+  await stop(client);
+  return {
+    ...done,
+    rtt: done.rtt,
+    client_cpu_us: done.clientCpuUsPerCall,
+    server_cpu_us: r1(((s1 - s0) * 1000) / N),
+  };
+}
+
+function pick(t: RoundTrip & Record<string, unknown>): RoundTrip {
+  return { rtt: t.rtt, client_cpu_us: t.client_cpu_us, server_cpu_us: t.server_cpu_us };
+}
+
+async function roundTrips(stack: QuicStack, out: StackResult): Promise<void> {
+  const server = await startServer(stack, `bench-${stack}`);
+  try {
+    if (parts.has("rtt")) {
+      say(`${stack}: ${N} checks against server.ts ...`);
+      const check = await timed(server.child.pid, "bench/_peer.ts", [
+        "client",
+        "qhcp",
+        "--quic",
+        stack,
+        "--certs",
+        dir,
+        "--port",
+        String(server.port),
+      ]);
+      const frames = check.frames as { request: number; response: number };
+      out.check = { ...pick(check), frames };
+
+      say(`${stack}: ${N} echoes of ${frames.request} -> ${frames.response} bytes ...`);
+      const sizes = ["--req", String(frames.request), "--resp", String(frames.response)];
+      const echoServer = spawn("bench/_peer.ts", [
+        "serve",
+        "echo",
+        "--quic",
+        stack,
+        "--certs",
+        dir,
+        ...sizes,
+      ]);
+      const { port } = await echoServer.next<{ port: number }>(60_000);
+      out.echo = pick(
+        await timed(echoServer.pid, "bench/_peer.ts", [
+          "client",
+          "echo",
+          "--quic",
+          stack,
+          "--certs",
+          dir,
+          "--port",
+          String(port),
+          ...sizes,
+        ]),
+      );
+      await stop(echoServer);
+      out.check_over_echo = {
+        p50: r1(out.check.rtt.p50 / out.echo.rtt.p50),
+        p99: r1(out.check.rtt.p99 / out.echo.rtt.p99),
+      };
+    }
+    if (parts.has("setup")) {
+      say(`${stack}: ${SETUPS} session setups ...`);
+      const client = spawn("bench/_peer.ts", [
+        "client",
+        "setup",
+        "--quic",
+        stack,
+        "--certs",
+        dir,
+        "--port",
+        String(server.port),
+        "--n",
+        String(SETUPS),
+      ]);
+      out.setup = (await client.next<{ setup: Summary }>(300_000)).setup;
+      await stop(client);
+    }
+  } finally {
+    await stop(server.child);
+  }
+}
+
+/** Same-size answers from the two peers users would deploy instead, over the same loopback. */
+async function otherPeers(responseBytes: number): Promise<void> {
+  say(`HTTP/1.1 keep-alive GET /healthz (Deno.serve), ${N} requests ...`);
+  const http = spawn("bench/_peer.ts", ["serve", "http", "--resp", String(responseBytes)]);
+  const h = await http.next<{ port: number }>(60_000);
+  peers.http = pick(
+    await timed(http.pid, "bench/_peer.ts", ["client", "http", "--port", String(h.port)]),
+  );
+  await stop(http);
+
+  say(`gRPC grpc.health.v1 Check (@grpc/grpc-js), ${N} calls ...`);
+  const grpcFlags = ["--config", new URL("./grpc/deno.json", import.meta.url).pathname];
+  const grpc = new Child("bench/grpc/peer.ts", ["serve"], env, grpcFlags);
+  children.add(grpc);
+  const g = await grpc.next<{ port: number }>(120_000);
+  peers.grpc = pick(
+    await timed(grpc.pid, "bench/grpc/peer.ts", ["client", "--port", String(g.port)], grpcFlags),
+  );
+  await stop(grpc);
+}
+
+function lbArgs(stack: QuicStack, servers: string[], extra: string[]): string[] {
+  return [
+    "--servers",
+    servers.join(","),
+    "--quic",
+    stack,
+    "--table",
+    "off",
+    "--http-host",
+    "127.0.0.1",
+    "--loadbalancer-port",
+    "0",
+    ...extra,
+  ];
+}
+
+async function memory(stack: QuicStack, out: StackResult): Promise<void> {
+  say(`${stack}: server.ts memory idle, then under 3 LBs at 1 s for ${LOADED_S} s ...`);
+  const server = await startServer(stack, `mem-${stack}`);
+  const lbs: Child[] = [];
+  try {
+    await sleep(5000);
+    const idle = procSample(server.child.pid).rssMb;
+    for (let i = 0; i < 3; i++) {
+      lbs.push(
+        spawn(
+          "lb.ts",
+          lbArgs(stack, [`127.0.0.1:${server.port}`], [
+            "--check-interval",
+            "1",
+            "--lb-id",
+            `lb-mem-${i}`,
+          ]),
+        ),
+      );
+    }
+    await Promise.all(lbs.map((lb) => lb.waitForLog(/server UP/, 60_000)));
+    let peak = 0;
+    for (let s = 0; s < LOADED_S; s++) {
+      await sleep(1000);
+      peak = Math.max(peak, procSample(server.child.pid).rssMb);
+    }
+    const end = procSample(server.child.pid).rssMb;
+    for (const lb of lbs) {
+      if (lb.stderrLines.some((l) => /server DOWN/.test(l.line))) {
+        throw new Error(`an LB marked the server DOWN during the memory run:\n${lb.stderr()}`);
+      }
+    }
+    out.server_rss_mb = {
+      idle: Math.round(idle),
+      three_lbs_peak: Math.round(peak),
+      three_lbs_end: Math.round(end),
+    };
+  } finally {
+    await Promise.all(lbs.map((lb) => stop(lb)));
+    await stop(server.child);
+  }
+}
+
+const CONFIGS = {
+  defaults: [] as string[],
+  fast: ["--check-interval", "1", "--fast-interval", "0.2"],
+};
+
+/**
+ * One LB watching several servers; once all are UP, each server gets the
+ * signal at a random moment within one check interval, so the samples fall
+ * at every phase of the check cycle. Time runs from the kill to the LB's
+ * "server DOWN" line for that server, as read from its stderr.
+ */
+async function detection(stack: QuicStack, out: StackResult): Promise<void> {
+  out.detection = [];
+  for (const config of ["defaults", "fast"] as const) {
+    const intervalS = config === "defaults" ? 10 : 1;
+    for (const signal of ["SIGKILL", "SIGTERM"] as const) {
+      say(`${stack}: ${signal} to DOWN, ${config}, ${DETECT_SERVERS} servers ...`);
+      const servers = await Promise.all(
+        Array.from({ length: DETECT_SERVERS }, (_, i) => startServer(stack, `det-${i}`)),
+      );
+      const lb = spawn(
+        "lb.ts",
+        lbArgs(stack, servers.map((s) => `127.0.0.1:${s.port}`), [
+          ...CONFIGS[config],
+          "--lb-id",
+          "lb-det",
+        ]),
+      );
+      try {
+        for (const s of servers) {
+          await lb.waitForLog(new RegExp(`server UP server=127\\.0\\.0\\.1:${s.port}\\b`), 60_000);
+        }
+        const from = lb.stderrLines.length;
+        const times = await Promise.all(servers.map(async (s) => {
+          await sleep(Math.random() * intervalS * 1000);
+          const killedAt = performance.now();
+          s.child.process.kill(signal);
+          const down = await lb.waitForLog(
+            new RegExp(`server DOWN server=127\\.0\\.0\\.1:${s.port}\\b`),
+            120_000,
+            from,
+          );
+          return down.at - killedAt;
+        }));
+        const summary = summarize(times);
+        out.detection.push({
+          config,
+          signal,
+          to_down: { ...summary, max: r3(Math.max(...times)) },
+        });
+      } finally {
+        await stop(lb);
+        await Promise.all(servers.map((s) => stop(s.child, "SIGKILL")));
+      }
+    }
+  }
+}
+
+async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
+  say(`${stack}: lb.ts CPU per check, 200 servers at 1 s ...`);
+  const r = await runScale({
+    servers: 200,
+    intervalS: 1,
+    quic: stack,
+    durationS: quick ? 8 : 20,
+    warmupS: 3,
+    say,
+  });
+  out.lb = {
+    servers: r.servers,
+    interval_s: r.interval_s,
+    lb_cpu_us_per_check: r.lb_cpu_us_per_check,
+    lb_cpu_percent: r.lb_cpu_percent,
+    lb_rss_mb: r.lb_rss_mb,
+    holds: r.holds,
+  };
+}
+
+// --- report --------------------------------------------------------------------
+
+const ms = (x: number | undefined) => (x === undefined ? "–" : `${x} ms`);
+const us = (x: number | undefined) => (x === undefined ? "–" : `${x} µs`);
+
+function tables(): string {
+  const out: string[] = [];
+  const rows = stacks.map((s) => [s, results[s]!] as const);
+  if (rows.some(([, r]) => r.check)) {
+    out.push(
+      "Check round trip (one LB session, one server, loopback; " +
+        `${N} sequential checks after ${WARMUP} warm-up)`,
+      "",
+      "| peer | p50 | p99 | ×QHCP-native p50 | client CPU/check | server CPU/check |",
+      "|---|---|---|---|---|---|",
+    );
+    const base = results.native?.check?.rtt.p50;
+    const line = (name: string, t: RoundTrip | undefined) => {
+      if (!t) return;
+      const ratio = base ? `${r1(t.rtt.p50 / base)}×` : "–";
+      out.push(
+        `| ${name} | ${ms(t.rtt.p50)} | ${ms(t.rtt.p99)} | ${ratio} | ${us(t.client_cpu_us)} | ${
+          us(t.server_cpu_us)
+        } |`,
+      );
+    };
+    for (const [s, r] of rows) {
+      line(`QHCP check, ${s}`, r.check);
+      line(`raw QUIC echo, ${s} (same frame sizes)`, r.echo);
+    }
+    line("HTTP/1.1 GET /healthz (Deno.serve)", peers.http);
+    line("gRPC health Check (grpc-js)", peers.grpc);
+    out.push("");
+    for (const [s, r] of rows) {
+      if (r.check_over_echo) {
+        out.push(
+          `- ${s}: check / echo = ${r.check_over_echo.p50}× at p50, ${r.check_over_echo.p99}× at p99 ` +
+            `(frames ${r.check!.frames.request} B request, ${r.check!.frames.response} B response)`,
+        );
+      }
+      const p50 = r.check?.rtt.p50;
+      if (p50 && peers.http) {
+        out.push(`- ${s}: HTTP / QHCP = ${r1(peers.http.rtt.p50 / p50)}× at p50`);
+      }
+      if (p50 && peers.grpc) {
+        out.push(`- ${s}: gRPC / QHCP = ${r1(peers.grpc.rtt.p50 / p50)}× at p50`);
+      }
+    }
+    out.push("");
+  }
+  const other = rows.filter(([, r]) => r.setup || r.server_rss_mb || r.lb);
+  if (other.length > 0) {
+    out.push(
+      "| stack | session setup p50 / p99 | server RSS idle | server RSS, 3 LBs at 1 s (peak) | lb.ts CPU/check (200 servers at 1 s) | lb.ts CPU |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const [s, r] of other) {
+      out.push(
+        `| ${s} | ${r.setup ? `${r.setup.p50} / ${r.setup.p99} ms` : "–"} | ${
+          r.server_rss_mb ? `${r.server_rss_mb.idle} MB` : "–"
+        } | ${r.server_rss_mb ? `${r.server_rss_mb.three_lbs_peak} MB` : "–"} | ${
+          r.lb ? `${r.lb.lb_cpu_us_per_check} µs` : "–"
+        } | ${r.lb ? `${r.lb.lb_cpu_percent} % of a core` : "–"} |`,
+      );
+    }
+    out.push("");
+  }
+  if (rows.some(([, r]) => r.detection)) {
+    out.push(
+      "Failure detection: signal to the LB's DOWN line (defaults: check every 10 s, fast 1 s, " +
+        "timeout 2 s, fall 3; fast: --check-interval 1 --fast-interval 0.2, timeout 1 s)",
+      "",
+      "| stack | config | signal | samples | p50 | max |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const [s, r] of rows) {
+      for (const d of r.detection ?? []) {
+        out.push(
+          `| ${s} | ${d.config} | ${d.signal} | ${d.to_down.n} | ${ms(d.to_down.p50)} | ${
+            ms(d.to_down.max)
+          } |`,
+        );
+      }
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+// --- run -----------------------------------------------------------------------
+
+const started = performance.now();
+try {
+  await ensureDefaultFiles(dir);
+  for (const stack of stacks) {
+    const out: StackResult = {};
+    results[stack] = out;
+    if (parts.has("rtt") || parts.has("setup")) await roundTrips(stack, out);
+  }
+  if (parts.has("peers")) {
+    const frames = results.native?.check?.frames ?? results.matrixai?.check?.frames;
+    await otherPeers(frames?.response ?? 200);
+  }
+  for (const stack of stacks) {
+    const out = results[stack]!;
+    if (parts.has("memory")) await memory(stack, out);
+    if (parts.has("lbcpu")) await lbCpu(stack, out);
+    if (parts.has("detection")) await detection(stack, out);
+  }
+} finally {
+  await Promise.all([...children].map((c) => c.stop("SIGKILL")));
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+const report = tables();
+console.log(report);
+const previous = readResults();
+writeResults({
+  ...previous,
+  bench: {
+    when: new Date().toISOString(),
+    quick,
+    n: N,
+    warmup: WARMUP,
+    took_s: Math.round((performance.now() - started) / 1000),
+    machine: machine(),
+    stacks: results,
+    peers,
+  },
+});
+say(`done in ${Math.round((performance.now() - started) / 1000)} s; results in bench/results.json`);

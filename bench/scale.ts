@@ -1,0 +1,265 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * `deno task bench:scale --servers N --interval S [--quic matrixai|native]`:
+ * N QHCP server endpoints in a few processes and one real LB (`lb.ts`)
+ * checking all of them for a fixed time. Reports the LB's CPU and memory,
+ * checks per second achieved against the N / S expected, late checks
+ * (answered more than one interval after they were due), failed checks and
+ * DOWNs (every DOWN is false: no endpoint ever fails), UDP receive-buffer
+ * drops and descriptors. Appends the run to bench/results.json (`scale`).
+ *
+ * Flags: --servers N (100) --interval S (1) --quic STACK (native) --duration S
+ * (max(30, 3 intervals)) --procs P (endpoint processes; default N / 2000,
+ * at least 2) --warmup S (2 intervals, at least 5 s) --profile FILE (a V8
+ * profile of the LB; read it with `node --prof-process FILE`).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ensureDefaultFiles } from "../lib/defaults.ts";
+import type { MonitorTotals } from "../lib/monitor.ts";
+import type { QuicStack } from "../lib/quic_stacks.ts";
+import {
+  Child,
+  fdCount,
+  machine,
+  procSample,
+  readResults,
+  sleep,
+  udpDrops,
+  writeResults,
+} from "./_measure.ts";
+
+/** Options of {@linkcode runScale}. */
+export interface ScaleOptions {
+  servers: number;
+  intervalS: number;
+  quic: QuicStack;
+  durationS?: number;
+  procs?: number;
+  warmupS?: number;
+  /** Write a V8 CPU profile of the LB to this file (`node --prof-process` reads it). */
+  profile?: string;
+  /** Progress lines (default: stderr). */
+  say?: (line: string) => void;
+}
+
+/** One scale run. */
+export interface ScaleResult {
+  quic: QuicStack;
+  servers: number;
+  interval_s: number;
+  duration_s: number;
+  endpoint_processes: number;
+  /** From the LB's start to every server UP. */
+  all_up_s: number | null;
+  expected_checks_per_s: number;
+  checks_per_s: number;
+  lb_cpu_percent: number;
+  lb_cpu_us_per_check: number;
+  lb_rss_mb: number;
+  lb_fds: number;
+  endpoints_cpu_percent: number;
+  endpoints_rss_mb: number;
+  late_checks: number;
+  failed_checks: number;
+  /** DOWN verdicts, all false (no endpoint fails), since the LB started. */
+  false_downs: number;
+  udp_rcvbuf_drops: number;
+  /** Zero false DOWN, zero failed checks, at least 95 % of the expected rate, under 1 % late. */
+  holds: boolean;
+  note?: string;
+}
+
+/** Runs one scale measurement. */
+export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
+  const say = o.say ?? ((l: string) => console.error(l));
+  const procs = o.procs ?? Math.max(2, Math.ceil(o.servers / 2000));
+  const durationS = o.durationS ?? Math.max(30, 3 * o.intervalS);
+  const warmupS = o.warmupS ?? Math.max(5, 2 * o.intervalS);
+  const dir = await Deno.makeTempDir({ prefix: "qhcp-scale-" });
+  const endpoints: Child[] = [];
+  let lb: Child | undefined;
+  try {
+    await ensureDefaultFiles(dir);
+    say(`scale: ${o.servers} endpoints (${o.quic}) in ${procs} processes ...`);
+    const per = Math.ceil(o.servers / procs);
+    const counts = Array.from(
+      { length: procs },
+      (_, i) => Math.max(0, Math.min(per, o.servers - i * per)),
+    ).filter((c) => c > 0);
+    for (const count of counts) {
+      endpoints.push(
+        new Child("bench/_endpoints.ts", [
+          "--count",
+          String(count),
+          "--quic",
+          o.quic,
+          "--certs",
+          dir,
+        ]),
+      );
+    }
+    const ports = (await Promise.all(
+      endpoints.map((e) => e.next<{ ports: number[] }>(300_000)),
+    )).flatMap((r) => r.ports);
+    const serversFile = `${dir}/servers.txt`;
+    await Deno.writeTextFile(serversFile, ports.map((p) => `127.0.0.1:${p}`).join("\n") + "\n");
+
+    say(`scale: LB checking ${ports.length} servers every ${o.intervalS} s ...`);
+    const started = performance.now();
+    lb = new Child(
+      "lb.ts",
+      [
+        "--servers-file",
+        serversFile,
+        "--check-interval",
+        String(o.intervalS),
+        "--quic",
+        o.quic,
+        "--table",
+        "off",
+        "--http-host",
+        "127.0.0.1",
+        "--loadbalancer-port",
+        "0",
+        "--lb-id",
+        "lb-scale",
+      ],
+      { QHCP_CERTS_DIR: dir },
+      o.profile ? [`--v8-flags=--prof,--logfile=${o.profile},--no-logfile-per-isolate`] : [],
+    );
+    const http = await lb.waitForLog(/HTTP status endpoint listening .*port=(\d+)/, 60_000);
+    const base = `http://127.0.0.1:${http.match[1]}`;
+    const totals = async () => (await (await fetch(`${base}/api/totals`)).json()) as MonitorTotals;
+
+    let allUpS: number | null = null;
+    const upDeadline = performance.now() + Math.max(60_000, o.servers * 20);
+    for (;;) {
+      const t = await totals();
+      if (t.up === o.servers) {
+        allUpS = (performance.now() - started) / 1000;
+        break;
+      }
+      if (performance.now() > upDeadline) {
+        say(`scale: only ${t.up} of ${o.servers} UP after ${(upDeadline - started) / 1000} s`);
+        break;
+      }
+      await sleep(250);
+    }
+    await sleep(warmupS * 1000);
+
+    const endpointSample = () => {
+      const s = endpoints.map((e) => procSample(e.pid));
+      return {
+        cpuMs: s.reduce((a, b) => a + b.cpuMs, 0),
+        rssMb: s.reduce((a, b) => a + b.rssMb, 0),
+      };
+    };
+    const t0 = await totals();
+    const lb0 = procSample(lb.pid);
+    const ep0 = endpointSample();
+    const udp0 = udpDrops();
+    const w0 = performance.now();
+    say(`scale: measuring for ${durationS} s ...`);
+    let rssPeak = lb0.rssMb;
+    while (performance.now() - w0 < durationS * 1000) {
+      await sleep(1000);
+      rssPeak = Math.max(rssPeak, procSample(lb.pid).rssMb);
+    }
+    const t1 = await totals();
+    const lb1 = procSample(lb.pid);
+    const ep1 = endpointSample();
+    const udp1 = udpDrops();
+    const wallS = (performance.now() - w0) / 1000;
+    const fds = fdCount(lb.pid);
+
+    const checks = t1.checks_ok - t0.checks_ok;
+    const failed = t1.checks_failed - t0.checks_failed;
+    const late = t1.checks_late - t0.checks_late;
+    const expected = o.servers / o.intervalS;
+    const perS = checks / wallS;
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    const result: ScaleResult = {
+      quic: o.quic,
+      servers: o.servers,
+      interval_s: o.intervalS,
+      duration_s: Math.round(wallS),
+      endpoint_processes: endpoints.length,
+      all_up_s: allUpS === null ? null : r1(allUpS),
+      expected_checks_per_s: r1(expected),
+      checks_per_s: r1(perS),
+      lb_cpu_percent: r1(((lb1.cpuMs - lb0.cpuMs) / (wallS * 1000)) * 100),
+      lb_cpu_us_per_check: checks > 0 ? Math.round(((lb1.cpuMs - lb0.cpuMs) * 1000) / checks) : 0,
+      lb_rss_mb: Math.round(rssPeak),
+      lb_fds: fds,
+      endpoints_cpu_percent: r1(((ep1.cpuMs - ep0.cpuMs) / (wallS * 1000)) * 100),
+      endpoints_rss_mb: Math.round(ep1.rssMb),
+      late_checks: late,
+      failed_checks: failed,
+      false_downs: t1.downs,
+      udp_rcvbuf_drops: udp1.rcvbufErrors - udp0.rcvbufErrors,
+      holds: allUpS !== null && t1.downs === 0 && failed === 0 && perS >= 0.95 * expected &&
+        late <= 0.01 * checks,
+    };
+    return result;
+  } finally {
+    await lb?.stop("SIGTERM");
+    await Promise.all(endpoints.map((e) => e.stop("SIGTERM")));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Formats scale results as a Markdown table. */
+export function scaleTable(rows: readonly ScaleResult[]): string {
+  const head =
+    "| stack | servers | interval | checks/s (expected) | LB CPU | LB µs/check | LB RSS | LB fds | endpoints CPU | late | failed | false DOWN | UDP drops | all UP after | holds |";
+  const rule = "|" + "---|".repeat(15);
+  const lines = rows.map((r) =>
+    `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${r.checks_per_s} (${r.expected_checks_per_s}) | ${r.lb_cpu_percent} % | ${r.lb_cpu_us_per_check} | ${r.lb_rss_mb} MB | ${r.lb_fds} | ${r.endpoints_cpu_percent} % | ${r.late_checks} | ${r.failed_checks} | ${r.false_downs} | ${r.udp_rcvbuf_drops} | ${
+      r.all_up_s ?? "never"
+    } s | ${r.holds ? "yes" : "**no**"} |`
+  );
+  return [head, rule, ...lines].join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      servers: { type: "string", default: "100" },
+      interval: { type: "string", default: "1" },
+      quic: { type: "string", default: "native" },
+      duration: { type: "string" },
+      procs: { type: "string" },
+      warmup: { type: "string" },
+      profile: { type: "string" },
+    },
+  });
+  const quic = values.quic as QuicStack;
+  if (quic !== "native" && quic !== "matrixai") throw new Error("--quic: matrixai or native");
+  const result = await runScale({
+    servers: Number(values.servers),
+    intervalS: Number(values.interval),
+    quic,
+    ...(values.duration ? { durationS: Number(values.duration) } : {}),
+    ...(values.procs ? { procs: Number(values.procs) } : {}),
+    ...(values.warmup ? { warmupS: Number(values.warmup) } : {}),
+    ...(values.profile ? { profile: values.profile } : {}),
+  });
+  const results = readResults();
+  const previous = (results.scale as ScaleResult[] | undefined) ?? [];
+  // One row per stack, size and interval: the latest run replaces an older one.
+  const scale = [
+    ...previous.filter((r) =>
+      !(r.quic === result.quic && r.servers === result.servers &&
+        r.interval_s === result.interval_s)
+    ),
+    result,
+  ].sort((a, b) =>
+    a.quic.localeCompare(b.quic) || a.interval_s - b.interval_s || a.servers - b.servers
+  );
+  writeResults({ ...results, scale, scale_machine: machine() });
+  console.log(scaleTable([result]));
+}

@@ -1,0 +1,142 @@
+/**
+ * What both QUIC session wrappers share: a {@linkcode Channel} over one
+ * control stream, with the orderly close (finish our side, give the peer up
+ * to a linger to finish its side, then close the connection), the bookkeeping
+ * of who closed it and why, and the rule that reads and closes never reject.
+ * Each stack supplies how to read a chunk and how to stop its connection.
+ *
+ * @module
+ */
+
+import { type Channel, type CloseInfo, TransportError } from "./transport.ts";
+
+/** A channel over one QUIC connection's control stream. */
+export abstract class _StreamChannel implements Channel {
+  readonly remoteAddress: string;
+  readonly closed: Promise<CloseInfo>;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #closeInfo: CloseInfo | undefined;
+  #closing = false;
+  #peerFinished = false;
+  readonly #peerFinishedP: Promise<void>;
+  #resolvePeerFinished!: () => void;
+
+  constructor(remoteAddress: string) {
+    this.remoteAddress = remoteAddress;
+    this.#peerFinishedP = new Promise((resolve) => (this.#resolvePeerFinished = resolve));
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+  }
+
+  /** Set by the stack once the control stream is there and can be read directly. */
+  protected _readable = false;
+  /** The control stream's writer, once there. */
+  protected _writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Settles once the control stream arrived (or never came); set by the stack. */
+  protected _arrival: Promise<unknown> = Promise.resolve();
+  /** The next bytes of the control stream, or null at its end. May reject. */
+  protected abstract _readChunk(): Promise<Uint8Array | null>;
+  /** Closes the connection at once with `code` and `reason`. Never rejects. */
+  protected abstract _stopConnection(code: number, reason: string): Promise<void> | void;
+
+  /** True once a close began, from either side. */
+  protected get _closing(): boolean {
+    return this.#closing || this.#closeInfo !== undefined;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    // The per-check path is the direct read below: no extra promises once the stream is there.
+    if (!this._readable && !this.#closeInfo) await Promise.race([this._arrival, this.closed]);
+    if (!this._readable) return null;
+    try {
+      const chunk = await this._readChunk();
+      if (chunk === null) {
+        this.#peerFinished = true;
+        this.#resolvePeerFinished();
+      }
+      return chunk;
+    } catch {
+      this.#resolvePeerFinished();
+      return null;
+    }
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (this._closing) {
+      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: closed`);
+    }
+    if (!this._writer) await Promise.race([this._arrival, this.closed]);
+    const writer = this._writer;
+    if (!writer || this.#closeInfo) {
+      throw new TransportError("closed", `cannot write to ${this.remoteAddress}: closed`);
+    }
+    try {
+      await writer.write(data);
+    } catch (e) {
+      throw new TransportError(
+        "closed",
+        `cannot write to ${this.remoteAddress}: ${_errorMessage(e)}`,
+        { cause: e },
+      );
+    }
+  }
+
+  async close(code: number, reason: string, lingerMs = 250): Promise<void> {
+    if (this._closing) {
+      await this.closed;
+      return;
+    }
+    this.#closing = true;
+    const writer = this._writer;
+    if (writer) {
+      // FIN after the bytes already written. Neither stack waits for them to
+      // be acknowledged, and a connection close drops what is unacknowledged:
+      // give the peer up to the linger to read them and finish its side.
+      await _within(writer.close().catch(() => {}), lingerMs);
+      if (!this.#peerFinished) await _within(this.#peerFinishedP, lingerMs);
+    }
+    await this.#stop(code, reason);
+  }
+
+  async abort(code: number, reason: string): Promise<void> {
+    this.#closing = true;
+    await this.#stop(code, reason);
+  }
+
+  async #stop(code: number, reason: string): Promise<void> {
+    if (this.#closeInfo) return;
+    this.#closeInfo = { by: "local", code, reason };
+    await this._stopConnection(code, reason);
+    this._finish();
+  }
+
+  /** Records why the connection ended, unless that is known already. */
+  protected _noteClose(info: CloseInfo): void {
+    this.#closeInfo ??= info;
+  }
+
+  /** The connection is gone: settle `closed` (with `info` unless the reason is known). */
+  protected _finish(info?: CloseInfo): void {
+    this.#closeInfo ??= info ?? { by: "transport", reason: "connection closed" };
+    this.#closing = true;
+    this.#resolvePeerFinished();
+    this.#resolveClosed(this.#closeInfo);
+  }
+}
+
+/** Waits for `p` at most `ms`; true when it settled in time. */
+export function _within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** An error's message (with its cause's, if any) for a TransportError. */
+export function _errorMessage(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = e.cause instanceof Error ? `: ${e.cause.message}` : "";
+    return `${e.message || e.name}${cause}`;
+  }
+  return String(e);
+}

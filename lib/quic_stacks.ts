@@ -1,0 +1,43 @@
+/**
+ * Choosing a QUIC stack (`--quic matrixai|native`). The @matrixai/quic
+ * wrapper is loaded only when chosen, so a native-stack process never maps
+ * its native addon (about 13 MB of resident memory, and its crash modes).
+ *
+ * @module
+ */
+
+import { isNativeQuicError } from "./quic_native.ts";
+import type { Transport } from "./transport.ts";
+
+/** The QUIC stacks QHCP can run on. */
+export const QUIC_STACKS = ["matrixai", "native"] as const;
+
+/** A QUIC stack: `matrixai` (quiche through @matrixai/quic, the default) or `native` (Deno's quinn). */
+export type QuicStack = typeof QUIC_STACKS[number];
+
+/** A transport on one stack, with the guard predicate for that stack's escaped errors. */
+export interface QuicStackHandle {
+  transport: Transport;
+  /** Recognises errors raised inside the stack (see {@linkcode installProcessGuard}). */
+  isLibraryError: (reason: unknown) => boolean;
+}
+
+/**
+ * Creates a transport on `stack`.
+ *
+ * @throws {TransportError} for `native` when Deno runs without `--unstable-net`
+ *
+ * @example
+ * ```ts
+ * import { createQuicTransport } from "./quic_stacks.ts";
+ * const { transport } = await createQuicTransport("native");
+ * ```
+ */
+export async function createQuicTransport(stack: QuicStack): Promise<QuicStackHandle> {
+  if (stack === "native") {
+    const { createNativeTransport } = await import("./quic_native.ts");
+    return { transport: createNativeTransport(), isLibraryError: isNativeQuicError };
+  }
+  const { createMatrixaiTransport, isTransportLibraryError } = await import("./quic_matrixai.ts");
+  return { transport: createMatrixaiTransport(), isLibraryError: isTransportLibraryError };
+}

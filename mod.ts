@@ -7,8 +7,9 @@
  * - Protocol state machines: {@linkcode ServerSession}, {@linkcode LbSession}
  *   (pure: time in, actions out) and the verdict {@linkcode HealthTracker}.
  * - Running peers: {@linkcode Agent} (server) and {@linkcode Monitor} (LB)
- *   over any {@linkcode Transport}: {@linkcode createMatrixaiTransport} for
- *   real QUIC, {@linkcode MemoryTransport} for tests.
+ *   over any {@linkcode Transport}: {@linkcode createMatrixaiTransport}
+ *   (@matrixai/quic) or {@linkcode createNativeTransport} (Deno's own QUIC,
+ *   `--unstable-net`) for real QUIC, {@linkcode MemoryTransport} for tests.
  *
  * @example
  * ```ts
@@ -29,6 +30,8 @@ export * from "./lib/health.ts";
 export * from "./lib/transport.ts";
 export * from "./lib/memory_transport.ts";
 export * from "./lib/quic_matrixai.ts";
+export * from "./lib/quic_native.ts";
+export * from "./lib/quic_stacks.ts";
 export * from "./lib/auth.ts";
 export * from "./lib/certs.ts";
 export * from "./lib/metrics.ts";
@@ -41,6 +44,8 @@ export * from "./lib/defaults.ts";
 export * from "./lib/http_api.ts";
 export * from "./lib/status_table.ts";
 export * from "./lib/schedule.ts";
+export * from "./lib/scheduler.ts";
+export * from "./lib/dial_gate.ts";
 export * from "./lib/weights.ts";
 export * from "./lib/select.ts";
 export * from "./lib/history.ts";

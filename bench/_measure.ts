@@ -284,18 +284,18 @@ export function machine(): Record<string, string | number> {
   };
 }
 
-/** Reads bench/results.json (or an empty object). */
-export function readResults(): Record<string, unknown> {
+/** Reads bench/results.json, or another file (or an empty object). */
+export function readResults(path = resultsPath()): Record<string, unknown> {
   try {
-    return JSON.parse(Deno.readTextFileSync(resultsPath())) as Record<string, unknown>;
+    return JSON.parse(Deno.readTextFileSync(path)) as Record<string, unknown>;
   } catch {
     return {};
   }
 }
 
-/** Writes bench/results.json. */
-export function writeResults(results: Record<string, unknown>): void {
-  Deno.writeTextFileSync(resultsPath(), JSON.stringify(results, null, 2) + "\n");
+/** Writes bench/results.json, or another file. */
+export function writeResults(results: Record<string, unknown>, path = resultsPath()): void {
+  Deno.writeTextFileSync(path, JSON.stringify(results, null, 2) + "\n");
 }
 
 /** Where the results go. */

@@ -19,7 +19,8 @@
  *
  * Flags: --quick (fewer samples: a smoke run, not numbers to quote),
  * --only PART,... (rtt, peers, setup, memory, detection, lbcpu),
- * --stacks matrixai,native, --n N (timed checks, default 5000).
+ * --stacks matrixai,native, --n N (timed checks, default 5000), --results
+ * FILE (instead of bench/results.json; docs/PERFORMANCE.md is then left alone).
  *
  * @module
  */
@@ -38,7 +39,14 @@ import {
   type TimedCalls,
   writeResults,
 } from "./_measure.ts";
-import { runScale, type ScaleResult } from "./scale.ts";
+import {
+  type BenchRecord,
+  benchTables,
+  type RoundTrip,
+  type StackResult,
+  updatePerformanceDoc,
+} from "./_report.ts";
+import { runScale } from "./scale.ts";
 
 const PARTS = ["rtt", "peers", "setup", "memory", "detection", "lbcpu"] as const;
 type Part = typeof PARTS[number];
@@ -50,6 +58,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     stacks: { type: "string", default: QUIC_STACKS.join(",") },
     n: { type: "string" },
+    results: { type: "string" },
   },
 });
 const quick = values.quick;
@@ -73,34 +82,6 @@ const SETUPS = quick ? 30 : 200;
 const DETECT_SERVERS = quick ? 2 : 6;
 const LOADED_S = quick ? 8 : 20;
 
-/** Round trip of one kind of check, with CPU per call on each side. */
-interface RoundTrip {
-  rtt: Summary;
-  client_cpu_us: number;
-  server_cpu_us: number;
-}
-
-interface StackResult {
-  check?: RoundTrip & { frames: { request: number; response: number } };
-  echo?: RoundTrip;
-  /** check p50 / echo p50, check p99 / echo p99. */
-  check_over_echo?: { p50: number; p99: number };
-  setup?: Summary;
-  server_rss_mb?: { idle: number; three_lbs_peak: number; three_lbs_end: number };
-  detection?: Detection[];
-  lb?: Pick<
-    ScaleResult,
-    "servers" | "interval_s" | "lb_cpu_us_per_check" | "lb_cpu_percent" | "lb_rss_mb" | "holds"
-  >;
-}
-
-interface Detection {
-  config: "defaults" | "fast";
-  signal: "SIGKILL" | "SIGTERM";
-  /** Milliseconds from the signal to the LB's DOWN line. */
-  to_down: Summary & { max: number };
-}
-
 const say = (line: string) => console.error(`bench: ${line}`);
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -108,8 +89,8 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 const dir = await Deno.makeTempDir({ prefix: "qhcp-bench-" });
 const env = { QHCP_CERTS_DIR: dir };
 const children = new Set<Child>();
-const results: Record<string, StackResult> = {};
-const peers: Record<string, RoundTrip> = {};
+const results: Partial<Record<QuicStack, StackResult>> = {};
+const peers: BenchRecord["peers"] = {};
 
 /** Starts a child and remembers it, so that a failed run leaves nothing behind. */
 function spawn(script: string, args: string[], denoFlags: string[] = []): Child {
@@ -397,95 +378,6 @@ async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
   };
 }
 
-// --- report --------------------------------------------------------------------
-
-const ms = (x: number | undefined) => (x === undefined ? "–" : `${x} ms`);
-const us = (x: number | undefined) => (x === undefined ? "–" : `${x} µs`);
-
-function tables(): string {
-  const out: string[] = [];
-  const rows = stacks.map((s) => [s, results[s]!] as const);
-  if (rows.some(([, r]) => r.check)) {
-    out.push(
-      "Check round trip (one LB session, one server, loopback; " +
-        `${N} sequential checks after ${WARMUP} warm-up)`,
-      "",
-      "| peer | p50 | p99 | ×QHCP-native p50 | client CPU/check | server CPU/check |",
-      "|---|---|---|---|---|---|",
-    );
-    const base = results.native?.check?.rtt.p50;
-    const line = (name: string, t: RoundTrip | undefined) => {
-      if (!t) return;
-      const ratio = base ? `${r1(t.rtt.p50 / base)}×` : "–";
-      out.push(
-        `| ${name} | ${ms(t.rtt.p50)} | ${ms(t.rtt.p99)} | ${ratio} | ${us(t.client_cpu_us)} | ${
-          us(t.server_cpu_us)
-        } |`,
-      );
-    };
-    for (const [s, r] of rows) {
-      line(`QHCP check, ${s}`, r.check);
-      line(`raw QUIC echo, ${s} (same frame sizes)`, r.echo);
-    }
-    line("HTTP/1.1 GET /healthz (Deno.serve)", peers.http);
-    line("gRPC health Check (grpc-js)", peers.grpc);
-    out.push("");
-    for (const [s, r] of rows) {
-      if (r.check_over_echo) {
-        out.push(
-          `- ${s}: check / echo = ${r.check_over_echo.p50}× at p50, ${r.check_over_echo.p99}× at p99 ` +
-            `(frames ${r.check!.frames.request} B request, ${r.check!.frames.response} B response)`,
-        );
-      }
-      const p50 = r.check?.rtt.p50;
-      if (p50 && peers.http) {
-        out.push(`- ${s}: HTTP / QHCP = ${r1(peers.http.rtt.p50 / p50)}× at p50`);
-      }
-      if (p50 && peers.grpc) {
-        out.push(`- ${s}: gRPC / QHCP = ${r1(peers.grpc.rtt.p50 / p50)}× at p50`);
-      }
-    }
-    out.push("");
-  }
-  const other = rows.filter(([, r]) => r.setup || r.server_rss_mb || r.lb);
-  if (other.length > 0) {
-    out.push(
-      "| stack | session setup p50 / p99 | server RSS idle | server RSS, 3 LBs at 1 s (peak) | lb.ts CPU/check (200 servers at 1 s) | lb.ts CPU |",
-      "|---|---|---|---|---|---|",
-    );
-    for (const [s, r] of other) {
-      out.push(
-        `| ${s} | ${r.setup ? `${r.setup.p50} / ${r.setup.p99} ms` : "–"} | ${
-          r.server_rss_mb ? `${r.server_rss_mb.idle} MB` : "–"
-        } | ${r.server_rss_mb ? `${r.server_rss_mb.three_lbs_peak} MB` : "–"} | ${
-          r.lb ? `${r.lb.lb_cpu_us_per_check} µs` : "–"
-        } | ${r.lb ? `${r.lb.lb_cpu_percent} % of a core` : "–"} |`,
-      );
-    }
-    out.push("");
-  }
-  if (rows.some(([, r]) => r.detection)) {
-    out.push(
-      "Failure detection: signal to the LB's DOWN line (defaults: check every 10 s, fast 1 s, " +
-        "timeout 2 s, fall 3; fast: --check-interval 1 --fast-interval 0.2, timeout 1 s)",
-      "",
-      "| stack | config | signal | samples | p50 | max |",
-      "|---|---|---|---|---|---|",
-    );
-    for (const [s, r] of rows) {
-      for (const d of r.detection ?? []) {
-        out.push(
-          `| ${s} | ${d.config} | ${d.signal} | ${d.to_down.n} | ${ms(d.to_down.p50)} | ${
-            ms(d.to_down.max)
-          } |`,
-        );
-      }
-    }
-    out.push("");
-  }
-  return out.join("\n");
-}
-
 // --- run -----------------------------------------------------------------------
 
 const started = performance.now();
@@ -511,20 +403,21 @@ try {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
-const report = tables();
-console.log(report);
-const previous = readResults();
-writeResults({
-  ...previous,
-  bench: {
-    when: new Date().toISOString(),
-    quick,
-    n: N,
-    warmup: WARMUP,
-    took_s: Math.round((performance.now() - started) / 1000),
-    machine: machine(),
-    stacks: results,
-    peers,
-  },
-});
-say(`done in ${Math.round((performance.now() - started) / 1000)} s; results in bench/results.json`);
+const record: BenchRecord = {
+  when: new Date().toISOString(),
+  quick,
+  n: N,
+  warmup: WARMUP,
+  took_s: Math.round((performance.now() - started) / 1000),
+  machine: machine(),
+  stacks: results,
+  peers,
+};
+console.log(benchTables(record));
+const all = { ...readResults(values.results), bench: record };
+writeResults(all, values.results);
+const documented = !values.results && await updatePerformanceDoc(all);
+say(
+  `done in ${record.took_s} s; results in bench/results.json` +
+    (documented ? (quick ? "" : " and docs/PERFORMANCE.md") : ""),
+);

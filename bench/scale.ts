@@ -30,6 +30,9 @@ import {
   udpDrops,
   writeResults,
 } from "./_measure.ts";
+import { type ScaleResult, scaleTable, updatePerformanceDoc } from "./_report.ts";
+
+export type { ScaleResult };
 
 /** Options of {@linkcode runScale}. */
 export interface ScaleOptions {
@@ -43,33 +46,6 @@ export interface ScaleOptions {
   profile?: string;
   /** Progress lines (default: stderr). */
   say?: (line: string) => void;
-}
-
-/** One scale run. */
-export interface ScaleResult {
-  quic: QuicStack;
-  servers: number;
-  interval_s: number;
-  duration_s: number;
-  endpoint_processes: number;
-  /** From the LB's start to every server UP. */
-  all_up_s: number | null;
-  expected_checks_per_s: number;
-  checks_per_s: number;
-  lb_cpu_percent: number;
-  lb_cpu_us_per_check: number;
-  lb_rss_mb: number;
-  lb_fds: number;
-  endpoints_cpu_percent: number;
-  endpoints_rss_mb: number;
-  late_checks: number;
-  failed_checks: number;
-  /** DOWN verdicts, all false (no endpoint fails), since the LB started. */
-  false_downs: number;
-  udp_rcvbuf_drops: number;
-  /** Zero false DOWN, zero failed checks, at least 95 % of the expected rate, under 1 % late. */
-  holds: boolean;
-  note?: string;
 }
 
 /** Runs one scale measurement. */
@@ -200,6 +176,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       failed_checks: failed,
       false_downs: t1.downs,
       udp_rcvbuf_drops: udp1.rcvbufErrors - udp0.rcvbufErrors,
+      when: new Date().toISOString(),
       holds: allUpS !== null && t1.downs === 0 && failed === 0 && perS >= 0.95 * expected &&
         late <= 0.01 * checks,
     };
@@ -209,19 +186,6 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await Promise.all(endpoints.map((e) => e.stop("SIGTERM")));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-}
-
-/** Formats scale results as a Markdown table. */
-export function scaleTable(rows: readonly ScaleResult[]): string {
-  const head =
-    "| stack | servers | interval | checks/s (expected) | LB CPU | LB µs/check | LB RSS | LB fds | endpoints CPU | late | failed | false DOWN | UDP drops | all UP after | holds |";
-  const rule = "|" + "---|".repeat(15);
-  const lines = rows.map((r) =>
-    `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${r.checks_per_s} (${r.expected_checks_per_s}) | ${r.lb_cpu_percent} % | ${r.lb_cpu_us_per_check} | ${r.lb_rss_mb} MB | ${r.lb_fds} | ${r.endpoints_cpu_percent} % | ${r.late_checks} | ${r.failed_checks} | ${r.false_downs} | ${r.udp_rcvbuf_drops} | ${
-      r.all_up_s ?? "never"
-    } s | ${r.holds ? "yes" : "**no**"} |`
-  );
-  return [head, rule, ...lines].join("\n");
 }
 
 if (import.meta.main) {
@@ -260,6 +224,8 @@ if (import.meta.main) {
   ].sort((a, b) =>
     a.quic.localeCompare(b.quic) || a.interval_s - b.interval_s || a.servers - b.servers
   );
-  writeResults({ ...results, scale, scale_machine: machine() });
+  const all = { ...results, scale, scale_machine: machine() };
+  writeResults(all);
+  await updatePerformanceDoc(all);
   console.log(scaleTable([result]));
 }

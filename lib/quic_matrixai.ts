@@ -32,7 +32,7 @@ import {
   TransportError,
 } from "./transport.ts";
 
-const { QUICServer: _LibServer, QUICClient: _LibClient, events, errors } = quic;
+const { QUICServer: _LibServer, QUICClient: _LibClient, QUICSocket, events, errors } = quic;
 
 /** Library errors turned into closes by the classes below; counted for diagnostics. */
 let _absorbed = 0;
@@ -77,6 +77,7 @@ export function matrixaiIncidents(): { absorbedErrors: number; stuckStops: numbe
 }
 
 type QUICServerT = InstanceType<typeof _LibServer>;
+type QUICSocketT = InstanceType<typeof QUICSocket>;
 type QUICClientT = InstanceType<typeof _LibClient>;
 type QUICConnectionT = QUICClientT["connection"];
 type QUICStreamT = ReturnType<QUICConnectionT["newStream"]>;
@@ -111,6 +112,13 @@ type _Stop = { isApp: true; errorCode: number; reason: Uint8Array; force: boolea
 export interface MatrixaiTransportOptions {
   /** Called with errors the library raises on its own (for logging). */
   onLibraryError?: (error: unknown) => void;
+  /**
+   * Dial every session from one UDP socket per address family, opened at the
+   * first dial and closed by `close()`, instead of the library's default of a
+   * socket per session. Default: true. An LB of 1,000 servers then holds a
+   * few descriptors instead of a thousand, and the library reads one socket.
+   */
+  shareClientSocket?: boolean;
 }
 
 /**
@@ -123,9 +131,10 @@ export interface MatrixaiTransportOptions {
  * const channel = await transport.dial({ host: "127.0.0.1", port: 4243, insecure: true, timeoutMs: 2000 });
  * ```
  */
-export function createMatrixaiTransport(_options: MatrixaiTransportOptions = {}): Transport {
+export function createMatrixaiTransport(options: MatrixaiTransportOptions = {}): Transport {
   const clients = new Set<QUICClientT>();
   const listeners = new Set<Listener>();
+  const sockets = options.shareClientSocket === false ? undefined : new _ClientSockets();
   return {
     name: "matrixai",
     listen: async (options, onChannel) => {
@@ -133,13 +142,14 @@ export function createMatrixaiTransport(_options: MatrixaiTransportOptions = {})
       listeners.add(listener);
       return listener;
     },
-    dial: (options) => _dial(options, clients),
+    dial: (options) => _dial(options, clients, sockets),
     stats: () => ({ connections: clients.size, listeners: listeners.size }),
     close: async () => {
       await Promise.all([...clients].map(async (c) => {
-        if (!await _within(c.destroy({ force: true }), _TEARDOWN_MS)) await _forceSocket(c);
+        if (!await _within(c.destroy({ force: true }), _TEARDOWN_MS)) await _forceClient(c);
       }));
       clients.clear();
+      await sockets?.close();
     },
   };
 }
@@ -260,7 +270,40 @@ async function _listen(
 
 // --- client -------------------------------------------------------------------
 
-async function _dial(options: DialOptions, clients: Set<QUICClientT>): Promise<Channel> {
+/** The shared client sockets of one transport, one per address family, opened on first use. */
+class _ClientSockets {
+  readonly #open = new Map<"0.0.0.0" | "::", Promise<QUICSocketT>>();
+
+  get(host: "0.0.0.0" | "::"): Promise<QUICSocketT> {
+    let socket = this.#open.get(host);
+    if (!socket) {
+      socket = (async () => {
+        const s = new QUICSocket({ logger: _libLogger() });
+        await s.start({ host, port: 0 });
+        return s;
+      })();
+      this.#open.set(host, socket);
+      // A failed start is not remembered: the next dial tries again.
+      socket.catch(() => this.#open.delete(host));
+    }
+    return socket;
+  }
+
+  async close(): Promise<void> {
+    const open = [...this.#open.values()];
+    this.#open.clear();
+    await Promise.all(open.map(async (p) => {
+      const s = await p.catch(() => undefined);
+      if (s) await _within(s.stop({ force: true }), _TEARDOWN_MS);
+    }));
+  }
+}
+
+async function _dial(
+  options: DialOptions,
+  clients: Set<QUICClientT>,
+  sockets: _ClientSockets | undefined,
+): Promise<Channel> {
   const target = formatAddress(options.host, options.port);
   const caPem = options.caPem;
   if (!options.insecure && !caPem) {
@@ -275,14 +318,15 @@ async function _dial(options: DialOptions, clients: Set<QUICClientT>): Promise<C
     return result.problem === "expired" ? 0x12d : result.problem === "bad_name" ? 0x12a : 0x130;
   };
   const idle = options.idleTimeoutMs ?? 30_000;
-  const isV6 = options.host.includes(":");
+  const localHost = options.host.includes(":") ? "::" : "0.0.0.0";
   let client: QUICClientT;
   try {
+    const socket = sockets ? await sockets.get(localHost) : undefined;
     const pending = QUICClient.createQUICClient(
       {
         host: options.host,
         port: options.port,
-        localHost: isV6 ? "::" : "0.0.0.0",
+        ...(socket ? { socket } : { localHost }),
         crypto: {
           ops: {
             randomBytes: async (data: ArrayBuffer) => {
@@ -325,11 +369,11 @@ async function _dial(options: DialOptions, clients: Set<QUICClientT>): Promise<C
   }
   clients.add(client);
   const conn = client.connection;
-  // QUICClient.destroy stops the connection and the client's own socket.
+  // QUICClient.destroy stops the connection (and the client's socket unless shared).
   const channel = new _MatrixChannel(
     conn,
     (stop) => client.destroy(stop),
-    () => _forceSocket(client),
+    () => _forceClient(client),
   );
   void channel.closed.then(() => clients.delete(client));
   try {
@@ -462,6 +506,21 @@ class _MatrixChannel extends _StreamChannel {
 }
 
 type _Socket = { stop(o: { force: boolean }): Promise<void> };
+
+/**
+ * A client whose orderly stop hung: with a socket of its own, close that
+ * socket by force; on a shared socket, only take its connection off the
+ * socket's routing table, so that the other sessions carry on.
+ */
+async function _forceClient(client: QUICClientT): Promise<void> {
+  const inner = client as unknown as {
+    isSocketShared?: boolean;
+    socket: { connectionMap: { delete(id: unknown): void } };
+  };
+  if (!inner.isSocketShared) return await _forceSocket(client);
+  _stuck++;
+  inner.socket.connectionMap.delete(client.connection.connectionId);
+}
 
 /**
  * Closes the UDP socket under a server or client whose orderly stop is stuck

@@ -12,7 +12,7 @@ import { createMatrixaiTransport, isTransportLibraryError } from "../lib/quic_ma
 import { ALPN, STREAM_REFUSED_CODE } from "../lib/protocol.ts";
 import { TransportError } from "../lib/transport.ts";
 import { sleep } from "./_helpers.ts";
-import { echoServer as sharedEchoServer, otherCa, wrapperSuite } from "./_wrapper_suite.ts";
+import { certs, echoServer as sharedEchoServer, otherCa, wrapperSuite } from "./_wrapper_suite.ts";
 
 wrapperSuite("matrixai", createMatrixaiTransport);
 
@@ -30,6 +30,68 @@ async function echoServer(certPem?: string, keyPem?: string) {
     },
   };
 }
+
+const _fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+
+/** Dials `n` sessions to an echo server; returns descriptors opened by the dials, and after close(). */
+async function descriptorsOfDials(
+  n: number,
+  make: () => ReturnType<typeof createMatrixaiTransport>,
+) {
+  const server = await echoServer();
+  const client = make();
+  try {
+    const before = _fds();
+    const channels = [];
+    for (let i = 0; i < n; i++) {
+      channels.push(
+        await client.dial({
+          host: "127.0.0.1",
+          port: server.port,
+          caPem: certs.caCertPem,
+          timeoutMs: 3000,
+        }),
+      );
+    }
+    // Every session works: each echoes its own bytes.
+    for (const [i, ch] of channels.entries()) {
+      await ch.write(new Uint8Array([i]));
+      assert.deepEqual([...(await ch.read()) ?? []], [i]);
+    }
+    const during = _fds() - before;
+    await Promise.all(channels.map((ch) => ch.close(0, "done", 0)));
+    await client.close();
+    return { during, after: _fds() - before };
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+}
+
+Deno.test({
+  ...opts,
+  name:
+    "createMatrixaiTransport() dials every session from one shared UDP socket and close() releases it",
+  async fn() {
+    const { during, after } = await descriptorsOfDials(20, () => createMatrixaiTransport());
+    assert.ok(during <= 2, `20 sessions opened ${during} descriptors; expected one socket`);
+    assert.ok(after <= 0, `${after} descriptors left after close()`);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "createMatrixaiTransport({ shareClientSocket: false }) gives each session a socket of its own",
+  async fn() {
+    const { during, after } = await descriptorsOfDials(
+      10,
+      () => createMatrixaiTransport({ shareClientSocket: false }),
+    );
+    assert.ok(during >= 10, `10 sessions opened only ${during} descriptors`);
+    assert.ok(after <= 0, `${after} descriptors left after close()`);
+  },
+});
 
 Deno.test({
   ...opts,

@@ -1,0 +1,250 @@
+/**
+ * The benchmarks' records and their Markdown: the tables printed at the end
+ * of a run and the generated parts of docs/PERFORMANCE.md, which sit between
+ * `<!-- bench:begin -->` / `<!-- bench:end -->` and `<!-- scale:begin -->` /
+ * `<!-- scale:end -->`; the prose around them is written by hand.
+ *
+ * @module
+ */
+
+import type { QuicStack } from "../lib/quic_stacks.ts";
+import type { Summary } from "./_measure.ts";
+
+/** Round trip of one kind of check, with CPU per call on each side. */
+export interface RoundTrip {
+  rtt: Summary;
+  client_cpu_us: number;
+  server_cpu_us: number;
+}
+
+/** Signal to DOWN, one configuration. */
+export interface Detection {
+  config: "defaults" | "fast";
+  signal: "SIGKILL" | "SIGTERM";
+  /** Milliseconds from the signal to the LB's DOWN line. */
+  to_down: Summary & { max: number };
+}
+
+/** What `bench/main.ts` measured for one QUIC stack. */
+export interface StackResult {
+  check?: RoundTrip & { frames: { request: number; response: number } };
+  echo?: RoundTrip;
+  /** check p50 / echo p50, check p99 / echo p99. */
+  check_over_echo?: { p50: number; p99: number };
+  setup?: Summary;
+  server_rss_mb?: { idle: number; three_lbs_peak: number; three_lbs_end: number };
+  detection?: Detection[];
+  lb?: {
+    servers: number;
+    interval_s: number;
+    lb_cpu_us_per_check: number;
+    lb_cpu_percent: number;
+    lb_rss_mb: number;
+    holds: boolean;
+  };
+}
+
+/** One run of `bench/main.ts`. */
+export interface BenchRecord {
+  when: string;
+  quick: boolean;
+  n: number;
+  warmup: number;
+  took_s: number;
+  machine: Record<string, string | number>;
+  stacks: Partial<Record<QuicStack, StackResult>>;
+  peers: { http?: RoundTrip; grpc?: RoundTrip };
+}
+
+/** One scale run (`bench/scale.ts`). */
+export interface ScaleResult {
+  quic: QuicStack;
+  servers: number;
+  interval_s: number;
+  duration_s: number;
+  endpoint_processes: number;
+  /** From the LB's start to every server UP. */
+  all_up_s: number | null;
+  expected_checks_per_s: number;
+  checks_per_s: number;
+  lb_cpu_percent: number;
+  lb_cpu_us_per_check: number;
+  lb_rss_mb: number;
+  lb_fds: number;
+  endpoints_cpu_percent: number;
+  endpoints_rss_mb: number;
+  late_checks: number;
+  failed_checks: number;
+  /** DOWN verdicts, all false (no endpoint fails), since the LB started. */
+  false_downs: number;
+  udp_rcvbuf_drops: number;
+  /** Zero false DOWN, zero failed checks, at least 95 % of the expected rate, under 1 % late. */
+  holds: boolean;
+  when?: string;
+}
+
+const r1 = (x: number) => Math.round(x * 10) / 10;
+const ms = (x: number | undefined) => (x === undefined ? "–" : `${x} ms`);
+const us = (x: number | undefined) => (x === undefined ? "–" : `${x} µs`);
+
+/** The tables of one benchmark run. */
+export function benchTables(b: BenchRecord): string {
+  const out: string[] = [];
+  const rows = Object.entries(b.stacks) as [QuicStack, StackResult][];
+  if (rows.some(([, r]) => r.check)) {
+    out.push(
+      `Check round trip: one session, one server, loopback; ${b.n} sequential checks after ` +
+        `${b.warmup} warm-up. CPU per check is each process's CPU time over the timed calls ` +
+        "divided by their number.",
+      "",
+      "| peer | p50 | p99 | p50 vs QHCP native | client CPU/check | server CPU/check |",
+      "|---|---|---|---|---|---|",
+    );
+    const base = b.stacks.native?.check?.rtt.p50;
+    const line = (name: string, t: RoundTrip | undefined) => {
+      if (!t) return;
+      const ratio = base ? `${r1(t.rtt.p50 / base)}×` : "–";
+      out.push(
+        `| ${name} | ${ms(t.rtt.p50)} | ${ms(t.rtt.p99)} | ${ratio} | ${us(t.client_cpu_us)} | ${
+          us(t.server_cpu_us)
+        } |`,
+      );
+    };
+    for (const [s, r] of rows) {
+      line(`QHCP check, ${s}`, r.check);
+      line(`raw QUIC echo, ${s}, same frame sizes`, r.echo);
+    }
+    line("HTTP/1.1 keep-alive GET /healthz, Deno.serve", b.peers.http);
+    line("gRPC grpc.health.v1 Check, grpc-js", b.peers.grpc);
+    out.push("");
+    for (const [s, r] of rows) {
+      const facts: string[] = [];
+      if (r.check_over_echo) {
+        facts.push(
+          `check / echo ${r.check_over_echo.p50}× at p50 and ${r.check_over_echo.p99}× at p99 ` +
+            `(frames of ${r.check!.frames.request} and ${r.check!.frames.response} bytes)`,
+        );
+      }
+      const p50 = r.check?.rtt.p50;
+      if (p50 && b.peers.http) facts.push(`HTTP / QHCP ${r1(b.peers.http.rtt.p50 / p50)}×`);
+      if (p50 && b.peers.grpc) facts.push(`gRPC / QHCP ${r1(b.peers.grpc.rtt.p50 / p50)}×`);
+      if (facts.length > 0) out.push(`- ${s}: ${facts.join("; ")} (p50).`);
+    }
+    out.push("");
+  }
+  const other = rows.filter(([, r]) => r.setup || r.server_rss_mb || r.lb);
+  if (other.length > 0) {
+    const lb = other.find(([, r]) => r.lb)?.[1].lb;
+    out.push(
+      `| stack | session setup p50 / p99 | server.ts RSS idle | server.ts RSS under 3 LBs at 1 s, peak | lb.ts CPU/check${
+        lb ? ` (${lb.servers} servers at ${lb.interval_s} s)` : ""
+      } | lb.ts CPU |`,
+      "|---|---|---|---|---|---|",
+    );
+    for (const [s, r] of other) {
+      out.push(
+        `| ${s} | ${r.setup ? `${r.setup.p50} / ${r.setup.p99} ms` : "–"} | ${
+          r.server_rss_mb ? `${r.server_rss_mb.idle} MB` : "–"
+        } | ${r.server_rss_mb ? `${r.server_rss_mb.three_lbs_peak} MB` : "–"} | ${
+          r.lb ? us(r.lb.lb_cpu_us_per_check) : "–"
+        } | ${r.lb ? `${r.lb.lb_cpu_percent} % of a core` : "–"} |`,
+      );
+    }
+    out.push("");
+  }
+  if (rows.some(([, r]) => r.detection)) {
+    out.push(
+      "Failure detection: from the signal to the LB's `server DOWN` log line. Defaults: check " +
+        "every 10 s, fast interval 1 s, timeout 2 s, fall 3. Fast: `--check-interval 1 " +
+        "--fast-interval 0.2` (timeout 1 s).",
+      "",
+      "| stack | config | signal | samples | p50 | max |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const [s, r] of rows) {
+      for (const d of r.detection ?? []) {
+        out.push(
+          `| ${s} | ${d.config} | ${d.signal} | ${d.to_down.n} | ${ms(d.to_down.p50)} | ${
+            ms(d.to_down.max)
+          } |`,
+        );
+      }
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+/** Scale results as a Markdown table. */
+export function scaleTable(rows: readonly ScaleResult[]): string {
+  const head =
+    "| stack | servers | interval | checks/s (expected) | LB CPU | LB µs/check | LB RSS | LB fds | endpoints CPU | late | failed | false DOWN | UDP drops | all UP after | holds |";
+  const rule = "|" + "---|".repeat(15);
+  const lines = rows.map((r) =>
+    `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${r.checks_per_s} (${r.expected_checks_per_s}) | ${r.lb_cpu_percent} % | ${r.lb_cpu_us_per_check} | ${r.lb_rss_mb} MB | ${r.lb_fds} | ${r.endpoints_cpu_percent} % | ${r.late_checks} | ${r.failed_checks} | ${r.false_downs} | ${r.udp_rcvbuf_drops} | ${
+      r.all_up_s === null ? "never" : `${r.all_up_s} s`
+    } | ${r.holds ? "yes" : "**no**"} |`
+  );
+  return [head, rule, ...lines].join("\n");
+}
+
+function _machineLine(m: Record<string, string | number> | undefined): string {
+  if (!m) return "";
+  return `Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, Linux ${m.kernel}; ` +
+    `Deno ${m.deno} (V8 ${m.v8}).`;
+}
+
+/** Where the report lives. */
+export function performanceDocPath(): string {
+  return new URL("../docs/PERFORMANCE.md", import.meta.url).pathname;
+}
+
+/**
+ * Replaces the generated sections of docs/PERFORMANCE.md with the results
+ * (`bench` and `scale` of bench/results.json) and formats the file.
+ * Returns false when the file or its markers are missing.
+ */
+export async function updatePerformanceDoc(results: Record<string, unknown>): Promise<boolean> {
+  const path = performanceDocPath();
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    return false;
+  }
+  const bench = results.bench as BenchRecord | undefined;
+  const scale = results.scale as ScaleResult[] | undefined;
+  if (bench && !bench.quick) {
+    const body = [
+      `Run ${bench.when} in ${bench.took_s} s (\`deno task bench\`). ${
+        _machineLine(bench.machine)
+      }`,
+      "",
+      benchTables(bench),
+    ].join("\n");
+    text = _replace(text, "bench", body);
+  }
+  if (scale && scale.length > 0) {
+    const body = [
+      `Latest run of each row by \`deno task bench:scale\`. ${
+        _machineLine(results.scale_machine as Record<string, string | number> | undefined)
+      }`,
+      "",
+      scaleTable(scale),
+      "",
+    ].join("\n");
+    text = _replace(text, "scale", body);
+  }
+  await Deno.writeTextFile(path, text);
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", path], stdout: "null" }).output();
+  return true;
+}
+
+function _replace(text: string, name: string, body: string): string {
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) return text;
+  return text.slice(0, i + begin.length) + "\n\n" + body.trimEnd() + "\n\n" + text.slice(j);
+}

@@ -189,8 +189,8 @@ async function openQhcp(transport: Transport, sign: TokenSigner) {
       const actions = await answer;
       const check = actions.find((a) => a.kind === "check");
       if (!check || !check.ok) throw new Error(`check failed: ${JSON.stringify(actions)}`);
-      // The same message re-encoded: the size of the frame the server sent.
-      frames.response = encodeMessage(check.response).length;
+      // The same message re-encoded: the size of the frame the server sent (once: not timed work).
+      if (frames.response === 0) frames.response = encodeMessage(check.response).length;
     },
     frames,
     close: async () => {

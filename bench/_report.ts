@@ -86,6 +86,8 @@ export interface ScaleResult {
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const ms = (x: number | undefined) => (x === undefined ? "–" : `${x} ms`);
 const us = (x: number | undefined) => (x === undefined ? "–" : `${x} µs`);
+/** Detection times: seconds above one second, else milliseconds. */
+const dur = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
 
 /** The tables of one benchmark run. */
 export function benchTables(b: BenchRecord): string {
@@ -164,8 +166,8 @@ export function benchTables(b: BenchRecord): string {
     for (const [s, r] of rows) {
       for (const d of r.detection ?? []) {
         out.push(
-          `| ${s} | ${d.config} | ${d.signal} | ${d.to_down.n} | ${ms(d.to_down.p50)} | ${
-            ms(d.to_down.max)
+          `| ${s} | ${d.config} | ${d.signal} | ${d.to_down.n} | ${dur(d.to_down.p50)} | ${
+            dur(d.to_down.max)
           } |`,
         );
       }
@@ -238,6 +240,15 @@ export async function updatePerformanceDoc(results: Record<string, unknown>): Pr
   await Deno.writeTextFile(path, text);
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", path], stdout: "null" }).output();
   return true;
+}
+
+if (import.meta.main) {
+  // `deno run -A bench/_report.ts`: rewrite docs/PERFORMANCE.md from bench/results.json.
+  const { readResults } = await import("./_measure.ts");
+  if (!await updatePerformanceDoc(readResults())) {
+    throw new Error("docs/PERFORMANCE.md or its markers missing");
+  }
+  console.log(`updated ${performanceDocPath()}`);
 }
 
 function _replace(text: string, name: string, body: string): string {

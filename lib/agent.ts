@@ -218,6 +218,8 @@ class _AgentSession {
   readonly #log: Logger;
   readonly #since = Date.now();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The deadline #timer is armed for. */
+  #armedFor: number | undefined;
   #closed = false;
 
   constructor(channel: Channel, options: AgentOptions, log: Logger) {
@@ -368,12 +370,22 @@ class _AgentSession {
   }
 
   #schedule(): void {
-    clearTimeout(this.#timer);
     const deadline = this.#machine.deadline;
-    if (this.#closed || deadline === undefined) return;
+    if (this.#closed || deadline === undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#armedFor = undefined;
+      return;
+    }
+    // In READY the deadline (token expiry) stays put from check to check: keep the timer.
+    if (deadline === this.#armedFor) return;
+    clearTimeout(this.#timer);
+    this.#armedFor = deadline;
     // setTimeout cannot wait longer than 2^31-1 ms; re-arm in steps.
     const delay = Math.min(Math.max(0, deadline - Date.now()), 2 ** 31 - 1);
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#armedFor = undefined;
       void this.#perform(this.#machine.tick(Date.now()));
     }, delay);
   }

@@ -138,7 +138,7 @@ export function createMatrixaiTransport(options: MatrixaiTransportOptions = {}):
   return {
     name: "matrixai",
     listen: async (options, onChannel) => {
-      const listener = await _listen(options, onChannel, () => listeners.delete(listener));
+      const listener = await _listenRetrying(options, onChannel, () => listeners.delete(listener));
       listeners.add(listener);
       return listener;
     },
@@ -169,6 +169,49 @@ export function isTransportLibraryError(reason: unknown): boolean {
 }
 
 // --- server -------------------------------------------------------------------
+
+/** host:port of listeners this process closed, which it may bind again. */
+const _released = new Set<string>();
+/** How long a bind waits for a port this process just closed. */
+const _REBIND_MS = 2000;
+
+/**
+ * A listener closed a moment ago can still hold its UDP port (the forced
+ * socket stop finishes after close() returns): a server restarted in the
+ * same process waits up to 2 s for a port it released itself, never for
+ * a port someone else holds.
+ */
+async function _listenRetrying(
+  options: ListenOptions,
+  onChannel: (channel: Channel) => void,
+  onClosed: () => void,
+): Promise<Listener> {
+  const key = `${options.host}:${options.port}`;
+  const deadline = Date.now() + _REBIND_MS;
+  for (;;) {
+    try {
+      const listener = await _listen(options, onChannel, () => {
+        if (options.port !== 0) _released.add(key);
+        onClosed();
+      });
+      _released.delete(key);
+      return listener;
+    } catch (e) {
+      const inUse = /EADDRINUSE/.test(_causes(e));
+      if (!inUse || !_released.has(key) || Date.now() > deadline) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** The messages of an error and its causes, for matching. */
+function _causes(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e, i = 0; c && i < 8; c = (c as { cause?: unknown }).cause, i++) {
+    parts.push(_message(c));
+  }
+  return parts.join(" | ");
+}
 
 async function _listen(
   options: ListenOptions,

@@ -419,3 +419,25 @@ Deno.test("parseLbArgs() reads dns: servers, the servers file, the DNS server an
   );
   cliError(() => parseLbArgs(["--agent-port", "x"]), /^--agent-port:/);
 });
+
+Deno.test("tools/keygen.ts writes a key pair once, refuses to overwrite it, and answers --help", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qhcp-keygen-" });
+  try {
+    const help = await run([deno, "run", "-A", "tools/keygen.ts", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /Usage: deno task keygen \[DIR\]/);
+    const flag = await run([deno, "run", "-A", "tools/keygen.ts", "--dir", dir]);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /expected at most one argument/);
+    const first = await run([deno, "run", "-A", "tools/keygen.ts", dir]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(await Deno.readTextFile(`${dir}/lb-ed25519.key`), /BEGIN PRIVATE KEY/);
+    assert.match(await Deno.readTextFile(`${dir}/lb-ed25519.pub`), /BEGIN PUBLIC KEY/);
+    assert.equal((await Deno.stat(`${dir}/lb-ed25519.key`)).mode! & 0o777, 0o600);
+    const again = await run([deno, "run", "-A", "tools/keygen.ts", dir]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already exists; not overwriting/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,7 +11,21 @@
 import { generateEd25519KeyPair } from "../lib/auth.ts";
 import { defaultCertsDir } from "../lib/defaults.ts";
 
-const dir = Deno.args[0] ?? defaultCertsDir();
+const arg = Deno.args[0];
+if (arg === "-h" || arg === "--help") {
+  console.log(
+    "Usage: deno task keygen [DIR]\n\nWrites DIR/lb-ed25519.key (LB: --jwt-private-key-file) and",
+  );
+  console.log(
+    "DIR/lb-ed25519.pub (servers: --jwt-public-key-file). DIR defaults to the certs directory.",
+  );
+  Deno.exit(0);
+}
+if (arg?.startsWith("-") || Deno.args.length > 1) {
+  console.error(`keygen: expected at most one argument, a directory; got ${Deno.args.join(" ")}`);
+  Deno.exit(2);
+}
+const dir = arg ?? defaultCertsDir();
 await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
 const { privateKeyPem, publicKeyPem } = await generateEd25519KeyPair();
 try {

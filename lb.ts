@@ -5,14 +5,16 @@
  * @module
  */
 
+import { createEd25519Signer, createHmacSigner, readKeyFile, readSecretFile } from "./lib/auth.ts";
 import {
-  AuthConfigError,
-  createEd25519Signer,
-  createHmacSigner,
-  readKeyFile,
-  readSecretFile,
-} from "./lib/auth.ts";
-import { _fail as _failWith, _startStack, _stopSignals, _writeAll } from "./lib/_entry.ts";
+  _fail as _failWith,
+  _parseConfig,
+  _readFlagFile,
+  _setupFailed,
+  _startStack,
+  _stopSignals,
+  _writeAll,
+} from "./lib/_entry.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { type AgentCheckServer, startAgentCheckServer } from "./lib/agent_check.ts";
@@ -29,21 +31,8 @@ const PROGRAM = "qhcp-lb";
 
 /** Runs the LB until SIGINT or SIGTERM; returns the exit code. */
 export async function runLb(args: readonly string[]): Promise<number> {
-  let config: LbConfig;
-  try {
-    config = parseLbArgs(args);
-  } catch (e) {
-    if (e instanceof CliError) return _fail(e.message, 2);
-    throw e;
-  }
-  if (config.help) {
-    console.log(lbUsage(PROGRAM));
-    return 0;
-  }
-  if (config.version) {
-    console.log(`${PROGRAM} ${VERSION}`);
-    return 0;
-  }
+  const config = _parseConfig(PROGRAM, args, parseLbArgs, lbUsage);
+  if (typeof config === "number") return config;
 
   const tableMode = config.table === "off"
     ? "off"
@@ -70,8 +59,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
   try {
     ({ monitor, adminToken } = await _buildMonitor(config, stack.transport, log));
   } catch (e) {
-    if (e instanceof AuthConfigError || e instanceof CliError) return _fail(e.message, 2);
-    return _fail((e as Error).message, 1);
+    return _setupFailed(PROGRAM, e);
   }
   if (config.insecure) {
     log.warn(
@@ -110,17 +98,18 @@ export async function runLb(args: readonly string[]): Promise<number> {
     );
   }
 
+  const settings = monitor.settings; // a copy: the interval can change at run time
   log.info("load balancer starting", {
     lb_id: config.lbId,
     quic: config.quic,
     servers: config.servers.length,
-    interval_ms: monitor.settings.checkIntervalMs,
-    timeout_ms: monitor.settings.checkTimeoutMs,
-    fall: monitor.settings.maxFailAttempts,
-    rise: monitor.settings.rise,
-    fast_ms: monitor.settings.fastIntervalMs,
-    jitter: monitor.settings.jitter,
-    reconnect_ms: monitor.settings.reconnectIntervalMs,
+    interval_ms: settings.checkIntervalMs,
+    timeout_ms: settings.checkTimeoutMs,
+    fall: settings.maxFailAttempts,
+    rise: settings.rise,
+    fast_ms: settings.fastIntervalMs,
+    jitter: settings.jitter,
+    reconnect_ms: settings.reconnectIntervalMs,
   });
   monitor.start();
 
@@ -135,7 +124,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
     for (const { name, port } of config.dnsNames) {
       followers.push(
         await watchDnsName(name, port, discovery, {
-          intervalMs: monitor.settings.reconnectIntervalMs,
+          intervalMs: settings.reconnectIntervalMs,
           ...(config.dnsServer ? { nameServer: config.dnsServer } : {}),
           log,
         }),
@@ -212,11 +201,7 @@ async function _buildMonitor(
   let caPem: string | undefined;
   if (!config.insecure) {
     const path = config.caFile ?? files!.caCert;
-    try {
-      caPem = await Deno.readTextFile(path);
-    } catch (e) {
-      throw new CliError(`--cert-file: cannot read ${path}: ${(e as Error).message}`);
-    }
+    caPem = await _readFlagFile("cert-file", path);
     if (!caPem.includes("-----BEGIN CERTIFICATE-----")) {
       throw new CliError(`--cert-file: ${path} holds no PEM certificate`);
     }
@@ -237,12 +222,7 @@ async function _buildMonitor(
       signerOptions,
     );
   const tokenPath = config.adminTokenFile ?? files!.adminToken;
-  let adminToken: string;
-  try {
-    adminToken = (await Deno.readTextFile(tokenPath)).trim();
-  } catch (e) {
-    throw new CliError(`--admin-token-file: cannot read ${tokenPath}: ${(e as Error).message}`);
-  }
+  const adminToken = (await _readFlagFile("admin-token-file", tokenPath)).trim();
   if (adminToken.length < 16 || /\s/.test(adminToken)) {
     throw new CliError(
       `--admin-token-file: the token in ${tokenPath} must be at least 16 characters without spaces`,

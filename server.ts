@@ -5,10 +5,16 @@
  * @module
  */
 
-import { _fail as _failWith, _startStack, _stopSignals } from "./lib/_entry.ts";
+import {
+  _fail as _failWith,
+  _parseConfig,
+  _readFlagFile,
+  _setupFailed,
+  _startStack,
+  _stopSignals,
+} from "./lib/_entry.ts";
 import { Agent } from "./lib/agent.ts";
 import {
-  AuthConfigError,
   createEd25519Verifier,
   createHmacVerifier,
   readKeyFile,
@@ -28,21 +34,8 @@ const PROGRAM = "qhcp-server";
 
 /** Runs the agent until SIGINT or SIGTERM; returns the exit code. */
 export async function runServer(args: readonly string[]): Promise<number> {
-  let config: ServerConfig;
-  try {
-    config = parseServerArgs(args);
-  } catch (e) {
-    if (e instanceof CliError) return _fail(e.message, 2);
-    throw e;
-  }
-  if (config.help) {
-    console.log(serverUsage(PROGRAM));
-    return 0;
-  }
-  if (config.version) {
-    console.log(`${PROGRAM} ${VERSION}`);
-    return 0;
-  }
+  const config = _parseConfig(PROGRAM, args, parseServerArgs, serverUsage);
+  if (typeof config === "number") return config;
   const log = createLogger({ level: config.logLevel, format: config.logFormat });
   const stack = await _startStack(config.quic, log);
   if ("error" in stack) return _fail(stack.error, 1);
@@ -52,8 +45,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
   try {
     credentials = await _credentials(config, log);
   } catch (e) {
-    if (e instanceof AuthConfigError || e instanceof CliError) return _fail(e.message, 2);
-    return _fail((e as Error).message, 1);
+    return _setupFailed(PROGRAM, e);
   }
 
   const metrics = new SystemMetrics({
@@ -142,15 +134,8 @@ async function _credentials(
   const needDefaults = !config.certFile || (!config.jwtSecretFile && !config.jwtPublicKeyFile);
   let files: DefaultFiles | undefined;
   if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
-  const read = async (flag: string, path: string) => {
-    try {
-      return await Deno.readTextFile(path);
-    } catch (e) {
-      throw new CliError(`--${flag}: cannot read ${path}: ${(e as Error).message}`);
-    }
-  };
-  const certPem = await read("cert-file", config.certFile ?? files!.serverCert);
-  const keyPem = await read("key-file", config.keyFile ?? files!.serverKey);
+  const certPem = await _readFlagFile("cert-file", config.certFile ?? files!.serverCert);
+  const keyPem = await _readFlagFile("key-file", config.keyFile ?? files!.serverKey);
   const verifierOptions = { leewaySec: config.jwtLeewaySec };
   const verifier = config.jwtPublicKeyFile
     ? await createEd25519Verifier(

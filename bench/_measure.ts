@@ -59,6 +59,8 @@ export class Child {
   readonly #stdout: string[] = [];
   /** Every stderr line with the time it arrived (performance.now()). */
   readonly stderrLines: { at: number; line: string }[] = [];
+  /** Lines dropped from the front of stderrLines (indices given out stay valid). */
+  #dropped = 0;
   readonly #waiters = new Set<() => void>();
   #ended = false;
 
@@ -93,12 +95,20 @@ export class Child {
     void this.#pump(this.process.stderr, (line) => {
       this.stderrLines.push({ at: performance.now(), line });
       // Long runs log a lot: keep the recent past only.
-      if (this.stderrLines.length > 20_000) this.stderrLines.splice(0, 10_000);
+      if (this.stderrLines.length > 20_000) {
+        this.stderrLines.splice(0, 10_000);
+        this.#dropped += 10_000;
+      }
     });
   }
 
   get pid(): number {
     return this.process.pid;
+  }
+
+  /** Lines of stderr so far, counting dropped ones: a `from` for {@linkcode waitForLog}. */
+  get stderrCount(): number {
+    return this.#dropped + this.stderrLines.length;
   }
 
   /** The last lines of stderr, for error messages. */
@@ -132,9 +142,10 @@ export class Child {
     let i = from;
     return await this.#until(
       () => {
-        for (; i < this.stderrLines.length; i++) {
-          const m = re.exec(this.stderrLines[i]!.line);
-          if (m) return { at: this.stderrLines[i]!.at, match: m, index: i };
+        for (i = Math.max(i, this.#dropped); i < this.stderrCount; i++) {
+          const entry = this.stderrLines[i - this.#dropped]!;
+          const m = re.exec(entry.line);
+          if (m) return { at: entry.at, match: m, index: i };
         }
         if (this.#ended) throw new Error(`child ended before logging ${re}:\n${this.stderr()}`);
         return undefined;

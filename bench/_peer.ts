@@ -7,7 +7,7 @@
  *   client qhcp|echo|http --port P --n N --warmup W [--quic S --certs DIR --req N --resp M]
  *   client setup --quic S --certs DIR --port P --n N    dial to first HEALTH_RESPONSE, N times
  *
- * The gRPC peer is `_grpc_peer.ts`: grpc-js brings Node's type definitions,
+ * The gRPC peer is `grpc/peer.ts`: grpc-js brings Node's type definitions,
  * which clash with the QUIC library's when type-checked together.
  *
  * @module

@@ -126,7 +126,7 @@ async function timed(
   clientScript: string,
   args: string[],
   flags: string[] = [],
-): Promise<RoundTrip & Record<string, unknown>> {
+): Promise<{ trip: RoundTrip; reply: Record<string, unknown> }> {
   const client = spawn(
     clientScript,
     [...args, "--n", String(N), "--warmup", String(WARMUP)],
@@ -137,61 +137,39 @@ async function timed(
   const done = await client.next<TimedCalls & Record<string, unknown>>(600_000);
   const s1 = procSample(serverPid).cpuMs;
   await stop(client);
-  return {
-    ...done,
+  const trip = {
     rtt: done.rtt,
     client_cpu_us: done.clientCpuUsPerCall,
     server_cpu_us: r1(((s1 - s0) * 1000) / N),
   };
-}
-
-function pick(t: RoundTrip & Record<string, unknown>): RoundTrip {
-  return { rtt: t.rtt, client_cpu_us: t.client_cpu_us, server_cpu_us: t.server_cpu_us };
+  return { trip, reply: done };
 }
 
 async function roundTrips(stack: QuicStack, out: StackResult): Promise<void> {
   const server = await startServer(stack, `bench-${stack}`);
   try {
+    // The QUIC peers' common arguments, to a port.
+    const quicArgs = (port: number) => ["--quic", stack, "--certs", dir, "--port", String(port)];
     if (parts.has("rtt")) {
       say(`${stack}: ${N} checks against server.ts ...`);
       const check = await timed(server.child.pid, "bench/_peer.ts", [
         "client",
         "qhcp",
-        "--quic",
-        stack,
-        "--certs",
-        dir,
-        "--port",
-        String(server.port),
+        ...quicArgs(server.port),
       ]);
-      const frames = check.frames as { request: number; response: number };
-      out.check = { ...pick(check), frames };
+      const frames = check.reply.frames as { request: number; response: number };
+      out.check = { ...check.trip, frames };
 
       say(`${stack}: ${N} echoes of ${frames.request} -> ${frames.response} bytes ...`);
       const sizes = ["--req", String(frames.request), "--resp", String(frames.response)];
-      const echoServer = spawn("bench/_peer.ts", [
-        "serve",
-        "echo",
-        "--quic",
-        stack,
-        "--certs",
-        dir,
-        ...sizes,
-      ]);
+      const echoServer = spawn("bench/_peer.ts", ["serve", "echo", ...quicArgs(0), ...sizes]);
       const { port } = await echoServer.next<{ port: number }>(60_000);
-      out.echo = pick(
-        await timed(echoServer.pid, "bench/_peer.ts", [
-          "client",
-          "echo",
-          "--quic",
-          stack,
-          "--certs",
-          dir,
-          "--port",
-          String(port),
-          ...sizes,
-        ]),
-      );
+      out.echo = (await timed(echoServer.pid, "bench/_peer.ts", [
+        "client",
+        "echo",
+        ...quicArgs(port),
+        ...sizes,
+      ])).trip;
       await stop(echoServer);
       out.check_over_echo = {
         p50: r1(out.check.rtt.p50 / out.echo.rtt.p50),
@@ -203,12 +181,7 @@ async function roundTrips(stack: QuicStack, out: StackResult): Promise<void> {
       const client = spawn("bench/_peer.ts", [
         "client",
         "setup",
-        "--quic",
-        stack,
-        "--certs",
-        dir,
-        "--port",
-        String(server.port),
+        ...quicArgs(server.port),
         "--n",
         String(SETUPS),
       ]);
@@ -225,19 +198,19 @@ async function otherPeers(responseBytes: number): Promise<void> {
   say(`HTTP/1.1 keep-alive GET /healthz (Deno.serve), ${N} requests ...`);
   const http = spawn("bench/_peer.ts", ["serve", "http", "--resp", String(responseBytes)]);
   const h = await http.next<{ port: number }>(60_000);
-  peers.http = pick(
-    await timed(http.pid, "bench/_peer.ts", ["client", "http", "--port", String(h.port)]),
-  );
+  peers.http =
+    (await timed(http.pid, "bench/_peer.ts", ["client", "http", "--port", String(h.port)])).trip;
   await stop(http);
 
   say(`gRPC grpc.health.v1 Check (@grpc/grpc-js), ${N} calls ...`);
   const grpcFlags = ["--config", new URL("./grpc/deno.json", import.meta.url).pathname];
-  const grpc = new Child("bench/grpc/peer.ts", ["serve"], env, grpcFlags);
-  children.add(grpc);
+  const grpc = spawn("bench/grpc/peer.ts", ["serve"], grpcFlags);
   const g = await grpc.next<{ port: number }>(120_000);
-  peers.grpc = pick(
-    await timed(grpc.pid, "bench/grpc/peer.ts", ["client", "--port", String(g.port)], grpcFlags),
-  );
+  peers.grpc = (await timed(grpc.pid, "bench/grpc/peer.ts", [
+    "client",
+    "--port",
+    String(g.port),
+  ], grpcFlags)).trip;
   await stop(grpc);
 }
 
@@ -332,7 +305,7 @@ async function detection(stack: QuicStack, out: StackResult): Promise<void> {
         for (const s of servers) {
           await lb.waitForLog(new RegExp(`server UP server=127\\.0\\.0\\.1:${s.port}\\b`), 60_000);
         }
-        const from = lb.stderrLines.length;
+        const from = lb.stderrCount;
         const times = await Promise.all(servers.map(async (s) => {
           await sleep(Math.random() * intervalS * 1000);
           const killedAt = performance.now();

@@ -5,10 +5,13 @@
  * @module
  */
 
+import { AuthConfigError } from "./auth.ts";
+import { CliError } from "./cli.ts";
 import { installProcessGuard } from "./guard.ts";
 import type { Logger } from "./log.ts";
 import { createQuicTransport, type QuicStack } from "./quic_stacks.ts";
 import type { Transport } from "./transport.ts";
+import { VERSION } from "./version.ts";
 
 const _encoder = new TextEncoder();
 
@@ -25,6 +28,49 @@ export function _writeAll(out: { writeSync(p: Uint8Array): number }, text: strin
 export function _fail(program: string, message: string, code: number): number {
   _writeAll(Deno.stderr, `${program}: ${message}\n`);
   return code;
+}
+
+/**
+ * Parses the command line; answers --help and --version, and a bad flag with
+ * one line and exit 2. Returns the config to run with, or the exit code.
+ */
+export function _parseConfig<C extends { help: boolean; version: boolean }>(
+  program: string,
+  args: readonly string[],
+  parse: (args: readonly string[]) => C,
+  usage: (program: string) => string,
+): C | number {
+  let config: C;
+  try {
+    config = parse(args);
+  } catch (e) {
+    if (e instanceof CliError) return _fail(program, e.message, 2);
+    throw e;
+  }
+  if (config.help) {
+    console.log(usage(program));
+    return 0;
+  }
+  if (config.version) {
+    console.log(`${program} ${VERSION}`);
+    return 0;
+  }
+  return config;
+}
+
+/** A set-up failure as an exit: 2 for bad flags or auth configuration, 1 for anything else. */
+export function _setupFailed(program: string, e: unknown): number {
+  const usage = e instanceof AuthConfigError || e instanceof CliError;
+  return _fail(program, (e as Error).message, usage ? 2 : 1);
+}
+
+/** Reads the file a flag names; failure is a CliError naming the flag. */
+export async function _readFlagFile(flag: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    throw new CliError(`--${flag}: cannot read ${path}: ${(e as Error).message}`);
+  }
 }
 
 /**

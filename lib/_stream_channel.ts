@@ -17,7 +17,6 @@ export abstract class _StreamChannel implements Channel {
   #resolveClosed!: (info: CloseInfo) => void;
   #closeInfo: CloseInfo | undefined;
   #closing = false;
-  #peerFinished = false;
   readonly #peerFinishedP: Promise<void>;
   #resolvePeerFinished!: () => void;
 
@@ -49,10 +48,7 @@ export abstract class _StreamChannel implements Channel {
     if (!this._readable) return null;
     try {
       const chunk = await this._readChunk();
-      if (chunk === null) {
-        this.#peerFinished = true;
-        this.#resolvePeerFinished();
-      }
+      if (chunk === null) this.#resolvePeerFinished();
       return chunk;
     } catch {
       this.#resolvePeerFinished();
@@ -92,7 +88,7 @@ export abstract class _StreamChannel implements Channel {
       // be acknowledged, and a connection close drops what is unacknowledged:
       // give the peer up to the linger to read them and finish its side.
       await _within(writer.close().catch(() => {}), lingerMs);
-      if (!this.#peerFinished) await _within(this.#peerFinishedP, lingerMs);
+      await _within(this.#peerFinishedP, lingerMs);
     }
     await this.#stop(code, reason);
   }
@@ -123,6 +119,48 @@ export abstract class _StreamChannel implements Channel {
   }
 }
 
+/**
+ * Server ports a stack's listeners released in this process. A stack's UDP
+ * socket can outlive `close()` for a moment (matrixai's forced stop finishes
+ * later; quinn frees a socket only once its endpoint is garbage-collected),
+ * so a listener re-opened on such a port retries for up to 2 s; a port that
+ * someone else holds fails at once.
+ */
+export class _ReleasedPorts {
+  readonly #keys = new Set<string>();
+
+  /** Records that this process closed a listener on host:port. */
+  release(host: string, port: number): void {
+    this.#keys.add(`${host}:${port}`);
+  }
+
+  /**
+   * Runs `bind`; while it fails with an error `inUse` accepts on a released
+   * port, runs `beforeRetry` and tries again every 50 ms, for up to 2 s.
+   */
+  async bind<T>(
+    host: string,
+    port: number,
+    bind: () => T | Promise<T>,
+    inUse: (e: unknown) => boolean,
+    beforeRetry?: () => void,
+  ): Promise<T> {
+    const key = `${host}:${port}`;
+    const deadline = Date.now() + 2000;
+    for (;;) {
+      try {
+        const bound = await bind();
+        this.#keys.delete(key);
+        return bound;
+      } catch (e) {
+        if (!inUse(e) || !this.#keys.has(key) || Date.now() > deadline) throw e;
+        beforeRetry?.();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+}
+
 /** Waits for `p` at most `ms`; true when it settled in time. */
 export function _within(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -130,6 +168,11 @@ export function _within(p: Promise<unknown>, ms: number): Promise<boolean> {
     p.then(() => true, () => true),
     new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** An "io" TransportError: `what` failed, with the cause's message. */
+export function _ioError(what: string, e: unknown): TransportError {
+  return new TransportError("io", `${what}: ${_errorMessage(e)}`, { cause: e });
 }
 
 /** An error's message (with its cause's, if any) for a TransportError. */

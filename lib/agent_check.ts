@@ -20,6 +20,8 @@ import { silentLogger } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
 import type { WatchView } from "./watch.ts";
 
+const _encoder = new TextEncoder();
+
 /**
  * The reply line (with its newline) for a QHCP server's view; `undefined`
  * means the name matched no watched server.
@@ -87,7 +89,7 @@ export function startAgentCheckServer(options: AgentCheckServerOptions): AgentCh
       const reply = name
         ? agentReply(name, view)
         : "down #QHCP: set agent-send to the QHCP server's host:port\n";
-      await _writeAll(conn, new TextEncoder().encode(reply));
+      await _writeAll(conn, _encoder.encode(reply));
       replies++;
     } catch (e) {
       log.debug("agent check connection failed", { error: (e as Error).message });

@@ -43,12 +43,12 @@ export class CheckHistory {
     if (this.#entries.length > this.#max * 1.25) this.#entries = this.#entries.slice(-this.#max);
   }
 
-  /** The records of the window ending at `now`, oldest first. */
-  entries(now: number): CheckRecord[] {
+  /** The records of the window ending at `now`, oldest first; only the last `limit` if given. */
+  entries(now: number, limit: number = this.#max): CheckRecord[] {
     const from = now - this.#windowMs;
     let i = 0;
     while (i < this.#entries.length && this.#entries[i]!.time < from) i++;
     if (i > 0) this.#entries = this.#entries.slice(i);
-    return this.#entries.slice(-this.#max);
+    return this.#entries.slice(-Math.min(limit, this.#max));
   }
 }

@@ -45,6 +45,7 @@ export interface HttpApi {
 
 /** Largest accepted request body, bytes. */
 const _MAX_BODY = 64 * 1024;
+const _encoder = new TextEncoder();
 
 class _HttpError extends Error {
   constructor(
@@ -73,7 +74,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   const minGapMs = 1000 / (options.eventsPerSecond ?? 4);
   const adminToken = options.adminToken === undefined
     ? undefined
-    : new TextEncoder().encode(options.adminToken);
+    : _encoder.encode(options.adminToken);
 
   const requireAdmin = (req: Request) => {
     if (!adminToken) {
@@ -81,7 +82,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     }
     const auth = req.headers.get("authorization") ?? "";
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
-    if (!m || !_safeEqual(new TextEncoder().encode(m[1]!), adminToken)) {
+    if (!m || !_safeEqual(_encoder.encode(m[1]!), adminToken)) {
       throw new _HttpError(401, "missing or wrong bearer token", {
         "www-authenticate": 'Bearer realm="qhcp"',
       });
@@ -93,7 +94,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     time: new Date().toISOString(),
     servers: monitor.status().map((v) => ({
       ...v,
-      history: (monitor.history(v.address) ?? []).slice(-DASHBOARD_POINTS).map((r) => ({
+      history: (monitor.history(v.address, DASHBOARD_POINTS) ?? []).map((r) => ({
         t: r.time,
         r: r.rtt_ms,
         c: r.cpu,
@@ -104,7 +105,6 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   });
 
   const events = (): Response => {
-    const encoder = new TextEncoder();
     let cleanup = () => {};
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
@@ -115,7 +115,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
           last = Date.now();
           try {
             controller.enqueue(
-              encoder.encode(`event: status\ndata: ${JSON.stringify(snapshot())}\n\n`),
+              _encoder.encode(`event: status\ndata: ${JSON.stringify(snapshot())}\n\n`),
             );
           } catch {
             cleanup();
@@ -129,7 +129,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         // A comment line every 15 s keeps proxies from closing an idle stream.
         const heartbeat = setInterval(() => {
           try {
-            controller.enqueue(encoder.encode(": keep-alive\n\n"));
+            controller.enqueue(_encoder.encode(": keep-alive\n\n"));
           } catch {
             cleanup();
           }
@@ -168,26 +168,24 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
     const method = req.method === "HEAD" ? "GET" : req.method;
     const seg = path.split("/").slice(1).map((s) => decodeURIComponent(s));
-    const route = (
-      allowed: string[],
-      ...handlers: [string, () => Promise<Response> | Response][]
-    ) => {
+    const route = (...handlers: [string, () => Promise<Response> | Response][]) => {
       for (const [m, h] of handlers) if (m === method) return h();
-      throw new _HttpError(405, `method ${req.method} not allowed`, { allow: allowed.join(", ") });
+      const allow = handlers.map(([m]) => m).join(", ");
+      throw new _HttpError(405, `method ${req.method} not allowed`, { allow });
     };
 
     if (path === "/" || path === "/index.html") {
-      return route(["GET"], ["GET", () => _html(DASHBOARD_HTML)]);
+      return route(["GET", () => _html(DASHBOARD_HTML)]);
     }
     if (path === "/status") {
-      return route(["GET"], [
+      return route([
         "GET",
         () =>
           _json({ lb_id: options.lbId, time: new Date().toISOString(), servers: monitor.status() }),
       ]);
     }
     if (path === "/healthz") {
-      return route(["GET"], ["GET", () =>
+      return route(["GET", () =>
         _json({
           status: "ok",
           lb_id: options.lbId,
@@ -196,7 +194,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         })]);
     }
     if (path === "/metrics") {
-      return route(["GET"], [
+      return route([
         "GET",
         () =>
           new Response(renderPrometheus(monitor.metricsSnapshot(options.version)), {
@@ -208,7 +206,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       ]);
     }
     if (seg[0] === "health" && seg.length === 2) {
-      return route(["GET"], ["GET", () => {
+      return route(["GET", () => {
         const v = _server(monitor, seg[1]!);
         return _json(
           { address: v.address, state: v.state, status: v.status, weight: v.weight },
@@ -219,7 +217,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     if (seg[0] === "api") {
       const what = seg.slice(1).join("/");
       if (what === "servers") {
-        return route(["GET", "POST"], ["GET", () => _json({ servers: monitor.status() })], [
+        return route(["GET", () => _json({ servers: monitor.status() })], [
           "POST",
           async () => {
             requireAdmin(req);
@@ -244,7 +242,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         ]);
       }
       if (seg[1] === "servers" && seg.length === 3) {
-        return route(["GET", "DELETE"], ["GET", () => {
+        return route(["GET", () => {
           const v = _server(monitor, seg[2]!);
           return _json({ ...v, history: monitor.history(v.address) ?? [] });
         }], ["DELETE", async () => {
@@ -256,7 +254,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         }]);
       }
       if (what === "pick") {
-        return route(["GET"], ["GET", () => {
+        return route(["GET", () => {
           const strategy = url.searchParams.get("strategy") ?? "weighted";
           if (!isStrategy(strategy)) {
             throw new _HttpError(
@@ -278,7 +276,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         }]);
       }
       if (what === "config") {
-        return route(["POST"], ["POST", async () => {
+        return route(["POST", async () => {
           requireAdmin(req);
           const body = await _body(req);
           _only(body, ["interval_ms", "metrics", "servers"]);
@@ -335,9 +333,9 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
           });
         }]);
       }
-      if (what === "events") return route(["GET"], ["GET", events]);
-      if (what === "snapshot") return route(["GET"], ["GET", () => _json(snapshot())]);
-      if (what === "totals") return route(["GET"], ["GET", () => _json(monitor.totals())]);
+      if (what === "events") return route(["GET", events]);
+      if (what === "snapshot") return route(["GET", () => _json(snapshot())]);
+      if (what === "totals") return route(["GET", () => _json(monitor.totals())]);
     }
     throw new _HttpError(404, `no route for ${req.method} ${url.pathname}`);
   };

@@ -8,6 +8,7 @@
  */
 
 import type { LocalCheckResult } from "./protocol.ts";
+import { formatAddress } from "./transport.ts";
 
 /** One local check. */
 export type LocalCheckSpec =
@@ -26,7 +27,7 @@ export interface LocalChecksOptions {
 
 /** The name a check is reported under. */
 export function checkName(spec: LocalCheckSpec): string {
-  return spec.kind === "tcp" ? `tcp ${_hostPort(spec.host, spec.port)}` : `http ${spec.url}`;
+  return spec.kind === "tcp" ? `tcp ${formatAddress(spec.host, spec.port)}` : `http ${spec.url}`;
 }
 
 /**
@@ -148,8 +149,4 @@ function _within<T>(p: Promise<T>, ms: number, dispose: (v: T) => void): Promise
       }, ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-function _hostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

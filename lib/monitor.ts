@@ -280,8 +280,8 @@ export class Monitor {
   }
 
   /** The recent checks of one server, or undefined for an unknown address. */
-  history(address: string): CheckRecord[] | undefined {
-    return this.#watches.get(_key(address))?.history();
+  history(address: string, limit?: number): CheckRecord[] | undefined {
+    return this.#watches.get(_key(address))?.history(limit);
   }
 
   /** Picks the server for the next request with `strategy`. */

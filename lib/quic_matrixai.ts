@@ -20,7 +20,13 @@
 import quic from "@matrixai/quic";
 import loggerModule from "@matrixai/logger";
 import { verifyServerChain } from "./certs.ts";
-import { _errorMessage as _message, _StreamChannel, _within } from "./_stream_channel.ts";
+import {
+  _errorMessage as _message,
+  _ioError,
+  _ReleasedPorts,
+  _StreamChannel,
+  _within,
+} from "./_stream_channel.ts";
 import { ALPN, STREAM_REFUSED_CODE } from "./protocol.ts";
 import {
   type Channel,
@@ -110,8 +116,6 @@ type _Stop = { isApp: true; errorCode: number; reason: Uint8Array; force: boolea
 
 /** Options of {@linkcode createMatrixaiTransport}. */
 export interface MatrixaiTransportOptions {
-  /** Called with errors the library raises on its own (for logging). */
-  onLibraryError?: (error: unknown) => void;
   /**
    * Dial every session from one UDP socket per address family, opened at the
    * first dial and closed by `close()`, instead of the library's default of a
@@ -170,38 +174,27 @@ export function isTransportLibraryError(reason: unknown): boolean {
 
 // --- server -------------------------------------------------------------------
 
-/** host:port of listeners this process closed, which it may bind again. */
-const _released = new Set<string>();
-/** How long a bind waits for a port this process just closed. */
-const _REBIND_MS = 2000;
+/** Server ports this process closed (see {@linkcode _ReleasedPorts}). */
+const _released = new _ReleasedPorts();
 
-/**
- * A listener closed a moment ago can still hold its UDP port (the forced
- * socket stop finishes after close() returns): a server restarted in the
- * same process waits up to 2 s for a port it released itself, never for
- * a port someone else holds.
- */
-async function _listenRetrying(
+/** {@linkcode _listen}, waiting for a port this process just released (the forced socket stop finishes after close()). */
+function _listenRetrying(
   options: ListenOptions,
   onChannel: (channel: Channel) => void,
   onClosed: () => void,
 ): Promise<Listener> {
-  const key = `${options.host}:${options.port}`;
-  const deadline = Date.now() + _REBIND_MS;
-  for (;;) {
-    try {
-      const listener = await _listen(options, onChannel, () => {
-        if (options.port !== 0) _released.add(key);
+  return _released.bind(
+    options.host,
+    options.port,
+    async () => {
+      const listener: Listener = await _listen(options, onChannel, () => {
+        _released.release(listener.host, listener.port);
         onClosed();
       });
-      _released.delete(key);
       return listener;
-    } catch (e) {
-      const inUse = /EADDRINUSE/.test(_causes(e));
-      if (!inUse || !_released.has(key) || Date.now() > deadline) throw e;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+    },
+    (e) => /EADDRINUSE/.test(_causes(e)),
+  );
 }
 
 /** The messages of an error and its causes, for matching. */
@@ -283,13 +276,7 @@ async function _listen(
   try {
     await server.start({ host: options.host, port: options.port });
   } catch (e) {
-    throw new TransportError(
-      "io",
-      `cannot listen on ${formatAddress(options.host, options.port)}: ${_message(e)}`,
-      {
-        cause: e,
-      },
-    );
+    throw _ioError(`cannot listen on ${formatAddress(options.host, options.port)}`, e);
   }
   return {
     host: server.host,
@@ -423,9 +410,7 @@ async function _dial(
     channel._offerStream(conn.newStream("bidi"));
   } catch (e) {
     await channel.abort(0x7, "cannot open control stream");
-    throw new TransportError("io", `cannot open control stream to ${target}: ${_message(e)}`, {
-      cause: e,
-    });
+    throw _ioError(`cannot open control stream to ${target}`, e);
   }
   return channel;
 }
@@ -454,7 +439,6 @@ function _dialError(target: string, e: unknown, timeoutMs: number): TransportErr
 class _MatrixChannel extends _StreamChannel {
   readonly #stopFn: (stop: _Stop) => Promise<void>;
   readonly #forceFn: () => Promise<void>;
-  #stream: QUICStreamT | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #streamArrived: (s: QUICStreamT | null) => void = () => {};
 
@@ -483,7 +467,7 @@ class _MatrixChannel extends _StreamChannel {
 
   /** Receives a stream opened on this connection; all but the first are refused. */
   _offerStream(stream: QUICStreamT): void {
-    if (this.#stream || this._closing) {
+    if (this.#reader || this._closing) {
       // QHCP/1 has one control stream: reset any further one.
       try {
         stream.cancel(new _StreamRefusal("only one control stream is allowed"));
@@ -491,7 +475,6 @@ class _MatrixChannel extends _StreamChannel {
       void stream.closedP.catch(() => {});
       return;
     }
-    this.#stream = stream;
     this.#reader = stream.readable.getReader();
     this._writer = stream.writable.getWriter();
     this.#reader.closed.catch(() => {});

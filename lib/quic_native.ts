@@ -24,7 +24,12 @@
  */
 
 import { ALPN, STREAM_REFUSED_CODE } from "./protocol.ts";
-import { _errorMessage as _message, _StreamChannel } from "./_stream_channel.ts";
+import {
+  _errorMessage as _message,
+  _ioError,
+  _ReleasedPorts,
+  _StreamChannel,
+} from "./_stream_channel.ts";
 import {
   type Channel,
   type CloseInfo,
@@ -124,9 +129,17 @@ async function _listen(
   const where = formatAddress(options.host, options.port);
   let endpoint: Deno.QuicEndpoint;
   try {
-    endpoint = await _bindEndpoint(options.host, options.port);
+    endpoint = await _released.bind(
+      options.host,
+      options.port,
+      () => new Deno.QuicEndpoint({ hostname: options.host, port: options.port }),
+      (e) => e instanceof Deno.errors.AddrInUse,
+      // With --expose-gc (the test runner sets it) the old socket goes at once;
+      // otherwise wait for V8 to collect it.
+      () => (globalThis as { gc?: () => void }).gc?.(),
+    );
   } catch (e) {
-    throw new TransportError("io", `cannot listen on ${where}: ${_message(e)}`, { cause: e });
+    throw _ioError(`cannot listen on ${where}`, e);
   }
   let quicListener: Deno.QuicListener;
   try {
@@ -140,7 +153,7 @@ async function _listen(
     });
   } catch (e) {
     endpoint.close();
-    throw new TransportError("io", `cannot listen on ${where}: ${_message(e)}`, { cause: e });
+    throw _ioError(`cannot listen on ${where}`, e);
   }
   const channels = new Set<_NativeChannel>();
   // Dropped on close: quinn frees the socket only once nothing refers to it.
@@ -199,41 +212,13 @@ async function _listen(
       try {
         endpoint.close({ closeCode: code, reason });
       } catch { /* already closed */ }
-      _released.add(`${hostname}:${port}`);
+      _released.release(hostname, port);
     },
   };
 }
 
-/**
- * Server ports this process closed. quinn keeps the UDP socket open until
- * every JavaScript object that refers to the endpoint (its connections,
- * streams) is garbage collected, so `close()` does not free the port by
- * itself: a listener re-opened on one of these ports waits for that.
- */
-const _released = new Set<string>();
-
-/** How long a re-listen on a port this process just closed waits for the old socket. */
-const _REBIND_MS = 2000;
-
-async function _bindEndpoint(hostname: string, port: number): Promise<Deno.QuicEndpoint> {
-  const key = `${hostname}:${port}`;
-  const deadline = Date.now() + _REBIND_MS;
-  for (;;) {
-    try {
-      const endpoint = new Deno.QuicEndpoint({ hostname, port });
-      _released.delete(key);
-      return endpoint;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AddrInUse) || !_released.has(key) || Date.now() > deadline) {
-        throw e;
-      }
-      // With --expose-gc (the test runner sets it) the old socket goes at once;
-      // otherwise wait for V8 to collect it.
-      (globalThis as { gc?: () => void }).gc?.();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
+/** Server ports this process closed (see {@linkcode _ReleasedPorts}). */
+const _released = new _ReleasedPorts();
 
 /**
  * The first bidirectional stream the peer opens is the control stream; every
@@ -294,7 +279,7 @@ async function _dial(
       maxConcurrentUnidirectionalStreams: 0,
     });
   } catch (e) {
-    throw new TransportError("io", `cannot connect to ${target}: ${_message(e)}`, { cause: e });
+    throw _ioError(`cannot connect to ${target}`, e);
   }
   const outcome = await _raceDial(connecting, options.timeoutMs, options.signal);
   if (outcome.kind !== "connected") {
@@ -315,9 +300,7 @@ async function _dial(
     stream = await conn.createBidirectionalStream();
   } catch (e) {
     _closeQuietly(conn, 0x7, "cannot open control stream");
-    throw new TransportError("io", `cannot open control stream to ${target}: ${_message(e)}`, {
-      cause: e,
-    });
+    throw _ioError(`cannot open control stream to ${target}`, e);
   }
   const channel = new _NativeChannel(conn, Promise.resolve(stream));
   dialled.add(channel);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isNativeQuicError } from "./quic_native.ts";
+import { createNativeTransport, isNativeQuicError } from "./quic_native.ts";
 import type { Transport } from "./transport.ts";
 
 /** The QUIC stacks QHCP can run on. */
@@ -35,7 +35,6 @@ export interface QuicStackHandle {
  */
 export async function createQuicTransport(stack: QuicStack): Promise<QuicStackHandle> {
   if (stack === "native") {
-    const { createNativeTransport } = await import("./quic_native.ts");
     return { transport: createNativeTransport(), isLibraryError: isNativeQuicError };
   }
   const { createMatrixaiTransport, isTransportLibraryError } = await import("./quic_matrixai.ts");

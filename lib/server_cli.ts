@@ -257,15 +257,8 @@ function _tcpCheck(text: string): LocalCheckSpec {
 }
 
 function _httpCheck(text: string): LocalCheckSpec {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new CliError(
-      `--check-http: expected an http:// or https:// URL, got ${JSON.stringify(text)}`,
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
     throw new CliError(
       `--check-http: expected an http:// or https:// URL, got ${JSON.stringify(text)}`,
     );

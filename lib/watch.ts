@@ -274,9 +274,9 @@ export class Watch {
     };
   }
 
-  /** The checks of the last five minutes, oldest first. */
-  history(): CheckRecord[] {
-    return this.#history.entries(this.#now());
+  /** The checks of the last five minutes, oldest first; only the last `limit` if given. */
+  history(limit?: number): CheckRecord[] {
+    return this.#history.entries(this.#now(), limit);
   }
 
   /** Counters for `/metrics` (live objects; read, do not change). */

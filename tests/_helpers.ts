@@ -22,6 +22,22 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/** The bytes of `parts`, one after another. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** Open file descriptors of this process. */
+export function fds(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -221,7 +237,7 @@ export async function fetchStatus(httpPort: number): Promise<StatusEntry[]> {
   return body.servers;
 }
 
-/** Makes a temporary certs directory with the default files, shared by processes of one test. */
+/** Makes an empty temporary directory (for certs and files), shared by the processes of one test. */
 export async function tempDir(prefix: string): Promise<string> {
   return await Deno.makeTempDir({ prefix: `qhcp-${prefix}-` });
 }

@@ -14,7 +14,7 @@ import type { Transition } from "../lib/health.ts";
 import { Monitor, type MonitorOptions } from "../lib/monitor.ts";
 import { CLOSE_CODES, type Message } from "../lib/protocol.ts";
 import type { Channel, Listener, Transport } from "../lib/transport.ts";
-import { FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
+import { concat, FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
 
 /** What a transport brings to the suite. */
 export interface SuiteEnv {
@@ -428,15 +428,5 @@ function rawFrame(value: unknown): Uint8Array {
   const out = new Uint8Array(4 + body.length);
   new DataView(out.buffer).setUint32(0, body.length);
   out.set(body, 4);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
   return out;
 }

@@ -19,7 +19,7 @@ import {
   MESSAGE_TYPES,
   type MessageType,
 } from "../lib/protocol.ts";
-import { mulberry32 } from "./_helpers.ts";
+import { concat, mulberry32 } from "./_helpers.ts";
 
 // --- helpers -----------------------------------------------------------------
 
@@ -44,16 +44,6 @@ function jsonFrame(value: unknown): Uint8Array {
 function headerOf(length: number): Uint8Array {
   const out = new Uint8Array(FRAME_HEADER_LENGTH);
   new DataView(out.buffer).setUint32(0, length);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
   return out;
 }
 

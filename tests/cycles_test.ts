@@ -11,7 +11,7 @@ import { generateDevCertificates } from "../lib/certs.ts";
 import { Monitor } from "../lib/monitor.ts";
 import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
 import type { Transport } from "../lib/transport.ts";
-import { FakeMetrics, hmacPair, sleep, waitFor } from "./_helpers.ts";
+import { FakeMetrics, fds, hmacPair, sleep, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 import { UdpRelay } from "./_udp_relay.ts";
 
@@ -24,10 +24,6 @@ const HEAP_TOLERANCE_MB = 8;
  * relay, and V8 and the allocator keep freed pages for reuse.
  */
 const RSS_TOLERANCE_MB = 150;
-
-function fds(): number {
-  return [...Deno.readDirSync("/proc/self/fd")].length;
-}
 
 /** Heap in use after a full collection (the runner starts tests with --expose-gc). */
 function heapMb(): number {

@@ -27,6 +27,7 @@ import {
 import { type LbAction, LbSession } from "../lib/lb_machine.ts";
 import type { ErrorCode, Message, MessageType } from "../lib/protocol.ts";
 import { type AuthResult, type ServerAction, ServerSession } from "../lib/server_machine.ts";
+import { concat } from "./_helpers.ts";
 
 // --- seeded randomness --------------------------------------------------------
 
@@ -337,16 +338,6 @@ function normalize(a: ServerAction | LbAction): Norm {
 }
 
 // --- bytes ------------------------------------------------------------------------
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function frameOf(payload: Uint8Array, length = payload.length): Uint8Array {
   const head = new Uint8Array([length >>> 24, (length >>> 16) & 255, (length >>> 8) & 255, length]);

@@ -11,7 +11,7 @@ import loggerModule from "@matrixai/logger";
 import { createMatrixaiTransport, isTransportLibraryError } from "../lib/quic_matrixai.ts";
 import { ALPN, STREAM_REFUSED_CODE } from "../lib/protocol.ts";
 import { TransportError } from "../lib/transport.ts";
-import { sleep } from "./_helpers.ts";
+import { fds, sleep } from "./_helpers.ts";
 import { certs, echoServer as sharedEchoServer, otherCa, wrapperSuite } from "./_wrapper_suite.ts";
 
 wrapperSuite("matrixai", createMatrixaiTransport);
@@ -31,8 +31,6 @@ async function echoServer(certPem?: string, keyPem?: string) {
   };
 }
 
-const _fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
-
 /** Dials `n` sessions to an echo server; returns descriptors opened by the dials, and after close(). */
 async function descriptorsOfDials(
   n: number,
@@ -41,7 +39,7 @@ async function descriptorsOfDials(
   const server = await echoServer();
   const client = make();
   try {
-    const before = _fds();
+    const before = fds();
     const channels = [];
     for (let i = 0; i < n; i++) {
       channels.push(
@@ -58,10 +56,10 @@ async function descriptorsOfDials(
       await ch.write(new Uint8Array([i]));
       assert.deepEqual([...(await ch.read()) ?? []], [i]);
     }
-    const during = _fds() - before;
+    const during = fds() - before;
     await Promise.all(channels.map((ch) => ch.close(0, "done", 0)));
     await client.close();
-    return { during, after: _fds() - before };
+    return { during, after: fds() - before };
   } finally {
     await client.close();
     await server.stop();

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
+import { sleep } from "./_helpers.ts";
 import { UdpRelay } from "./_udp_relay.ts";
 
 // --- helpers -----------------------------------------------------------------
@@ -91,10 +92,6 @@ function seq(n: number, pad = 0): Uint8Array {
 
 function readSeq(data: Uint8Array): number {
   return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(0);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Polls `condition` until it holds; fails after `timeoutMs`. */

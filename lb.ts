@@ -8,13 +8,17 @@
 import { createEd25519Signer, createHmacSigner, readKeyFile, readSecretFile } from "./lib/auth.ts";
 import {
   _fail as _failWith,
+  _hangupAction,
+  _onTerminal,
   _parseConfig,
   _readFlagFile,
   _setupFailed,
+  _sighupIgnoredAtStart,
   _startStack,
   _stopSignals,
   _writeAll,
 } from "./lib/_entry.ts";
+import { checkCertificatePair } from "./lib/certs.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { type AgentCheckServer, startAgentCheckServer } from "./lib/agent_check.ts";
@@ -23,8 +27,9 @@ import { createHttpApi } from "./lib/http_api.ts";
 import { type LbConfig, lbUsage, parseLbArgs } from "./lib/lb_cli.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { Monitor } from "./lib/monitor.ts";
-import type { Transport } from "./lib/transport.ts";
-import { StatusScreen, summarize } from "./lib/status_table.ts";
+import { isLoopbackHost, type Transport } from "./lib/transport.ts";
+import { Redrawer, StatusScreen, summarize } from "./lib/status_table.ts";
+import type { WatchEvents } from "./lib/watch.ts";
 import { VERSION } from "./lib/version.ts";
 
 const PROGRAM = "qhcp-lb";
@@ -44,22 +49,65 @@ export async function runLb(args: readonly string[]): Promise<number> {
     write: (text) => _writeAll(Deno.stdout, text),
     columns: () => _columns(),
   });
+  let monitor: Monitor | undefined;
+  const drawTable = () => {
+    if (!monitor) return;
+    const rows = monitor.status();
+    screen?.draw(rows, `QHCP LB ${config.lbId}  ${summarize(rows)}  ${new Date().toISOString()}`);
+  };
+  // Drawn at once, within a moment of every verdict change (and, on a
+  // terminal, of every log line), and every check interval otherwise.
+  const table = screen && new Redrawer({
+    draw: drawTable,
+    minGapMs: tableMode === "tty" ? 100 : 250,
+    intervalMs: () => Math.max(monitor?.settings.checkIntervalMs ?? 1000, 1000),
+  });
   // On a redrawn terminal, log lines go under the table instead of scrolling it away.
   const log = createLogger({
     level: config.logLevel,
     format: config.logFormat,
-    ...(tableMode === "tty" ? { sink: (line: string) => screen!.note(line) } : {}),
+    ...(tableMode === "tty"
+      ? {
+        sink: (line: string) => {
+          screen!.note(line);
+          table?.changed();
+        },
+      }
+      : {}),
   });
+  const sighupIgnored = _sighupIgnoredAtStart();
   const stack = await _startStack(config.quic, log);
   if ("error" in stack) return _fail(stack.error, 1);
   const stop = _stopSignals();
+  // What SIGHUP means is known from the flags: install it with the stop signals.
+  const followers: { refresh(): Promise<void>; close(): void }[] = [];
+  const hangup = _hangupAction({
+    following: config.serversFile !== undefined || config.dnsNames.length > 0,
+    terminal: _onTerminal(),
+    ignoredAtStart: sighupIgnored,
+  });
+  const onHup = hangup === "reload"
+    ? () => {
+      log.info("SIGHUP: reloading the servers file and DNS names");
+      for (const f of followers) void f.refresh();
+    }
+    : () => stop.trigger("SIGHUP");
+  if (hangup !== "ignore") Deno.addSignalListener("SIGHUP", onHup);
 
-  let monitor: Monitor;
   let adminToken: string;
+  let httpTls: { cert: string; key: string } | undefined;
   try {
-    ({ monitor, adminToken } = await _buildMonitor(config, stack.transport, log));
+    ({ monitor, adminToken, httpTls } = await _buildMonitor(config, stack.transport, log, {
+      onTransition: () => table?.changed(),
+    }));
   } catch (e) {
     return _setupFailed(PROGRAM, e);
+  }
+  if (!httpTls && !isLoopbackHost(config.httpHost)) {
+    log.warn(
+      "the HTTP endpoint is plain HTTP beyond loopback: the admin bearer token of its mutating endpoints crosses the network in clear; serve it over TLS with --http-tls (or --http-cert-file/--http-key-file), or bind it to loopback with --http-host 127.0.0.1",
+      { address: config.httpHost },
+    );
   }
   if (config.insecure) {
     log.warn(
@@ -86,8 +134,13 @@ export async function runLb(args: readonly string[]): Promise<number> {
     http = Deno.serve({
       hostname: config.httpHost,
       port: config.httpPort,
+      ...(httpTls ?? {}),
       onListen: ({ hostname, port }) =>
-        log.info("HTTP status endpoint listening", { address: hostname, port }),
+        log.info("HTTP status endpoint listening", {
+          address: hostname,
+          port,
+          scheme: httpTls ? "https" : "http",
+        }),
     }, api.handler);
   } catch (e) {
     return _fail(
@@ -115,7 +168,6 @@ export async function runLb(args: readonly string[]): Promise<number> {
 
   // Discovery: a servers file and DNS names add and remove servers as they change.
   const discovery = new Discovery(monitor, log);
-  const followers: { refresh(): Promise<void>; close(): void }[] = [];
   try {
     if (config.serversFile) {
       const file = await watchServersFile(config.serversFile, discovery, log);
@@ -133,11 +185,6 @@ export async function runLb(args: readonly string[]): Promise<number> {
   } catch (e) {
     return _fail(`discovery: ${(e as Error).message}`, 1);
   }
-  const onHup = () => {
-    log.info("SIGHUP: reloading the servers file and DNS names");
-    for (const f of followers) void f.refresh();
-  };
-  Deno.addSignalListener("SIGHUP", onHup);
 
   let agentCheck: AgentCheckServer | undefined;
   if (config.agentPort !== undefined) {
@@ -159,32 +206,19 @@ export async function runLb(args: readonly string[]): Promise<number> {
     log.info("HAProxy agent-check listening", { address: config.httpHost, port: agentCheck.port });
   }
 
-  let tableTimer: ReturnType<typeof setTimeout> | undefined;
-  const draw = () => {
-    const rows = monitor.status();
-    screen?.draw(rows, `QHCP LB ${config.lbId}  ${summarize(rows)}  ${new Date().toISOString()}`);
-  };
-  const scheduleTable = () => {
-    if (!screen) return;
-    const every = Math.max(monitor.settings.checkIntervalMs, tableMode === "tty" ? 250 : 1000);
-    tableTimer = setTimeout(() => {
-      draw();
-      scheduleTable();
-    }, every);
-  };
-  scheduleTable();
+  table?.start();
 
   const signal = await stop.stopped;
   log.info("shutting down: sending TERMINATE to every server", { signal });
-  clearTimeout(tableTimer);
+  table?.stop();
   stop.escalate(); // a second signal ends the process at once
   await Promise.race([monitor.stop("shutdown"), new Promise((r) => setTimeout(r, 1500))]);
-  Deno.removeSignalListener("SIGHUP", onHup);
+  if (hangup !== "ignore") Deno.removeSignalListener("SIGHUP", onHup);
   for (const f of followers) f.close();
   await agentCheck?.close();
   api.close(); // end the dashboard's event streams, or shutdown would wait for them
   await http.shutdown().catch(() => {});
-  if (tableMode === "tty") draw();
+  if (tableMode === "tty") drawTable();
   log.info("stopped");
   return 0;
 }
@@ -193,9 +227,13 @@ async function _buildMonitor(
   config: LbConfig,
   transport: Transport,
   log: Logger,
-): Promise<{ monitor: Monitor; adminToken: string }> {
+  events: WatchEvents,
+): Promise<
+  { monitor: Monitor; adminToken: string; httpTls: { cert: string; key: string } | undefined }
+> {
   const needDefaults = (!config.caFile && !config.insecure) ||
-    (!config.jwtSecretFile && !config.jwtPrivateKeyFile) || !config.adminTokenFile;
+    (!config.jwtSecretFile && !config.jwtPrivateKeyFile) || !config.adminTokenFile ||
+    (config.httpTls !== undefined && !config.httpTls.certFile);
   let files: DefaultFiles | undefined;
   if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
   let caPem: string | undefined;
@@ -247,8 +285,32 @@ async function _buildMonitor(
     weightFloor: config.weightFloor,
     loadMetrics: config.loadMetrics,
     log,
+    events,
   });
-  return { monitor, adminToken };
+  const httpTls = config.httpTls && await _readHttpTls(
+    config.httpTls.certFile ?? files!.serverCert,
+    config.httpTls.keyFile ?? files!.serverKey,
+    config.httpTls.certFile
+      ? ["--http-cert-file", "--http-key-file"]
+      : ["--http-tls", "--http-tls"],
+  );
+  return { monitor, adminToken, httpTls };
+}
+
+/** Reads and checks the HTTP endpoint's certificate and key; errors name the flags. */
+async function _readHttpTls(
+  certPath: string,
+  keyPath: string,
+  [certFlag, keyFlag]: [string, string],
+): Promise<{ cert: string; key: string }> {
+  const cert = await _readFlagFile(certFlag.slice(2), certPath);
+  const key = await _readFlagFile(keyFlag.slice(2), keyPath);
+  const pair = checkCertificatePair(cert, key, Date.now());
+  if ("file" in pair) {
+    const where = pair.file === "key" ? `${keyFlag}: ${keyPath}` : `${certFlag}: ${certPath}`;
+    throw new CliError(`${where}: ${pair.reason}`);
+  }
+  return { cert, key };
 }
 
 function _fail(message: string, code: number): number {

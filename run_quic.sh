@@ -5,11 +5,17 @@
 #   ./run_quic.sh lb ARGS...      run the load balancer monitor (lb.ts) with ARGS
 #   ./run_quic.sh server ARGS...  run the server agent (server.ts) with ARGS
 #   ./run_quic.sh demo            three servers and an LB on localhost with a live table
-#   ./run_quic.sh test            format, lint and type checks, then the test suite
+#   ./run_quic.sh test            install the tests' real peers when missing (HAProxy,
+#                                 promtool, Chromium), then format, lint and type checks
+#                                 and the whole suite
+#   ./run_quic.sh task NAME ...   run a deno task (bench, reliability, keygen, ...);
+#                                 ./run_quic.sh task lists them
+#   ./run_quic.sh deno ARGS...    run the pinned deno itself
 #
 # When `deno` is not on PATH, the pinned Deno is installed from the npm
-# registry into .tools/ (git-ignored). Programs are started with `exec`, so
-# signals from a supervisor or Ctrl-C reach them directly.
+# registry into .tools/ (git-ignored; the binary is .tools/node_modules/.bin/deno).
+# Programs are started with `exec`, so signals from a supervisor or Ctrl-C
+# reach them directly. Output to a file or a pipe carries no colour codes.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,79 +54,37 @@ run_program() { # run_program lb.ts|server.ts ARGS...
   exec "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/$entry" "$@"
 }
 
-# ask VAR "Prompt" DEFAULT: reads a line, empty means DEFAULT. The prompt is
-# printed even when input is piped (read -p only prompts on a terminal).
-ask() {
-  local answer
-  printf '%s [%s]: ' "$2" "$3" >&2
-  if ! read -r answer; then
-    echo >&2
+# Colour codes only on a terminal: logs and test output written to a file or
+# a pipe stay plain text.
+[ -t 1 ] || export NO_COLOR=1
+
+case "${1:-}" in
+  -h | --help | help)
+    # The comment block at the top of this file is the help.
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
     exit 0
-  fi
-  printf -v "$1" '%s' "${answer:-$3}"
-}
-
-menu_lb() {
-  local servers port fails interval reconnect cafile
-  ask servers "Servers (host:port, comma-separated)" "127.0.0.1:4243"
-  ask port "Load balancer HTTP port" "4242"
-  ask fails "Max fail attempts" "3"
-  ask interval "Check interval (seconds)" "10"
-  ask reconnect "Reconnect interval (seconds)" "30"
-  ask cafile "CA certificate file" "certs/ca.pem"
-  local args=(--servers "$servers" --loadbalancer-port "$port" --max-fail-attempts "$fails"
-    --check-interval "$interval" --reconnect-interval "$reconnect")
-  # The default CA file is created on first start; name it only when the user changed it.
-  [ "$cafile" != "certs/ca.pem" ] && args+=(--cert-file "$cafile")
-  run_program lb.ts "${args[@]}"
-}
-
-menu_server() {
-  local ip port keyfile certfile
-  ask ip "Server IP" "0.0.0.0"
-  ask port "Server port" "4243"
-  ask keyfile "Key file" "certs/server.key"
-  ask certfile "Certificate file" "certs/server.pem"
-  local args=(--server-ip "$ip" --server-port "$port")
-  if [ "$keyfile" != "certs/server.key" ] || [ "$certfile" != "certs/server.pem" ]; then
-    args+=(--key-file "$keyfile" --cert-file "$certfile")
-  fi
-  run_program server.ts "${args[@]}"
-}
-
-menu() {
-  local choice
-  while true; do
-    echo "QHCP - Quick Health Check Protocol over QUIC"
-    echo "  1) Run Load Balancer"
-    echo "  2) Run Server"
-    echo "  3) Exit"
-    printf 'Choose [1-3]: ' >&2
-    if ! read -r choice; then
-      echo
-      exit 0
-    fi
-    case "$choice" in
-      1) menu_lb ;;
-      2) menu_server ;;
-      3 | q | exit) exit 0 ;;
-      *) echo "Please answer 1, 2 or 3." >&2 ;;
-    esac
-  done
-}
+    ;;
+  "" | lb | server | demo | test | task | deno) ;;
+  *)
+    echo "run_quic.sh: unknown command '$1' (try: lb, server, demo, test, task, deno, or no argument for the menu)" >&2
+    exit 2
+    ;;
+esac
 
 find_deno
 case "${1:-}" in
-  "") menu ;;
+  "") run_program tools/menu.ts ;;
   lb) shift; run_program lb.ts "$@" ;;
   server) shift; run_program server.ts "$@" ;;
-  demo) shift; exec "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/tools/demo.ts" "$@" ;;
-  test) shift; cd "$HERE" && exec "$DENO" task --config "$HERE/deno.json" test "$@" ;;
-  -h | --help | help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  demo) shift; run_program tools/demo.ts "$@" ;;
+  test)
+    shift
+    cd "$HERE"
+    # The real peers some tests drive: installed with apt-get when possible,
+    # otherwise named, with the command that installs them.
+    "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/tools/peers.ts" install || true
+    exec "$DENO" task --config "$HERE/deno.json" test "$@"
     ;;
-  *)
-    echo "run_quic.sh: unknown command '$1' (try: lb, server, demo, test, or no argument for the menu)" >&2
-    exit 2
-    ;;
+  task) shift; cd "$HERE" && exec "$DENO" task --config "$HERE/deno.json" "$@" ;;
+  deno) shift; exec "$DENO" "$@" ;;
 esac

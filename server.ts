@@ -10,6 +10,7 @@ import {
   _parseConfig,
   _readFlagFile,
   _setupFailed,
+  _sighupIgnoredAtStart,
   _startStack,
   _stopSignals,
 } from "./lib/_entry.ts";
@@ -21,6 +22,7 @@ import {
   readSecretFile,
   type TokenVerifier,
 } from "./lib/auth.ts";
+import { checkCertificatePair } from "./lib/certs.ts";
 import { CliError } from "./lib/cli.ts";
 import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
@@ -40,6 +42,11 @@ export async function runServer(args: readonly string[]): Promise<number> {
   const stack = await _startStack(config.quic, log);
   if ("error" in stack) return _fail(stack.error, 1);
   const stop = _stopSignals();
+  // A hang-up (the terminal closed) ends the agent in order, like SIGTERM;
+  // under nohup (SIGHUP ignored at start) it stays ignored.
+  const onHup = () => stop.trigger("SIGHUP");
+  const hangupStops = !_sighupIgnoredAtStart();
+  if (hangupStops) Deno.addSignalListener("SIGHUP", onHup);
 
   let credentials: { certPem: string; keyPem: string; verifier: TokenVerifier };
   try {
@@ -88,6 +95,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
       keyPem: credentials.keyPem,
       serverId: config.serverId,
       verifier: credentials.verifier,
+      requireBoundTokens: config.requireBoundTokens,
       metrics,
       status: () => checks.failing ? "FAILING" : drain.draining ? "DRAINING" : "UP",
       ...(config.localChecks.length > 0 ? { checks: () => checks.results() } : {}),
@@ -102,7 +110,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
     await metrics.stop();
     await checks.stop();
     drain.stop();
-    return _fail(`--server-port: ${(e as Error).message}`, 1);
+    // The pair was checked above: what is left is the address (in use, not local).
+    return _fail(`--server-ip/--server-port: ${(e as Error).message}`, 1);
   }
   log.info("server listening", {
     address: agent.host,
@@ -122,6 +131,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
   await checks.stop();
   drain.stop();
   Deno.removeSignalListener("SIGUSR1", onUsr1);
+  if (hangupStops) Deno.removeSignalListener("SIGHUP", onHup);
   await transport.close();
   log.info("stopped");
   return 0;
@@ -134,8 +144,20 @@ async function _credentials(
   const needDefaults = !config.certFile || (!config.jwtSecretFile && !config.jwtPublicKeyFile);
   let files: DefaultFiles | undefined;
   if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
-  const certPem = await _readFlagFile("cert-file", config.certFile ?? files!.serverCert);
-  const keyPem = await _readFlagFile("key-file", config.keyFile ?? files!.serverKey);
+  const certPath = config.certFile ?? files!.serverCert;
+  const keyPath = config.keyFile ?? files!.serverKey;
+  const certPem = await _readFlagFile("cert-file", certPath);
+  const keyPem = await _readFlagFile("key-file", keyPath);
+  // A QUIC stack takes a bad pair and fails every handshake later: check it now.
+  const pair = checkCertificatePair(certPem, keyPem, Date.now());
+  if ("file" in pair) {
+    const where = pair.file === "cert"
+      ? `--cert-file: ${certPath}`
+      : pair.file === "key"
+      ? `--key-file: ${keyPath}`
+      : `--cert-file and --key-file: ${certPath} and ${keyPath}`;
+    throw new CliError(`${where}: ${pair.reason}`);
+  }
   const verifierOptions = { leewaySec: config.jwtLeewaySec };
   const verifier = config.jwtPublicKeyFile
     ? await createEd25519Verifier(

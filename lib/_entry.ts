@@ -74,18 +74,23 @@ export async function _readFlagFile(flag: string, path: string): Promise<string>
 }
 
 /**
- * Listens for SIGINT and SIGTERM. `stopped` resolves with the first one;
- * after `escalate()` a further signal ends the process at once (exit 130).
- * Install it first thing, so that a signal during start-up still leads to an
- * orderly shutdown instead of the default kill.
+ * Listens for SIGINT and SIGTERM. `stopped` resolves with the first one (or
+ * with what `trigger()` is given); after `escalate()` a further signal ends
+ * the process at once (exit 130). Install it first thing, so that a signal
+ * during start-up still leads to an orderly shutdown instead of the default kill.
  */
-export function _stopSignals(): { stopped: Promise<Deno.Signal>; escalate(): void } {
+export function _stopSignals(): {
+  stopped: Promise<Deno.Signal>;
+  trigger(signal: Deno.Signal): void;
+  escalate(): void;
+} {
   const { promise, resolve } = Promise.withResolvers<Deno.Signal>();
   const signals = ["SIGINT", "SIGTERM"] as const;
   const handlers = signals.map((s) => [s, () => resolve(s)] as const);
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   return {
     stopped: promise,
+    trigger: resolve,
     escalate() {
       for (const [s, h] of handlers) {
         Deno.removeSignalListener(s, h);
@@ -93,6 +98,47 @@ export function _stopSignals(): { stopped: Promise<Deno.Signal>; escalate(): voi
       }
     },
   };
+}
+
+/** What SIGHUP means to the LB: reload its discovery sources, stop, or nothing. */
+export type HangupAction = "reload" | "stop" | "ignore";
+
+/**
+ * Decides what SIGHUP means. Under `nohup` (SIGHUP ignored at start) it never
+ * stops the LB. In a terminal it is the terminal hanging up: stop, so that a
+ * closed terminal does not leave an LB running detached and holding its
+ * ports. Without a terminal (a supervisor) it asks for a reload of the
+ * servers file and DNS names when the LB follows any, and stops otherwise.
+ *
+ * @example
+ * ```ts
+ * import { _hangupAction } from "./_entry.ts";
+ * _hangupAction({ following: true, terminal: false, ignoredAtStart: false }); // "reload"
+ * _hangupAction({ following: true, terminal: true, ignoredAtStart: false }); // "stop"
+ * ```
+ */
+export function _hangupAction(
+  o: { following: boolean; terminal: boolean; ignoredAtStart: boolean },
+): HangupAction {
+  if (o.ignoredAtStart) return o.following ? "reload" : "ignore";
+  if (o.terminal) return "stop";
+  return o.following ? "reload" : "stop";
+}
+
+/** True when this process started with SIGHUP ignored (`nohup`); Linux only, else false. */
+export function _sighupIgnoredAtStart(): boolean {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    return mask !== undefined && (BigInt(`0x${mask}`) & 1n) === 1n; // bit 0: signal 1, SIGHUP
+  } catch {
+    return false;
+  }
+}
+
+/** True when any of stdin, stdout and stderr is a terminal. */
+export function _onTerminal(): boolean {
+  return Deno.stdin.isTerminal() || Deno.stdout.isTerminal() || Deno.stderr.isTerminal();
 }
 
 /**

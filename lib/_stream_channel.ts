@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Channel, type CloseInfo, TransportError } from "./transport.ts";
+import { type Channel, type CloseInfo, formatAddress, TransportError } from "./transport.ts";
 
 /** A channel over one QUIC connection's control stream. */
 export abstract class _StreamChannel implements Channel {
@@ -173,6 +173,17 @@ export function _within(p: Promise<unknown>, ms: number): Promise<boolean> {
 /** An "io" TransportError: `what` failed, with the cause's message. */
 export function _ioError(what: string, e: unknown): TransportError {
   return new TransportError("io", `${what}: ${_errorMessage(e)}`, { cause: e });
+}
+
+/** The dial error for a host name that did not resolve, in the same words on every stack. */
+export function _unresolvedError(host: string, port: number, e: unknown): TransportError {
+  return new TransportError(
+    "unresolved",
+    `cannot connect to ${formatAddress(host, port)}: the name ${
+      JSON.stringify(host)
+    } did not resolve to an address`,
+    { cause: e },
+  );
 }
 
 /** An error's message (with its cause's, if any) for a TransportError. */

@@ -8,13 +8,19 @@
 
 import { _readMessages } from "./_read_messages.ts";
 import { CodecError, encodeMessage } from "./codec.ts";
-import type { TokenVerifier } from "./auth.ts";
+import { checkTokenBinding, type TokenVerifier } from "./auth.ts";
+import { certificateNames, type SubjectName } from "./certs.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { CLOSE_CODES, DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
 import type { LocalCheckResult, ServerStatus, SessionConfig } from "./protocol.ts";
-import { type ServerAction, ServerSession, type ServerSessionState } from "./server_machine.ts";
+import {
+  type AuthResult,
+  type ServerAction,
+  ServerSession,
+  type ServerSessionState,
+} from "./server_machine.ts";
 import type { Channel, Listener, Transport } from "./transport.ts";
 
 /** Options of {@linkcode Agent.start}. */
@@ -32,6 +38,12 @@ export interface AgentOptions {
   serverId: string;
   /** Checks HELLO tokens. */
   verifier: TokenVerifier;
+  /**
+   * Refuse tokens that are not bound to this server. Default false: tokens
+   * from LBs that do not bind are accepted; a bound token must always name
+   * this server (a name or address of its certificate).
+   */
+  requireBoundTokens?: boolean;
   /** Metric values for HEALTH_RESPONSE. */
   metrics: MetricsSource;
   /** Names reported when HELLO asks for none. Default cpu_percent, mem_percent. */
@@ -89,6 +101,8 @@ export interface AgentSessionInfo {
 export class Agent {
   readonly #options: AgentOptions;
   readonly #log: Logger;
+  /** This server's names, which a bound token must name. */
+  readonly #names: SubjectName[];
   readonly #sessions = new Set<_AgentSession>();
   #listener!: Listener;
   #stopping = false;
@@ -99,6 +113,7 @@ export class Agent {
   private constructor(options: AgentOptions) {
     this.#options = options;
     this.#log = options.log ?? silentLogger;
+    this.#names = certificateNames(options.certPem);
   }
 
   /** Binds the port and starts accepting LB sessions. */
@@ -203,7 +218,7 @@ export class Agent {
       this.#logRefusals(limit);
       return;
     }
-    const session = new _AgentSession(channel, this.#options, this.#log);
+    const session = new _AgentSession(channel, this.#options, this.#names, this.#log);
     this.#sessions.add(session);
     void session.done.then(() => this.#sessions.delete(session));
   }
@@ -214,6 +229,7 @@ class _AgentSession {
   readonly done: Promise<void>;
   readonly #channel: Channel;
   readonly #options: AgentOptions;
+  readonly #names: readonly SubjectName[];
   readonly #machine: ServerSession;
   readonly #log: Logger;
   readonly #since = Date.now();
@@ -222,9 +238,15 @@ class _AgentSession {
   #armedFor: number | undefined;
   #closed = false;
 
-  constructor(channel: Channel, options: AgentOptions, log: Logger) {
+  constructor(
+    channel: Channel,
+    options: AgentOptions,
+    names: readonly SubjectName[],
+    log: Logger,
+  ) {
     this.#channel = channel;
     this.#options = options;
+    this.#names = names;
     this.#log = log.child({ remote: channel.remoteAddress });
     const metrics = options.metrics;
     const status = options.status ?? (() => "UP" as const);
@@ -324,7 +346,19 @@ class _AgentSession {
           break;
         }
         case "authenticate": {
-          const result = await this.#options.verifier.verify(action.token, action.lbId, Date.now());
+          const verified = await this.#options.verifier.verify(
+            action.token,
+            action.lbId,
+            Date.now(),
+          );
+          const refusal = verified.ok
+            ? checkTokenBinding(
+              verified.boundTo,
+              this.#names,
+              this.#options.requireBoundTokens ?? false,
+            )
+            : undefined;
+          const result: AuthResult = refusal ? { ok: false, reason: refusal } : verified;
           if (!result.ok) {
             this.#log.warn("LB refused", {
               lb: action.lbId,

@@ -18,6 +18,7 @@
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
+import { oneLine } from "./status_table.ts";
 import type { WatchView } from "./watch.ts";
 
 const _encoder = new TextEncoder();
@@ -150,8 +151,8 @@ async function _writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
-/** Keeps a reason on one line and short, for HAProxy's log. */
+/** Keeps a reason on one line, free of control characters and short, for HAProxy's log. */
 function _clean(text: string): string {
-  const one = text.replace(/[\r\n]+/g, " ");
+  const one = oneLine(text);
   return one.length > 200 ? one.slice(0, 199) + "…" : one;
 }

@@ -7,11 +7,19 @@
  * 60 s clock leeway by default. Only the configured algorithm is accepted, so
  * `alg: none` and algorithm confusion are refused.
  *
+ * Binding: the LB adds the audience `qhcp:<host>` naming the server it dials.
+ * A server that finds such an audience accepts the token only when one of
+ * them names the server itself (a name or address in its own certificate),
+ * so a token captured on one backend cannot be replayed to another. A token
+ * without a binding (a plain QHCP/1 LB) is accepted unless the server
+ * requires bound tokens.
+ *
  * @module
  */
 
 import * as jose from "jose";
-import { TOKEN_AUDIENCE } from "./protocol.ts";
+import { hostMatchesNames, type SubjectName } from "./certs.ts";
+import { TOKEN_AUDIENCE, TOKEN_BINDING_PREFIX } from "./protocol.ts";
 
 /** The two supported signature algorithms. */
 export type TokenAlgorithm = "HS256" | "EdDSA";
@@ -39,15 +47,21 @@ export interface TokenSigner {
   readonly alg: TokenAlgorithm;
   /** The LB id put in `iss`; the LB must send the same `lb_id` in HELLO. */
   readonly lbId: string;
-  /** Signs a token issued at `now` (ms since epoch). */
-  sign(now: number): Promise<SignedToken>;
+  /**
+   * Signs a token issued at `now` (ms since epoch); with `server`, the token
+   * is bound to that server (the host as dialled) by a second audience.
+   */
+  sign(now: number, server?: string): Promise<SignedToken>;
 }
 
 /** The outcome of checking a HELLO token. */
 export type VerifyResult =
   | {
-    ok: true; /** When the session must end: `exp` plus the leeway (ms since epoch). */
+    ok: true;
+    /** When the session must end: `exp` plus the leeway (ms since epoch). */
     expiresAt: number;
+    /** The servers the token is bound to (see {@linkcode checkTokenBinding}); empty: unbound. */
+    boundTo: string[];
   }
   | { ok: false; reason: string };
 
@@ -73,6 +87,12 @@ export interface SignerOptions {
 export interface VerifierOptions {
   /** Clock leeway in seconds for `exp`, `nbf` and `iat`. Default 60. */
   leewaySec?: number;
+}
+
+/** The audience that binds a token to the server dialled as `host`. */
+export function bindingAudience(host: string): string {
+  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  return TOKEN_BINDING_PREFIX + bare.toLowerCase();
 }
 
 /**
@@ -211,13 +231,16 @@ function _signer(
   return {
     alg,
     lbId: options.lbId,
-    async sign(now: number): Promise<SignedToken> {
+    async sign(now: number, server?: string): Promise<SignedToken> {
       const iat = Math.floor(now / 1000);
       const exp = iat + ttlSec;
+      const audience = server === undefined
+        ? [TOKEN_AUDIENCE]
+        : [TOKEN_AUDIENCE, bindingAudience(server)];
       const token = await new jose.SignJWT({})
         .setProtectedHeader({ alg, typ: "JWT" })
         .setIssuer(options.lbId)
-        .setAudience([TOKEN_AUDIENCE])
+        .setAudience(audience)
         .setIssuedAt(iat)
         .setExpirationTime(exp)
         .setJti(crypto.randomUUID())
@@ -255,12 +278,53 @@ function _verifier(
         if (payload.iat! * 1000 > now + leewaySec * 1000) {
           return { ok: false, reason: "token issued in the future (iat beyond the clock leeway)" };
         }
-        return { ok: true, expiresAt: (payload.exp! + leewaySec) * 1000 };
+        return {
+          ok: true,
+          expiresAt: (payload.exp! + leewaySec) * 1000,
+          boundTo: _boundTo(payload.aud),
+        };
       } catch (e) {
         return { ok: false, reason: _reason(e, alg) };
       }
     },
   };
+}
+
+function _boundTo(aud: unknown): string[] {
+  const all = Array.isArray(aud) ? aud : [aud];
+  return all.filter((a): a is string => typeof a === "string" && a.startsWith(TOKEN_BINDING_PREFIX))
+    .map((a) => a.slice(TOKEN_BINDING_PREFIX.length));
+}
+
+/**
+ * Whether a server may accept a token bound to `boundTo` (the hosts of its
+ * `qhcp:` audiences). A bound token must name the server: one of `self`,
+ * the names and addresses in the server's own certificate. An unbound token
+ * (from an LB that does not bind) is accepted unless `requireBound`. Returns
+ * the reason to refuse, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { checkTokenBinding } from "./auth.ts";
+ * const self = [{ type: "ip" as const, value: "10.0.0.7" }];
+ * checkTokenBinding(["10.0.0.7"], self, false); // undefined: accepted
+ * checkTokenBinding(["10.0.0.8"], self, false); // "token is bound to \"10.0.0.8\", …"
+ * checkTokenBinding([], self, true); // "token is not bound to a server, …"
+ * ```
+ */
+export function checkTokenBinding(
+  boundTo: readonly string[],
+  self: readonly SubjectName[],
+  requireBound: boolean,
+): string | undefined {
+  if (boundTo.length === 0) {
+    return requireBound
+      ? "token is not bound to a server, and this server requires bound tokens"
+      : undefined;
+  }
+  if (boundTo.some((host) => hostMatchesNames(host, self))) return undefined;
+  const shown = boundTo.slice(0, 3).map((h) => JSON.stringify(h.slice(0, 64))).join(", ");
+  return `token is bound to ${shown}, which this server's certificate does not name`;
 }
 
 /** Maps jose errors to short reasons that never contain the token. */

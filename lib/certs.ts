@@ -8,6 +8,8 @@
 
 import "reflect-metadata"; // @peculiar/x509 needs the Reflect polyfill loaded first
 import * as x509 from "@peculiar/x509";
+import { createPrivateKey, X509Certificate as NodeX509 } from "node:crypto";
+import { parseIp } from "./transport.ts";
 
 const _ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const _DAY_MS = 86_400_000;
@@ -62,7 +64,7 @@ export async function generateDevCertificates(
     : await _newCa(options, notBefore);
   const leafKeys = await crypto.subtle.generateKey(_ALG, true, ["sign", "verify"]);
   const names = hosts.map((h) =>
-    _parseIp(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h }
+    parseIp(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h }
   );
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: _serial(),
@@ -112,6 +114,98 @@ async function _newCa(
     ],
   });
   return { ca, caKey: caKeys.privateKey };
+}
+
+/** What is wrong with a certificate and key pair, by the file at fault. */
+export type PairProblem =
+  | { file: "cert"; reason: string }
+  | { file: "key"; reason: string }
+  | { file: "both"; reason: string };
+
+/** What {@linkcode checkCertificatePair} learned of a good pair. */
+export interface PairInfo {
+  /** The certificate's subjectAltName entries (DNS names and IP addresses). */
+  names: SubjectName[];
+  /** End of the leaf certificate's validity (ms since epoch). */
+  notAfter: number;
+}
+
+/**
+ * Checks a server's certificate chain and private key before they are handed
+ * to a QUIC stack, which would otherwise accept them and fail every
+ * handshake later: the chain's first certificate must parse, be valid at
+ * `now`, and carry the public key of the private key.
+ *
+ * @example
+ * ```ts
+ * import { checkCertificatePair, generateDevCertificates } from "./certs.ts";
+ * const c = await generateDevCertificates();
+ * checkCertificatePair(c.serverCertPem, c.serverKeyPem, Date.now()); // { names: [{ type: "dns", value: "localhost" }, …], … }
+ * checkCertificatePair(c.serverCertPem, c.caKeyPem, Date.now()); // { file: "both", reason: … }
+ * ```
+ */
+export function checkCertificatePair(
+  certPem: string,
+  keyPem: string,
+  now: number,
+): PairInfo | PairProblem {
+  const first = splitPem(certPem)[0];
+  if (!first) {
+    return { file: "cert", reason: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)" };
+  }
+  let cert: NodeX509;
+  try {
+    cert = new NodeX509(first);
+  } catch (e) {
+    return {
+      file: "cert",
+      reason: `the first certificate does not parse: ${(e as Error).message}`,
+    };
+  }
+  if (!/-----BEGIN ((RSA|EC) )?PRIVATE KEY-----/.test(keyPem)) {
+    return { file: "key", reason: "holds no PEM private key (-----BEGIN PRIVATE KEY-----)" };
+  }
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    return { file: "key", reason: `the private key does not parse: ${(e as Error).message}` };
+  }
+  if (!cert.checkPrivateKey(key)) {
+    return {
+      file: "both",
+      reason: `the private key does not belong to the certificate for ${
+        cert.subjectAltName ?? cert.subject
+      }`,
+    };
+  }
+  const notBefore = Date.parse(cert.validFrom);
+  const notAfter = Date.parse(cert.validTo);
+  if (now < notBefore || now > notAfter) {
+    return {
+      file: "cert",
+      reason: `the certificate is valid from ${cert.validFrom} to ${cert.validTo}, not now`,
+    };
+  }
+  const names = (cert.subjectAltName ?? "").split(/,\s*/).flatMap((entry): SubjectName[] => {
+    const m = /^(DNS|IP Address):(.+)$/.exec(entry.trim());
+    return m ? [{ type: m[1] === "DNS" ? "dns" : "ip", value: m[2]! }] : [];
+  });
+  return { names, notAfter };
+}
+
+/**
+ * The subjectAltName entries of the first certificate in `certPem`; empty
+ * when it holds none or does not parse.
+ */
+export function certificateNames(certPem: string): SubjectName[] {
+  const first = splitPem(certPem)[0];
+  if (!first) return [];
+  try {
+    return _names(new x509.X509Certificate(first));
+  } catch {
+    return [];
+  }
 }
 
 /** The outcome of {@linkcode verifyServerChain}. */
@@ -207,11 +301,6 @@ export function pemToDer(pem: string): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
 
-/** Parses an IPv4 or IPv6 literal into bytes, or returns undefined. */
-export function parseIp(text: string): Uint8Array | undefined {
-  return _parseIp(text);
-}
-
 async function _signedBy(
   cert: x509.X509Certificate,
   issuer: x509.X509Certificate,
@@ -234,9 +323,13 @@ function _sameCert(a: x509.X509Certificate, b: x509.X509Certificate): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-function _names(cert: x509.X509Certificate): { type: string; value: string }[] {
+function _names(cert: x509.X509Certificate): SubjectName[] {
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  return san ? san.names.items.map((n) => ({ type: n.type, value: n.value })) : [];
+  return san
+    ? san.names.items.flatMap((n) =>
+      n.type === "dns" || n.type === "ip" ? [{ type: n.type, value: n.value }] : []
+    )
+    : [];
 }
 
 function _sanList(cert: x509.X509Certificate): string {
@@ -245,12 +338,33 @@ function _sanList(cert: x509.X509Certificate): string {
 }
 
 function _nameMatches(cert: x509.X509Certificate, host: string): boolean {
-  const ip = _parseIp(host);
-  const names = _names(cert);
+  return hostMatchesNames(host, _names(cert));
+}
+
+/** A subjectAltName entry: a DNS name (possibly a `*.` wildcard) or an IP address. */
+export interface SubjectName {
+  type: "dns" | "ip";
+  value: string;
+}
+
+/**
+ * True when a certificate naming `names` is a certificate for `host`: an IP
+ * address matches an equal IP entry, a DNS name a DNS entry
+ * (case-insensitive; a wildcard covers one label).
+ *
+ * @example
+ * ```ts
+ * import { hostMatchesNames } from "./certs.ts";
+ * hostMatchesNames("web1.example.com", [{ type: "dns", value: "*.example.com" }]); // true
+ * hostMatchesNames("::1", [{ type: "ip", value: "0:0:0:0:0:0:0:1" }]); // true
+ * ```
+ */
+export function hostMatchesNames(host: string, names: readonly SubjectName[]): boolean {
+  const ip = parseIp(host);
   if (ip) {
     return names.some((n) => {
       if (n.type !== "ip") return false;
-      const other = _parseIp(n.value);
+      const other = parseIp(n.value);
       return other !== undefined && other.length === ip.length &&
         other.every((v, i) => v === ip[i]);
     });
@@ -264,63 +378,6 @@ function _dnsMatches(pattern: string, host: string): boolean {
   if (!pattern.startsWith("*.")) return false;
   const dot = host.indexOf(".");
   return dot > 0 && host.slice(dot + 1) === pattern.slice(2);
-}
-
-function _parseIp(text: string): Uint8Array | undefined {
-  const bracketed = text.startsWith("[") && text.endsWith("]");
-  if (!bracketed && (text.startsWith("[") || text.endsWith("]"))) return undefined;
-  const t = bracketed ? text.slice(1, -1) : text;
-  const v4 = _parseIpv4(t);
-  if (v4) return v4;
-  if (!t.includes(":")) return undefined;
-  const halves = t.split("::");
-  if (halves.length > 2) return undefined;
-  // A dotted IPv4 tail is allowed only in the last 32 bits (RFC 4291).
-  const parseGroups = (s: string, last: boolean): number[] | undefined => {
-    if (s === "") return [];
-    const out: number[] = [];
-    const parts = s.split(":");
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
-      if (last && i === parts.length - 1 && part.includes(".")) {
-        const b = _parseIpv4(part);
-        if (!b) return undefined;
-        out.push((b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(part)) return undefined;
-        out.push(parseInt(part, 16));
-      }
-    }
-    return out;
-  };
-  const head = parseGroups(halves[0]!, halves.length === 1);
-  const tail = halves.length === 2 ? parseGroups(halves[1]!, true) : [];
-  if (!head || !tail) return undefined;
-  const missing = 8 - head.length - tail.length;
-  if (
-    (halves.length === 1 && missing !== 0) || missing < 0 || (halves.length === 2 && missing < 1)
-  ) {
-    return undefined;
-  }
-  const groups = [
-    ...head,
-    ...new Array<number>(halves.length === 2 ? missing : 0).fill(0),
-    ...tail,
-  ];
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  return out;
-}
-
-function _parseIpv4(t: string): Uint8Array | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(t);
-  if (!m) return undefined;
-  const bytes = m.slice(1).map(Number);
-  if (bytes.some((b) => b > 255)) return undefined;
-  return Uint8Array.from(bytes);
 }
 
 function _serial(): string {

@@ -36,6 +36,8 @@ export interface LbConfig extends CommonConfig {
   agentPort: number | undefined;
   httpHost: string;
   httpPort: number;
+  /** TLS on the HTTP endpoint: certificate chain and key files (PEM), or undefined for plain HTTP. */
+  httpTls: { certFile: string | undefined; keyFile: string | undefined } | undefined;
   maxFailAttempts: number;
   rise: number;
   fastIntervalMs: number;
@@ -98,6 +100,25 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     arg: "ADDR",
     default: "0.0.0.0",
     help: "address the HTTP endpoint binds",
+  },
+  {
+    name: "http-tls",
+    type: "boolean",
+    help:
+      "serve the HTTP endpoint over TLS with <certs-dir>/server.pem and server.key (issued by the development CA)",
+  },
+  {
+    name: "http-cert-file",
+    type: "string",
+    arg: "PATH",
+    help:
+      "serve the HTTP endpoint over TLS with this certificate chain (PEM; with --http-key-file)",
+  },
+  {
+    name: "http-key-file",
+    type: "string",
+    arg: "PATH",
+    help: "private key (PEM) of --http-cert-file",
   },
   {
     name: "max-fail-attempts",
@@ -243,6 +264,10 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
   const f = parseFlags(LB_FLAGS, args);
   exclusive(f, "jwt-secret-file", "jwt-private-key-file");
   exclusive(f, "insecure", "cert-file");
+  if ((f["http-cert-file"] === undefined) !== (f["http-key-file"] === undefined)) {
+    throw new CliError("--http-cert-file and --http-key-file must be given together");
+  }
+  exclusive(f, "http-tls", "http-cert-file");
   if (f.insecure === true && f.quic === "native") {
     throw new CliError(
       "--insecure cannot be used with --quic native: Deno's QUIC always verifies certificates (give --cert-file)",
@@ -296,6 +321,12 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
       min: 0,
       max: 65535,
     }),
+    httpTls: f["http-tls"] === true || f["http-cert-file"] !== undefined
+      ? {
+        certFile: parseText("http-cert-file", f["http-cert-file"]),
+        keyFile: parseText("http-key-file", f["http-key-file"]),
+      }
+      : undefined,
     maxFailAttempts: parseInteger("max-fail-attempts", f["max-fail-attempts"], 3, {
       min: 1,
       max: 1000,

@@ -96,7 +96,9 @@ export function formatLogRecord(record: LogRecord): string {
   for (const [k, v] of Object.entries(record.fields)) {
     if (v === undefined) continue;
     const s = String(v);
-    parts.push(`${k}=${/[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s}`);
+    // Quoted (and so escaped) whenever a value could break or forge a line.
+    // deno-lint-ignore no-control-regex
+    parts.push(`${k}=${/[\s"=\u0000-\u001f\u007f]/.test(s) || s === "" ? JSON.stringify(s) : s}`);
   }
   return parts.join(" ");
 }

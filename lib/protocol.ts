@@ -33,6 +33,13 @@ export const MAX_INTERVAL_MS = 3_600_000;
 /** The JWT audience every token must name. */
 export const TOKEN_AUDIENCE = "qhcp";
 
+/**
+ * Prefix of the audience that binds a token to one server: `qhcp:` followed
+ * by the host the LB dialled (a DNS name, or an IP address without brackets).
+ * A server that finds one refuses the token unless it names the server.
+ */
+export const TOKEN_BINDING_PREFIX = "qhcp:";
+
 /** Metrics every HEALTH_RESPONSE carries, whatever was negotiated. */
 export const REQUIRED_METRICS = ["cpu_percent", "mem_percent"] as const;
 

@@ -25,6 +25,7 @@ import {
   _ioError,
   _ReleasedPorts,
   _StreamChannel,
+  _unresolvedError,
   _within,
 } from "./_stream_channel.ts";
 import { ALPN, STREAM_REFUSED_CODE } from "./protocol.ts";
@@ -394,6 +395,9 @@ async function _dial(
     }
     if (options.signal?.aborted) {
       throw new TransportError("aborted", `dial ${target} aborted`, { cause: e });
+    }
+    if (e instanceof errors.ErrorQUICHostInvalid) {
+      throw _unresolvedError(options.host, options.port, e);
     }
     throw _dialError(target, e, options.timeoutMs);
   }

@@ -29,6 +29,7 @@ import {
   _ioError,
   _ReleasedPorts,
   _StreamChannel,
+  _unresolvedError,
 } from "./_stream_channel.ts";
 import {
   type Channel,
@@ -279,6 +280,7 @@ async function _dial(
       maxConcurrentUnidirectionalStreams: 0,
     });
   } catch (e) {
+    if (_isLookupFailure(e)) throw _unresolvedError(options.host, options.port, e);
     throw _ioError(`cannot connect to ${target}`, e);
   }
   const outcome = await _raceDial(connecting, options.timeoutMs, options.signal);
@@ -292,6 +294,9 @@ async function _dial(
       );
     }
     if (outcome.kind === "aborted") throw new TransportError("aborted", `dial ${target} aborted`);
+    if (_isLookupFailure(outcome.error)) {
+      throw _unresolvedError(options.host, options.port, outcome.error);
+    }
     throw _dialError(target, outcome.error);
   }
   const conn = outcome.conn;
@@ -306,6 +311,11 @@ async function _dial(
   dialled.add(channel);
   void channel.closed.then(() => dialled.delete(channel));
   return channel;
+}
+
+/** Deno's error for a host name that did not resolve. */
+function _isLookupFailure(e: unknown): boolean {
+  return /failed to lookup address|Name or service not known/i.test(_message(e));
 }
 
 type _DialOutcome =

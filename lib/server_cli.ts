@@ -34,6 +34,8 @@ export interface ServerConfig extends CommonConfig {
   jwtSecretFile: string | undefined;
   jwtPublicKeyFile: string | undefined;
   jwtLeewaySec: number;
+  /** Refuse tokens not bound to this server. */
+  requireBoundTokens: boolean;
   serverId: string;
   helloTimeoutMs: number;
   maxUnauthenticated: number;
@@ -95,6 +97,12 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     arg: "SECONDS",
     default: "60",
     help: "clock leeway for token times",
+  },
+  {
+    name: "require-bound-tokens",
+    type: "boolean",
+    help:
+      "refuse tokens that are not bound to this server (LBs before token binding send such tokens)",
   },
   {
     name: "server-id",
@@ -215,6 +223,7 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
     jwtSecretFile: parseText("jwt-secret-file", f["jwt-secret-file"]),
     jwtPublicKeyFile: parseText("jwt-public-key-file", f["jwt-public-key-file"]),
     jwtLeewaySec: parseSeconds("jwt-leeway", f["jwt-leeway"], 60_000, { min: 0, max: 3600 }) / 1000,
+    requireBoundTokens: f["require-bound-tokens"] === true,
     serverId: parseText("server-id", f["server-id"]) ?? hostname(),
     helloTimeoutMs: parseSeconds("hello-timeout", f["hello-timeout"], 5000, { min: 0.1, max: 300 }),
     drainFile: parseText("drain-file", f["drain-file"]),

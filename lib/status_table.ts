@@ -32,15 +32,19 @@ const _COLOR: Record<string, string> = { UP: "\x1b[32m", DOWN: "\x1b[31m", UNKNO
  */
 export function renderStatusTable(rows: readonly WatchView[], options: RenderOptions = {}): string {
   const width = options.width ?? 120;
-  const cells = rows.map((r) => [
-    r.address,
-    r.state === "UP" && r.status === "DRAINING" ? "UP*" : r.state,
-    _num(r.metrics?.cpu_percent, 1),
-    _num(r.metrics?.mem_percent, 1),
-    _num(r.last_rtt_ms ?? undefined, 2),
-    String(r.consecutive_failures),
-    r.last_error ?? "-",
-  ]);
+  const cells = rows.map((r) => {
+    // Figures of a server that is not UP are stale: show none.
+    const live = r.state === "UP";
+    return [
+      _plain(r.address),
+      r.state === "UP" && r.status === "DRAINING" ? "UP*" : r.state,
+      live ? _num(r.metrics?.cpu_percent, 1) : "-",
+      live ? _num(r.metrics?.mem_percent, 1) : "-",
+      live ? _num(r.last_rtt_ms ?? undefined, 2) : "-",
+      String(r.consecutive_failures),
+      r.last_error === null ? "-" : _plain(r.last_error),
+    ];
+  });
   const widths = _COLUMNS.map((h, i) =>
     i === _COLUMNS.length - 1 ? 0 : Math.max(h.length, ...cells.map((c) => c[i]!.length))
   );
@@ -70,9 +74,93 @@ export function renderStatusTable(rows: readonly WatchView[], options: RenderOpt
 /** One-line summary: "3 servers: 2 UP, 1 DOWN, 0 UNKNOWN". */
 export function summarize(rows: readonly WatchView[]): string {
   const count = (s: string) => rows.filter((r) => r.state === s).length;
-  return `${rows.length} servers: ${count("UP")} UP, ${count("DOWN")} DOWN, ${
-    count("UNKNOWN")
-  } UNKNOWN`;
+  return `${rows.length} server${rows.length === 1 ? "" : "s"}: ${count("UP")} UP, ${
+    count("DOWN")
+  } DOWN, ${count("UNKNOWN")} UNKNOWN`;
+}
+
+/**
+ * Text from a peer made safe for one line of a terminal: control characters
+ * (newlines, escape sequences) become spaces, so a server's error text can
+ * neither forge a line nor move the cursor.
+ *
+ * @example
+ * ```ts
+ * import { oneLine } from "./status_table.ts";
+ * oneLine("bad\n2026-11-29T00:00:00Z INFO server UP \x1b[32m"); // "bad 2026-11-29T00:00:00Z INFO server UP  [32m"
+ * ```
+ */
+export function oneLine(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, " ");
+}
+
+const _plain = oneLine;
+
+/** Options of {@linkcode Redrawer}. */
+export interface RedrawerOptions {
+  /** Draws the table. */
+  draw: () => void;
+  /** Fewest ms between two draws after a change. */
+  minGapMs: number;
+  /** Redraw at least this often (ms) when nothing changes; read at each draw. */
+  intervalMs: () => number;
+}
+
+/**
+ * When the status table is drawn: at once on `start()`, soon after each
+ * `changed()` (at most once per `minGapMs`), and every `intervalMs()`
+ * otherwise, so that a verdict change reaches the screen in well under a
+ * second whatever the check interval.
+ */
+export class Redrawer {
+  readonly #options: RedrawerOptions;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #last = 0;
+  #stopped = true;
+
+  constructor(options: RedrawerOptions) {
+    this.#options = options;
+  }
+
+  /** Draws now and keeps drawing. */
+  start(): void {
+    this.#stopped = false;
+    this.#drawNow();
+  }
+
+  /** Something the table shows changed: draw within `minGapMs`. */
+  changed(): void {
+    if (this.#stopped) return;
+    const due = this.#last + this.#options.minGapMs;
+    this.#arm(Math.max(0, due - Date.now()));
+  }
+
+  /** Stops drawing. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #drawNow(): void {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    this.#last = Date.now();
+    this.#options.draw();
+    this.#arm(this.#options.intervalMs());
+  }
+
+  /** Draws in `ms` unless a draw is already due sooner. */
+  #arm(ms: number): void {
+    const at = Date.now() + ms;
+    if (this.#timer !== undefined && this.#armedAt <= at) return;
+    clearTimeout(this.#timer);
+    this.#armedAt = at;
+    this.#timer = setTimeout(() => this.#drawNow(), ms);
+  }
+
+  #armedAt = 0;
 }
 
 /** Options of {@linkcode StatusScreen}. */

@@ -457,7 +457,10 @@ export class Watch {
     void this.#readLoop(channel);
     let token: string;
     try {
-      token = (await this.#deps.signer.sign(this.#now())).token;
+      // Bound to the server as dialled, so that it cannot be replayed to
+      // another; without verification the LB has no verified name to bind.
+      const server = s.insecure ? undefined : this.#target.host;
+      token = (await this.#deps.signer.sign(this.#now(), server)).token;
     } catch (e) {
       this.#log.error("cannot sign token", { error: (e as Error).message });
       await this.#perform(

@@ -7,7 +7,7 @@
  */
 
 import dgram from "node:dgram";
-import { parseIp } from "../lib/certs.ts";
+import { parseIp } from "../lib/transport.ts";
 
 /** A running test DNS server. */
 export interface TestDns {

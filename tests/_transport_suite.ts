@@ -350,6 +350,55 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     await channel.close(CLOSE_CODES.NO_ERROR, "done", 0);
   });
 
+  /** Opens a raw session with `token` and returns what the agent answered to HELLO. */
+  const helloWith = async (f: Fixture, port: number, token: string) => {
+    const channel = await f.env.transport.dial({
+      host: f.env.host,
+      port,
+      caPem: f.env.caPem,
+      timeoutMs: 2000,
+    });
+    await channel.write(rawFrame({ type: "HELLO", seq: 1, version: 1, token, lb_id: "lb-test" }));
+    const [reply] = await readMessages(channel, 1500, 1);
+    await channel.close(CLOSE_CODES.NO_ERROR, "done", 0);
+    return reply;
+  };
+
+  test("A token bound to another server is refused (a replay); an unbound one only where bound tokens are not required", async (f) => {
+    const signer = hmacPair(f.secret).signer;
+    const agent = await startAgent(f);
+    // The LB's own sessions carry tokens bound to the host it dials: accepted.
+    const mine = await helloWith(f, agent.port, (await signer.sign(Date.now(), f.env.host)).token);
+    assert.equal(mine?.type, "ACK", JSON.stringify(mine));
+    // A token the LB made for another backend, replayed here.
+    const replayed = await helloWith(
+      f,
+      agent.port,
+      (await signer.sign(Date.now(), "10.9.9.9")).token,
+    );
+    assert.ok(
+      replayed?.type === "ERROR" && replayed.code === "UNAUTHORIZED",
+      JSON.stringify(replayed),
+    );
+    assert.match(
+      replayed.message,
+      /bound to "10\.9\.9\.9", which this server's certificate does not name/,
+    );
+    // A plain QHCP/1 LB's token names no server: accepted by default...
+    const plain = (await signer.sign(Date.now())).token;
+    assert.equal((await helloWith(f, agent.port, plain))?.type, "ACK");
+    // ...and refused by an agent that requires bound tokens, which still serves the LB.
+    const strict = await startAgent(f, { requireBoundTokens: true });
+    const refused = await helloWith(f, strict.port, plain);
+    assert.ok(
+      refused?.type === "ERROR" && refused.code === "UNAUTHORIZED",
+      JSON.stringify(refused),
+    );
+    assert.match(refused.message, /not bound to a server/);
+    const monitor = startMonitor(f, [strict.port]);
+    await waitFor("UP with bound tokens", () => stateOf(monitor, strict.port)?.state === "UP");
+  });
+
   test("A peer that never sends HELLO is closed after the hello timeout", async (f) => {
     const agent = await startAgent(f, { helloTimeoutMs: 300 });
     const channel = await f.env.transport.dial({
@@ -405,12 +454,12 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
   }
 }
 
-/** Reads messages from a channel until it closes or `ms` pass. */
-async function readMessages(channel: Channel, ms: number): Promise<Message[]> {
+/** Reads messages from a channel until it closes, `ms` pass or `max` arrived. */
+async function readMessages(channel: Channel, ms: number, max = Infinity): Promise<Message[]> {
   const out: Message[] = [];
   const frames = new FrameDecoder();
   const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
+  while (performance.now() < deadline && out.length < max) {
     const chunk = await Promise.race([
       channel.read(),
       sleep(deadline - performance.now()).then(() => null),

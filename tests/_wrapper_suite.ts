@@ -166,6 +166,22 @@ export function wrapperSuite(name: string, make: () => Transport): void {
     },
   );
 
+  test(
+    "dial() of a name that does not resolve says so, in the same words on every stack",
+    async (_st, client) => {
+      await expectDialError(
+        client.dial({
+          host: "no-such-host.invalid",
+          port: 4243,
+          caPem: certs.caCertPem,
+          timeoutMs: 3000,
+        }),
+        "unresolved",
+        /^cannot connect to no-such-host\.invalid:4243: the name "no-such-host\.invalid" did not resolve to an address$/,
+      );
+    },
+  );
+
   test("dial() refuses an expired server certificate", async (st, client) => {
     const old = await generateDevCertificates({
       notBefore: Date.now() - 10 * 86_400_000,

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import {
   AuthConfigError,
+  bindingAudience,
+  checkTokenBinding,
   createEd25519Signer,
   createEd25519Verifier,
   createHmacSigner,
@@ -17,6 +19,7 @@ import {
   type TokenVerifier,
   type VerifyResult,
 } from "../lib/auth.ts";
+import type { SubjectName } from "../lib/certs.ts";
 
 // --- helpers -----------------------------------------------------------------
 
@@ -448,4 +451,50 @@ Deno.test("generateEd25519KeyPair() keys sign and verify EdDSA tokens end to end
   // Another key pair's public key does not verify it.
   const other = await createEd25519Verifier((await generateEd25519KeyPair()).publicKeyPem);
   assertRefused(await other.verify(token, LB, NOW), token, /signature is not valid/);
+});
+
+// --- binding a token to the server it is for ------------------------------------
+
+Deno.test("TokenSigner.sign() with a server adds the qhcp:<host> audience, which verify() reports", async () => {
+  const signer = createHmacSigner(SECRET, { lbId: LB });
+  const bound = await signer.sign(NOW, "Web1.Example.com");
+  assert.deepEqual(part(bound.token, 1).aud, ["qhcp", "qhcp:web1.example.com"]);
+  const v6 = await signer.sign(NOW, "[::1]");
+  assert.deepEqual(part(v6.token, 1).aud, ["qhcp", "qhcp:::1"]);
+  const r = await hmacVerifier.verify(bound.token, LB, NOW);
+  assert.ok(r.ok);
+  assert.deepEqual(r.ok && r.boundTo, ["web1.example.com"]);
+  const plain = await hmacVerifier.verify((await signer.sign(NOW)).token, LB, NOW);
+  assert.deepEqual(plain.ok && plain.boundTo, []);
+  assert.equal(bindingAudience("10.0.0.7"), "qhcp:10.0.0.7");
+});
+
+Deno.test("checkTokenBinding() accepts a token bound to one of the server's own names and refuses a replay elsewhere", () => {
+  const self: SubjectName[] = [
+    { type: "dns", value: "web1.example.com" },
+    { type: "dns", value: "*.pool.example.com" },
+    { type: "ip", value: "10.0.0.7" },
+    { type: "ip", value: "fd00::7" },
+  ];
+  assert.equal(checkTokenBinding(["10.0.0.7"], self, false), undefined);
+  assert.equal(checkTokenBinding(["WEB1.example.com"], self, false), undefined);
+  assert.equal(checkTokenBinding(["a.pool.example.com"], self, false), undefined);
+  assert.equal(checkTokenBinding(["fd00:0:0:0::7"], self, false), undefined);
+  assert.equal(checkTokenBinding(["10.0.0.8", "10.0.0.7"], self, false), undefined);
+  // Bound to another server: a replay.
+  assert.match(
+    checkTokenBinding(["10.0.0.8"], self, false)!,
+    /token is bound to "10\.0\.0\.8", which this server's certificate does not name/,
+  );
+  assert.match(checkTokenBinding(["b.a.pool.example.com"], self, false)!, /bound to/);
+  // An IP address never matches a DNS entry that spells it.
+  assert.match(
+    checkTokenBinding(["10.0.0.9"], [{ type: "dns", value: "10.0.0.9" }], false)!,
+    /bound/,
+  );
+  // Unbound (a plain QHCP/1 LB): accepted unless the server requires a binding.
+  assert.equal(checkTokenBinding([], self, false), undefined);
+  assert.match(checkTokenBinding([], self, true)!, /not bound to a server/);
+  // A server that cannot name itself accepts no bound token.
+  assert.match(checkTokenBinding(["10.0.0.7"], [], false)!, /bound to/);
 });

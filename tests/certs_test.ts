@@ -5,13 +5,16 @@
 
 import assert from "node:assert/strict";
 import {
+  certificateNames,
   type ChainVerdict,
+  checkCertificatePair,
   type DevCertificates,
   generateDevCertificates,
-  parseIp,
+  hostMatchesNames,
   pemToDer,
   verifyServerChain,
 } from "../lib/certs.ts";
+import { parseIp } from "../lib/transport.ts";
 
 // --- helpers -----------------------------------------------------------------
 
@@ -304,4 +307,55 @@ Deno.test({
       assert.equal(parseIp(text), undefined, text);
     }
   },
+});
+
+// --- checkCertificatePair, certificateNames ------------------------------------
+
+Deno.test("checkCertificatePair() accepts a matching pair and returns the certificate's names", async () => {
+  const c = await defaults();
+  const info = checkCertificatePair(c.serverCertPem, c.serverKeyPem, Date.now());
+  assert.ok(!("file" in info), JSON.stringify(info));
+  assert.deepEqual(info.names, [
+    { type: "dns", value: "localhost" },
+    { type: "ip", value: "127.0.0.1" },
+    { type: "ip", value: "::1" },
+  ]);
+  assert.deepEqual(certificateNames(c.serverCertPem), info.names);
+  assert.deepEqual(certificateNames("not a certificate"), []);
+});
+
+Deno.test("checkCertificatePair() names the file at fault: not PEM, garbage, a key of another certificate, expired", async () => {
+  const c = await defaults();
+  const now = Date.now();
+  const problem = (cert: string, key: string, at = now) => {
+    const r = checkCertificatePair(cert, key, at);
+    assert.ok("file" in r, "expected a problem");
+    return r;
+  };
+  assert.deepEqual(problem("hello", c.serverKeyPem).file, "cert");
+  assert.match(problem("hello", c.serverKeyPem).reason, /no PEM certificate/);
+  const garbageCert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  assert.equal(problem(garbageCert, c.serverKeyPem).file, "cert");
+  assert.equal(problem(c.serverCertPem, "hello").file, "key");
+  assert.equal(problem(c.serverCertPem, c.serverCertPem).file, "key", "a certificate is no key");
+  const garbageKey = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  assert.match(problem(c.serverCertPem, garbageKey).reason, /does not parse/);
+  const mismatch = problem(c.serverCertPem, c.caKeyPem);
+  assert.equal(mismatch.file, "both");
+  assert.match(mismatch.reason, /does not belong to the certificate/);
+  const expired = problem(c.serverCertPem, c.serverKeyPem, now + 3000 * DAY_MS);
+  assert.equal(expired.file, "cert");
+  assert.match(expired.reason, /valid from .* to .*, not now/);
+});
+
+Deno.test("hostMatchesNames() matches IPs by value and DNS names case-insensitively with one-label wildcards", () => {
+  const names = [
+    { type: "dns" as const, value: "*.example.com" },
+    { type: "ip" as const, value: "0:0:0:0:0:0:0:1" },
+  ];
+  assert.ok(hostMatchesNames("A.Example.COM.", names));
+  assert.ok(!hostMatchesNames("a.b.example.com", names));
+  assert.ok(hostMatchesNames("::1", names));
+  assert.ok(hostMatchesNames("[::1]", names));
+  assert.ok(!hostMatchesNames("127.0.0.1", names));
 });

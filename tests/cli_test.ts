@@ -282,8 +282,8 @@ Deno.test({
       env: { NO_COLOR: "1", QHCP_CERTS_DIR: dir },
     }).spawn();
     const w = child.stdin.getWriter();
-    // Run Server; IP 127.0.0.1; port 0 (any); default key and certificate files.
-    await w.write(new TextEncoder().encode("2\n127.0.0.1\n0\n\n\n"));
+    // Run Server; IP 127.0.0.1; port "abc" (asked again), then 0 (any); default files.
+    await w.write(new TextEncoder().encode("2\n127.0.0.1\nabc\n0\n\n\n"));
     const prog = { lines: [] as string[] };
     const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
     const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -304,6 +304,10 @@ Deno.test({
       const all = text + prompts.join("");
       assert.match(all, /Server IP \[0\.0\.0\.0\]/);
       assert.match(all, /Server port \[4243\]/);
+      assert.match(
+        all,
+        /--server-port: expected an integer in 0\.\.65535, got "abc"; please try again/,
+      );
       // exec: the server is the process we started, so SIGTERM reaches it directly.
       child.kill("SIGTERM");
       const status = await child.status;

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { renderStatusTable, StatusScreen, summarize } from "../lib/status_table.ts";
+import {
+  oneLine,
+  Redrawer,
+  renderStatusTable,
+  StatusScreen,
+  summarize,
+} from "../lib/status_table.ts";
 import type { WatchView } from "../lib/watch.ts";
+import { sleep } from "./_helpers.ts";
 
 function view(over: Partial<WatchView>): WatchView {
   return {
@@ -87,4 +94,51 @@ Deno.test("StatusScreen redraws in place on a TTY with recent log lines, and pri
   new StatusScreen({ mode: "plain", write: (t) => plain.push(t) }).draw([view({})], "title");
   assert.ok(!plain[0]!.includes("\x1b"));
   assert.match(plain[0]!, /^title\nSERVER/);
+});
+
+Deno.test("renderStatusTable() shows no CPU, memory or RTT for a server that is not UP (they are stale)", () => {
+  const row = renderStatusTable([view({ state: "DOWN", last_error: "timeout" })]).split("\n")[1]!;
+  assert.match(row, /^10\.0\.0\.1:4243\s+DOWN\s+-\s+-\s+-\s+0\s+timeout$/);
+  const unknown = renderStatusTable([view({ state: "UNKNOWN" })]).split("\n")[1]!;
+  assert.match(unknown, /UNKNOWN\s+-\s+-\s+-/);
+});
+
+Deno.test("summarize() says 1 server, not 1 servers", () => {
+  assert.equal(summarize([view({})]), "1 server: 1 UP, 0 DOWN, 0 UNKNOWN");
+  assert.equal(summarize([]), "0 servers: 0 UP, 0 DOWN, 0 UNKNOWN");
+});
+
+Deno.test("renderStatusTable() and oneLine() keep a peer's text on one line without escape codes", () => {
+  const forged = "boom\n2026-11-29T00:00:00.000Z INFO server UP server=evil\x1b[2J\x1b[32m";
+  const text = renderStatusTable([view({ state: "DOWN", last_error: forged })], { width: 500 });
+  const lines = text.split("\n");
+  assert.equal(lines.length, 2, "header and one row");
+  assert.ok(!text.includes("\x1b"), "no escape character");
+  assert.equal(oneLine("a\r\nb\tc\u2028d\x7f"), "a  b c d ");
+});
+
+Deno.test("Redrawer draws at once, soon after a change, and on its interval otherwise", async () => {
+  const draws: number[] = [];
+  const t0 = Date.now();
+  const r = new Redrawer({
+    draw: () => draws.push(Date.now() - t0),
+    minGapMs: 50,
+    intervalMs: () => 400,
+  });
+  r.changed(); // before start: nothing
+  assert.equal(draws.length, 0);
+  r.start();
+  assert.equal(draws.length, 1, "drawn at once on start");
+  r.changed();
+  r.changed(); // several changes in one gap: one draw
+  await sleep(150);
+  assert.equal(draws.length, 2, `one draw for the changes, got ${draws}`);
+  assert.ok(draws[1]! >= 45 && draws[1]! < 140, `the change was drawn after the gap: ${draws}`);
+  await sleep(450);
+  assert.ok(draws.length >= 3, `the interval draws on its own: ${draws}`);
+  r.stop();
+  const n = draws.length;
+  r.changed();
+  await sleep(120);
+  assert.equal(draws.length, n, "nothing after stop()");
 });

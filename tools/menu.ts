@@ -1,0 +1,53 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * `./run_quic.sh` with no argument: the interactive menu (see `lib/menu.ts`),
+ * then the chosen program in this same process, so that a supervisor's
+ * SIGTERM and Ctrl-C reach it directly.
+ *
+ * @module
+ */
+
+import { runMenu } from "../lib/menu.ts";
+
+const encoder = new TextEncoder();
+const write = (out: { writeSync(p: Uint8Array): number }, text: string) => {
+  const bytes = encoder.encode(text);
+  for (let off = 0; off < bytes.length;) off += out.writeSync(bytes.subarray(off));
+};
+
+/** Lines of standard input, one at a time; null at its end. */
+function lineReader(): () => Promise<string | null> {
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let ended = false;
+  return async () => {
+    for (;;) {
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) {
+        const line = buffered.slice(0, nl).replace(/\r$/, "");
+        buffered = buffered.slice(nl + 1);
+        return line;
+      }
+      if (ended) {
+        if (buffered === "") return null;
+        const last = buffered;
+        buffered = "";
+        return last;
+      }
+      const r = await reader.read();
+      if (r.done) ended = true;
+      else buffered += r.value;
+    }
+  };
+}
+
+const chosen = await runMenu({
+  readLine: lineReader(),
+  ask: (text) => write(Deno.stderr, text),
+  show: (text) => write(Deno.stdout, text),
+});
+if (chosen === null) Deno.exit(0);
+const code = chosen.script === "lb.ts"
+  ? await (await import("../lb.ts")).runLb(chosen.args)
+  : await (await import("../server.ts")).runServer(chosen.args);
+Deno.exit(code);

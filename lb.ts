@@ -20,10 +20,17 @@ import {
 } from "./lib/_entry.ts";
 import { checkCertificatePair } from "./lib/certs.ts";
 import { CliError } from "./lib/cli.ts";
-import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
+import {
+  defaultCertsDir,
+  type DefaultFiles,
+  type DefaultNeed,
+  ensureDefaultFiles,
+} from "./lib/defaults.ts";
 import { type AgentCheckServer, startAgentCheckServer } from "./lib/agent_check.ts";
 import { Discovery, watchDnsName, watchServersFile } from "./lib/discovery.ts";
 import { createHttpApi } from "./lib/http_api.ts";
+import { type HttpServer, serveHttp } from "./lib/http_server.ts";
+import { fitConnectionCaps, openFileLimit, perAddressCap } from "./lib/limits.ts";
 import { type LbConfig, lbUsage, parseLbArgs } from "./lib/lb_cli.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { Monitor } from "./lib/monitor.ts";
@@ -129,19 +136,32 @@ export async function runLb(args: readonly string[]): Promise<number> {
     adminToken,
     log,
   });
-  let http: Deno.HttpServer;
+  // Every TCP connection costs a descriptor: the ports' caps fit the limit.
+  const fileLimit = openFileLimit();
+  const [httpCap, agentCap] = fitConnectionCaps(
+    [config.httpMaxConnections, config.agentPort === undefined ? 0 : config.agentMaxConnections],
+    fileLimit,
+  );
+  let http: HttpServer;
   try {
-    http = Deno.serve({
+    http = serveHttp({
       hostname: config.httpHost,
       port: config.httpPort,
-      ...(httpTls ?? {}),
-      onListen: ({ hostname, port }) =>
-        log.info("HTTP status endpoint listening", {
-          address: hostname,
-          port,
-          scheme: httpTls ? "https" : "http",
-        }),
-    }, api.handler);
+      ...(httpTls ? { tls: httpTls } : {}),
+      handler: api.handler,
+      maxConnections: httpCap!,
+      maxConnectionsPerAddress: perAddressCap(config.httpMaxPerAddress, httpCap!),
+      headTimeoutMs: config.httpHeadTimeoutMs,
+      log,
+    });
+    log.info("HTTP status endpoint listening", {
+      address: http.addr.hostname,
+      port: http.addr.port,
+      scheme: httpTls ? "https" : "http",
+      max_connections: httpCap,
+      per_address: perAddressCap(config.httpMaxPerAddress, httpCap!),
+      open_files: fileLimit?.soft,
+    });
   } catch (e) {
     return _fail(
       `--loadbalancer-port: cannot listen on ${config.httpHost}:${config.httpPort}: ${
@@ -193,6 +213,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
         monitor,
         host: config.httpHost,
         port: config.agentPort,
+        maxConnections: agentCap!,
         log,
       });
     } catch (e) {
@@ -203,7 +224,11 @@ export async function runLb(args: readonly string[]): Promise<number> {
         1,
       );
     }
-    log.info("HAProxy agent-check listening", { address: config.httpHost, port: agentCheck.port });
+    log.info("HAProxy agent-check listening", {
+      address: config.httpHost,
+      port: agentCheck.port,
+      max_connections: agentCap,
+    });
   }
 
   table?.start();
@@ -217,7 +242,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
   for (const f of followers) f.close();
   await agentCheck?.close();
   api.close(); // end the dashboard's event streams, or shutdown would wait for them
-  await http.shutdown().catch(() => {});
+  await http.shutdown();
   if (tableMode === "tty") drawTable();
   log.info("stopped");
   return 0;
@@ -231,11 +256,17 @@ async function _buildMonitor(
 ): Promise<
   { monitor: Monitor; adminToken: string; httpTls: { cert: string; key: string } | undefined }
 > {
-  const needDefaults = (!config.caFile && !config.insecure) ||
-    (!config.jwtSecretFile && !config.jwtPrivateKeyFile) || !config.adminTokenFile ||
-    (config.httpTls !== undefined && !config.httpTls.certFile);
+  // Only what this LB reads is required, or created when missing.
+  const need: DefaultNeed[] = [
+    ...(config.caFile || config.insecure ? [] : ["ca" as const]),
+    ...(config.jwtSecretFile || config.jwtPrivateKeyFile ? [] : ["jwt" as const]),
+    ...(config.adminTokenFile ? [] : ["admin" as const]),
+    ...(config.httpTls && !config.httpTls.certFile ? ["server" as const] : []),
+  ];
   let files: DefaultFiles | undefined;
-  if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
+  if (need.length > 0) {
+    files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { need, log });
+  }
   let caPem: string | undefined;
   if (!config.insecure) {
     const path = config.caFile ?? files!.caCert;
@@ -282,6 +313,7 @@ async function _buildMonitor(
     ...(caPem === undefined ? {} : { caPem }),
     insecure: config.insecure,
     idleTimeoutMs: config.idleTimeoutMs,
+    maxServers: config.maxServers,
     weightFloor: config.weightFloor,
     loadMetrics: config.loadMetrics,
     log,

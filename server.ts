@@ -24,7 +24,12 @@ import {
 } from "./lib/auth.ts";
 import { checkCertificatePair } from "./lib/certs.ts";
 import { CliError } from "./lib/cli.ts";
-import { defaultCertsDir, type DefaultFiles, ensureDefaultFiles } from "./lib/defaults.ts";
+import {
+  defaultCertsDir,
+  type DefaultFiles,
+  type DefaultNeed,
+  ensureDefaultFiles,
+} from "./lib/defaults.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { DrainSwitch } from "./lib/drain.ts";
 import { LocalChecks } from "./lib/local_checks.ts";
@@ -103,6 +108,8 @@ export async function runServer(args: readonly string[]): Promise<number> {
       helloTimeoutMs: config.helloTimeoutMs,
       maxUnauthenticated: config.maxUnauthenticated,
       maxConnections: config.maxConnections,
+      maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      maxSessionsPerLb: config.maxSessionsPerLb,
       idleTimeoutMs: config.idleTimeoutMs,
       log,
     });
@@ -141,9 +148,15 @@ async function _credentials(
   config: ServerConfig,
   log: Logger,
 ): Promise<{ certPem: string; keyPem: string; verifier: TokenVerifier }> {
-  const needDefaults = !config.certFile || (!config.jwtSecretFile && !config.jwtPublicKeyFile);
+  // Only what this agent reads is required, or created when missing.
+  const need: DefaultNeed[] = [
+    ...(config.certFile ? [] : ["server" as const]),
+    ...(config.jwtSecretFile || config.jwtPublicKeyFile ? [] : ["jwt" as const]),
+  ];
   let files: DefaultFiles | undefined;
-  if (needDefaults) files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { log });
+  if (need.length > 0) {
+    files = await ensureDefaultFiles(defaultCertsDir(config.certsDir), { need, log });
+  }
   const certPath = config.certFile ?? files!.serverCert;
   const keyPath = config.keyFile ?? files!.serverKey;
   const certPem = await _readFlagFile("cert-file", certPath);

@@ -7,6 +7,7 @@
 
 import { AuthConfigError } from "./auth.ts";
 import { CliError } from "./cli.ts";
+import { DefaultFilesError } from "./defaults.ts";
 import { installProcessGuard } from "./guard.ts";
 import type { Logger } from "./log.ts";
 import { createQuicTransport, type QuicStack } from "./quic_stacks.ts";
@@ -58,9 +59,13 @@ export function _parseConfig<C extends { help: boolean; version: boolean }>(
   return config;
 }
 
-/** A set-up failure as an exit: 2 for bad flags or auth configuration, 1 for anything else. */
+/**
+ * A set-up failure as an exit: 2 for bad flags, auth configuration or
+ * missing files the operator must provide, 1 for anything else.
+ */
 export function _setupFailed(program: string, e: unknown): number {
-  const usage = e instanceof AuthConfigError || e instanceof CliError;
+  const usage = e instanceof AuthConfigError || e instanceof CliError ||
+    e instanceof DefaultFilesError;
   return _fail(program, (e as Error).message, usage ? 2 : 1);
 }
 

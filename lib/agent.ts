@@ -11,9 +11,12 @@ import { CodecError, encodeMessage } from "./codec.ts";
 import { checkTokenBinding, type TokenVerifier } from "./auth.ts";
 import { certificateNames, type SubjectName } from "./certs.ts";
 import type { Logger } from "./log.ts";
-import { silentLogger } from "./log.ts";
+import { rateLimited, silentLogger } from "./log.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { CLOSE_CODES, DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "./protocol.ts";
+import type { CloseCode } from "./protocol.ts";
+import { Admission } from "./admission.ts";
+import { TokenBucket } from "./rate.ts";
 import type { LocalCheckResult, ServerStatus, SessionConfig } from "./protocol.ts";
 import {
   type AuthResult,
@@ -21,7 +24,7 @@ import {
   ServerSession,
   type ServerSessionState,
 } from "./server_machine.ts";
-import type { Channel, Listener, Transport } from "./transport.ts";
+import { type Channel, hostOf, type Listener, type Transport } from "./transport.ts";
 
 /** Options of {@linkcode Agent.start}. */
 export interface AgentOptions {
@@ -63,6 +66,10 @@ export interface AgentOptions {
   maxUnauthenticated?: number;
   /** Connections allowed at once in all; further ones are refused. Default 10000. */
   maxConnections?: number;
+  /** Connections allowed at once from one client address. Default 64. */
+  maxConnectionsPerAddress?: number;
+  /** Authenticated sessions allowed at once per LB id. Default 16. */
+  maxSessionsPerLb?: number;
   /** Logger. Default: silent. */
   log?: Logger;
 }
@@ -101,9 +108,11 @@ export interface AgentSessionInfo {
 export class Agent {
   readonly #options: AgentOptions;
   readonly #log: Logger;
+  readonly #peerLog: Logger;
   /** This server's names, which a bound token must name. */
   readonly #names: SubjectName[];
-  readonly #sessions = new Set<_AgentSession>();
+  readonly #sessions = new Map<Channel, _AgentSession>();
+  readonly #admission: Admission<Channel>;
   #listener!: Listener;
   #stopping = false;
   #refused = 0;
@@ -113,7 +122,15 @@ export class Agent {
   private constructor(options: AgentOptions) {
     this.#options = options;
     this.#log = options.log ?? silentLogger;
+    // Sessions log what their peers do: a flood of bad peers must not flood the log.
+    this.#peerLog = rateLimited(this.#log, 10_000, 20);
     this.#names = certificateNames(options.certPem);
+    this.#admission = new Admission({
+      ...(options.maxConnectionsPerAddress === undefined
+        ? {}
+        : { maxPerAddress: options.maxConnectionsPerAddress }),
+      ...(options.maxSessionsPerLb === undefined ? {} : { maxPerLb: options.maxSessionsPerLb }),
+    });
   }
 
   /** Binds the port and starts accepting LB sessions. */
@@ -150,13 +167,13 @@ export class Agent {
   /** Connection counters. */
   stats(): AgentStats {
     let unauthenticated = 0;
-    for (const s of this.#sessions) if (s.unauthenticated) unauthenticated++;
+    for (const s of this.#sessions.values()) if (s.unauthenticated) unauthenticated++;
     return { connections: this.#sessions.size, unauthenticated, refused: this.#refused };
   }
 
   /** Open sessions. */
   sessions(): AgentSessionInfo[] {
-    return [...this.#sessions].map((s) => s.info());
+    return [...this.#sessions.values()].map((s) => s.info());
   }
 
   /**
@@ -166,7 +183,7 @@ export class Agent {
   async shutdown(reason = "shutdown", graceMs = 1000): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    const sessions = [...this.#sessions];
+    const sessions = [...this.#sessions.values()];
     for (const s of sessions) s.terminate(reason);
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
@@ -185,7 +202,7 @@ export class Agent {
     }
     const max = this.#options.maxUnauthenticated ?? 100;
     let pending = 0;
-    for (const s of this.#sessions) {
+    for (const s of this.#sessions.values()) {
       if (s.unauthenticated && ++pending >= max) {
         return "too many unauthenticated connections";
       }
@@ -211,18 +228,50 @@ export class Agent {
       void channel.close(CLOSE_CODES.GOING_AWAY, "server shutting down", 0);
       return;
     }
-    const limit = this.#limitReached();
+    const limit = this.#limitReached() ??
+      this.#admission.connect(channel, hostOf(channel.remoteAddress));
     if (limit) {
       this.#refused++;
       void channel.close(CLOSE_CODES.REFUSED, limit, 0);
       this.#logRefusals(limit);
       return;
     }
-    const session = new _AgentSession(channel, this.#options, this.#names, this.#log);
-    this.#sessions.add(session);
-    void session.done.then(() => this.#sessions.delete(session));
+    const session = new _AgentSession(channel, this.#options, this.#names, this.#peerLog, {
+      admit: (lbId, token) => {
+        const decision = this.#admission.admit(channel, lbId, token);
+        if (!decision.ok) {
+          this.#refused++;
+          this.#logRefusals(decision.reason);
+          return decision.reason;
+        }
+        for (const old of decision.supersede) this.#sessions.get(old)?.supersede();
+        return undefined;
+      },
+    });
+    this.#sessions.set(channel, session);
+    void session.done.then(() => {
+      this.#sessions.delete(channel);
+      this.#admission.release(channel);
+    });
   }
 }
+
+/** What a session asks of its agent. */
+interface _SessionHooks {
+  /** The session's token is valid: the reason to refuse it anyway (limits), or undefined. */
+  admit(lbId: string, token: string): string | undefined;
+}
+
+/**
+ * What one session may cost: messages and bytes per second, with bursts. An
+ * LB sends one request at a time, at most ten a second at the shortest
+ * interval; a peer far beyond that (pipelining thousands of requests) is
+ * closed with REFUSED before it can cost the agent its memory or CPU.
+ */
+const _MESSAGES_PER_S = 20;
+const _MESSAGE_BURST = 100;
+const _BYTES_PER_S = 32 * 1024;
+const _BYTE_BURST = 256 * 1024;
 
 /** Drives one {@linkcode ServerSession} over one channel. */
 class _AgentSession {
@@ -237,14 +286,23 @@ class _AgentSession {
   /** The deadline #timer is armed for. */
   #armedFor: number | undefined;
   #closed = false;
+  readonly #hooks: _SessionHooks;
+  /** The session config as last logged. */
+  #configText = "";
+  readonly #messages: TokenBucket;
+  readonly #bytes: TokenBucket;
 
   constructor(
     channel: Channel,
     options: AgentOptions,
     names: readonly SubjectName[],
     log: Logger,
+    hooks: _SessionHooks,
   ) {
     this.#channel = channel;
+    this.#hooks = hooks;
+    this.#messages = new TokenBucket(_MESSAGES_PER_S, _MESSAGE_BURST, this.#since);
+    this.#bytes = new TokenBucket(_BYTES_PER_S, _BYTE_BURST, this.#since);
     this.#options = options;
     this.#names = names;
     this.#log = log.child({ remote: channel.remoteAddress });
@@ -287,9 +345,41 @@ class _AgentSession {
     void this.#perform(this.#machine.terminate(reason, Date.now()));
   }
 
+  /** A newer session of the same LB from the same address replaces this one. */
+  supersede(): void {
+    void this.#refuse(CLOSE_CODES.GOING_AWAY, "superseded by a newer session of the same LB");
+  }
+
+  /** Closes at once with `code`, outside the protocol's own rules (limits). */
+  async #refuse(code: CloseCode, reason: string): Promise<void> {
+    if (this.#closed) return;
+    this.#log.debug("closing session", { lb: this.#machine.lbId, reason });
+    await this.#perform([{ kind: "close", code, reason }]);
+    this.#machine.closed();
+  }
+
   async #run(): Promise<void> {
+    // Every byte read is charged to the session's budget before it is decoded.
+    const metered = {
+      read: async () => {
+        const chunk = await this.#channel.read();
+        if (chunk && !this.#bytes.take(chunk.length, Date.now())) {
+          await this.#refuse(CLOSE_CODES.REFUSED, "byte rate exceeded");
+          return null;
+        }
+        return chunk;
+      },
+    } as Channel;
     try {
-      await _readMessages(this.#channel, () => !this.#closed, async (input) => {
+      await _readMessages(metered, () => !this.#closed, async (input) => {
+        if (!this.#messages.take(1, Date.now())) {
+          this.#log.warn("closing session: the peer sends messages far faster than an LB", {
+            lb: this.#machine.lbId,
+            per_second: _MESSAGES_PER_S,
+          });
+          await this.#refuse(CLOSE_CODES.REFUSED, "message rate exceeded");
+          return;
+        }
         await this.#perform(
           input instanceof CodecError
             ? this.#machine.receiveInvalid(input, Date.now())
@@ -359,6 +449,13 @@ class _AgentSession {
             )
             : undefined;
           const result: AuthResult = refusal ? { ok: false, reason: refusal } : verified;
+          if (result.ok) {
+            const limit = this.#hooks.admit(action.lbId, action.token);
+            if (limit) {
+              await this.#refuse(CLOSE_CODES.REFUSED, limit);
+              break;
+            }
+          }
           if (!result.ok) {
             this.#log.warn("LB refused", {
               lb: action.lbId,
@@ -370,19 +467,27 @@ class _AgentSession {
           break;
         }
         case "ready":
+          this.#configText = `${action.config.interval_ms} ${action.config.metrics.join(",")}`;
           this.#log.info("LB session ready", {
             lb: action.lbId,
             interval_ms: action.config.interval_ms,
             metrics: action.config.metrics.join(","),
           });
           break;
-        case "configured":
-          this.#log.info("LB changed session config", {
-            lb: this.#machine.lbId,
-            interval_ms: action.config.interval_ms,
-            metrics: action.config.metrics.join(","),
-          });
+        case "configured": {
+          // Logged when something changed; a repeated update is debug noise.
+          const text = `${action.config.interval_ms} ${action.config.metrics.join(",")}`;
+          (text !== this.#configText ? this.#log.info : this.#log.debug)(
+            "LB changed session config",
+            {
+              lb: this.#machine.lbId,
+              interval_ms: action.config.interval_ms,
+              metrics: action.config.metrics.join(","),
+            },
+          );
+          this.#configText = text;
           break;
+        }
         case "close": {
           this.#closed = true;
           clearTimeout(this.#timer);

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { acceptLoop } from "./accept_loop.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import type { Monitor } from "./monitor.ts";
@@ -52,6 +53,12 @@ export interface AgentCheckServerOptions {
   port: number;
   /** Wait this long for the `agent-send` line, ms. Default 2000. */
   readTimeoutMs?: number;
+  /**
+   * Connections at once; more are closed at once. Default 1024. HAProxy
+   * opens one per check, all from its own address, so there is no smaller
+   * cap per address.
+   */
+  maxConnections?: number;
   log?: Logger;
 }
 
@@ -73,10 +80,8 @@ export function startAgentCheckServer(options: AgentCheckServerOptions): AgentCh
   const log = options.log ?? silentLogger;
   const listener = Deno.listen({ hostname: options.host ?? "0.0.0.0", port: options.port });
   const readTimeoutMs = options.readTimeoutMs ?? 2000;
-  const open = new Set<Deno.Conn>();
   let replies = 0;
   const serve = async (conn: Deno.Conn) => {
-    open.add(conn);
     try {
       const name = await _readLine(conn, readTimeoutMs);
       let view: WatchView | undefined;
@@ -94,18 +99,17 @@ export function startAgentCheckServer(options: AgentCheckServerOptions): AgentCh
       replies++;
     } catch (e) {
       log.debug("agent check connection failed", { error: (e as Error).message });
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed by the peer */ }
     }
   };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) void serve(conn);
-    } catch { /* listener closed */ }
-  })();
+  // Accept errors (out of descriptors) are temporary: the loop backs off and goes on.
+  const max = options.maxConnections ?? 1024;
+  const loop = acceptLoop(listener, {
+    what: "agent-check",
+    maxConnections: max,
+    maxPerAddress: max,
+    serve,
+    log,
+  });
   return {
     port: (listener.addr as Deno.NetAddr).port,
     get replies() {
@@ -113,12 +117,12 @@ export function startAgentCheckServer(options: AgentCheckServerOptions): AgentCh
     },
     async close() {
       listener.close();
-      for (const c of open) {
+      for (const c of loop.connections()) {
         try {
           c.close();
         } catch { /* already closed */ }
       }
-      await accepting;
+      await loop.done;
     },
   };
 }

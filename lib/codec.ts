@@ -17,6 +17,8 @@ import {
   isMessageType,
   MAX_FRAME_LENGTH,
   MAX_INTERVAL_MS,
+  MAX_METRIC_NAME_LENGTH,
+  MAX_METRIC_NAMES,
   MIN_INTERVAL_MS,
   PROTOCOL_VERSION,
   REQUIRED_METRICS,
@@ -273,6 +275,19 @@ export function validateConfigUpdate(
     const v = config.metrics;
     if (!_isNameArray(v)) {
       throw fail("Cannot apply config: metrics must be an array of non-empty strings");
+    }
+    if (v.length > MAX_METRIC_NAMES) {
+      throw fail(
+        `Cannot apply config: metrics has ${v.length} names, expected at most ${MAX_METRIC_NAMES}`,
+      );
+    }
+    const long = v.find((name) => name.length > MAX_METRIC_NAME_LENGTH);
+    if (long !== undefined) {
+      throw fail(
+        `Cannot apply config: metric name ${
+          _describe(long)
+        } is longer than ${MAX_METRIC_NAME_LENGTH} characters`,
+      );
     }
     const unknown = knownMetrics ? v.filter((name) => !knownMetrics.includes(name)) : [];
     if (unknown.length > 0) {

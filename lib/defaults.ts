@@ -2,9 +2,9 @@
  * The default files both programs use when none are named: a development CA,
  * a server certificate signed by it, a random JWT secret and the LB's admin
  * token for its mutating HTTP endpoints, in `./certs/`
- * (or `--certs-dir` / `QHCP_CERTS_DIR`). The first program to start creates
- * what is missing; a lock file keeps two programs starting together from
- * creating two different CAs.
+ * (or `--certs-dir` / `QHCP_CERTS_DIR`). Each program creates what it uses
+ * and is missing; a lock file keeps two programs starting together from
+ * creating two different CAs; an existing CA is never replaced.
  *
  * @module
  */
@@ -53,8 +53,21 @@ export function defaultFiles(dir: string): DefaultFiles {
   };
 }
 
+/** What a program needs from the default directory. */
+export type DefaultNeed =
+  /** `ca.pem`: the LB verifies servers against it. */
+  | "ca"
+  /** `server.pem` and `server.key`: the agent's certificate (and the LB's with --http-tls). */
+  | "server"
+  /** `jwt.secret`. */
+  | "jwt"
+  /** `admin.token`: the LB's bearer token. */
+  | "admin";
+
 /** Options of {@linkcode ensureDefaultFiles}. */
 export interface EnsureOptions {
+  /** What the program uses. Default: everything. Only these files are required or created. */
+  need?: readonly DefaultNeed[];
   /** Names and addresses for a new server certificate. Default: localhost, 127.0.0.1, ::1, the host name and interface addresses. */
   hosts?: readonly string[];
   log?: Logger;
@@ -62,56 +75,88 @@ export interface EnsureOptions {
   lockWaitMs?: number;
 }
 
+/** What is missing and cannot be created here; the message says how to provide it. */
+export class DefaultFilesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DefaultFilesError";
+  }
+}
+
 /**
- * Creates whichever default files are missing in `dir` and returns their
- * paths. Private keys and the secret are written with mode 0600, atomically
- * (write to a temporary name, then rename).
+ * Makes sure the files a program uses exist in `dir`, creating the missing
+ * ones, and returns every default path. When everything needed is there,
+ * nothing is written and no lock is taken, so a read-only directory (a
+ * Kubernetes secret mount) works. An existing CA certificate is never
+ * replaced: with `ca.pem` but no `ca.key`, this host cannot issue its own
+ * server certificate, and the error says what to copy or run instead.
+ * Private keys and secrets are written with mode 0600, atomically (write to
+ * a temporary name, then rename), under a lock so that programs starting
+ * together agree on one CA.
  */
 export async function ensureDefaultFiles(
   dir: string,
   options: EnsureOptions = {},
 ): Promise<DefaultFiles> {
   const files = defaultFiles(dir);
+  const need = new Set<DefaultNeed>(options.need ?? ["ca", "server", "jwt", "admin"]);
   const log = options.log ?? silentLogger;
-  if (await _allExist(files)) return files;
+  if (await _missing(files, need).then((m) => m.length === 0)) return files;
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const release = await _lock(`${files.dir}/.lock`, options.lockWaitMs ?? 15_000);
   try {
     const created: string[] = [];
-    const haveCa = await _exists(files.caCert) && await _exists(files.caKey);
-    const haveServer = await _exists(files.serverCert) && await _exists(files.serverKey);
-    if (!haveCa || !haveServer) {
-      const hosts = options.hosts ?? _localNames();
-      const certs = await generateDevCertificates(
-        haveCa
-          ? {
-            hosts,
-            ca: {
-              certPem: await Deno.readTextFile(files.caCert),
-              keyPem: await Deno.readTextFile(files.caKey),
-            },
-          }
-          : { hosts },
+    const haveCaCert = await _exists(files.caCert);
+    const haveCaKey = await _exists(files.caKey);
+    const needServer = need.has("server") &&
+      !(await _exists(files.serverCert) && await _exists(files.serverKey));
+    if (haveCaKey && !haveCaCert) {
+      throw new DefaultFilesError(
+        `${files.caKey} is there but not ${files.caCert}: copy the CA certificate that goes with the key`,
       );
-      if (!haveCa) {
-        await _writeAtomic(files.caKey, certs.caKeyPem, 0o600);
-        await _writeAtomic(files.caCert, certs.caCertPem, 0o644);
-        created.push(files.caCert, files.caKey);
+    }
+    if (needServer && haveCaCert && !haveCaKey) {
+      throw new DefaultFilesError(
+        `cannot create ${files.serverCert} for this host: ${files.caCert} is here but not the CA's key ${files.caKey}. ` +
+          `On the host that holds the CA key, run ./run_quic.sh task issue HOST-NAME-OR-IP... and copy the ` +
+          `server.pem and server.key it writes into ${dir}; or give --cert-file and --key-file`,
+      );
+    }
+    let ca = haveCaCert && haveCaKey
+      ? {
+        certPem: await Deno.readTextFile(files.caCert),
+        keyPem: await Deno.readTextFile(files.caKey),
       }
+      : undefined;
+    if (!haveCaCert && (need.has("ca") || needServer)) {
+      const fresh = await generateDevCertificates({ hosts: ["localhost"] });
+      await _writeAtomic(files.caKey, fresh.caKeyPem, 0o600);
+      await _writeAtomic(files.caCert, fresh.caCertPem, 0o644);
+      created.push(files.caCert, files.caKey);
+      ca = { certPem: fresh.caCertPem, keyPem: fresh.caKeyPem };
+    }
+    if (needServer) {
+      const certs = await generateDevCertificates({
+        hosts: options.hosts ?? _localNames(),
+        ca: ca!,
+      });
       await _writeAtomic(files.serverKey, certs.serverKeyPem, 0o600);
       await _writeAtomic(files.serverCert, certs.serverCertPem, 0o644);
       created.push(files.serverCert, files.serverKey);
     }
-    if (!await _exists(files.jwtSecret)) {
+    if (need.has("jwt") && !await _exists(files.jwtSecret)) {
       await _writeAtomic(files.jwtSecret, generateSecret() + "\n", 0o600);
       created.push(files.jwtSecret);
     }
-    if (!await _exists(files.adminToken)) {
+    if (need.has("admin") && !await _exists(files.adminToken)) {
       await _writeAtomic(files.adminToken, generateSecret() + "\n", 0o600);
       created.push(files.adminToken);
     }
     if (created.length > 0) {
-      log.info("created development certificates and secret", { dir, files: created.length });
+      log.info("created development certificates and secrets", {
+        dir,
+        files: created.map((f) => f.slice(f.lastIndexOf("/") + 1)).join(","),
+      });
     }
   } finally {
     await release();
@@ -119,11 +164,17 @@ export async function ensureDefaultFiles(
   return files;
 }
 
-async function _allExist(f: DefaultFiles): Promise<boolean> {
-  for (const p of [f.caCert, f.caKey, f.serverCert, f.serverKey, f.jwtSecret, f.adminToken]) {
-    if (!await _exists(p)) return false;
-  }
-  return true;
+/** The needed files that are not there. */
+async function _missing(f: DefaultFiles, need: ReadonlySet<DefaultNeed>): Promise<string[]> {
+  const paths = [
+    ...(need.has("ca") ? [f.caCert] : []),
+    ...(need.has("server") ? [f.serverCert, f.serverKey] : []),
+    ...(need.has("jwt") ? [f.jwtSecret] : []),
+    ...(need.has("admin") ? [f.adminToken] : []),
+  ];
+  const out: string[] = [];
+  for (const p of paths) if (!await _exists(p)) out.push(p);
+  return out;
 }
 
 async function _exists(path: string): Promise<boolean> {

@@ -14,7 +14,7 @@
 
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
-import { type Monitor, parseServerAddress } from "./monitor.ts";
+import { type Monitor, parseServerAddress, ServerSetError } from "./monitor.ts";
 import { formatAddress } from "./transport.ts";
 import type { ServerAddress } from "./watch.ts";
 
@@ -90,16 +90,31 @@ export class Discovery {
     const present = new Set(this.#monitor.addresses());
     const added: string[] = [];
     const removed: string[] = [];
-    for (const address of wanted) {
-      if (present.has(address)) continue;
-      this.#monitor.addServer(parseServerAddress(address));
-      this.#managed.add(address);
-      added.push(address);
-    }
+    // Removals first, so that a list replaced by another fits the LB's limit.
     for (const address of [...this.#managed]) {
       if (wanted.has(address)) continue;
       this.#managed.delete(address);
       if (await this.#monitor.removeServer(address)) removed.push(address);
+    }
+    let full = 0;
+    for (const address of wanted) {
+      if (present.has(address)) continue;
+      try {
+        this.#monitor.addServer(parseServerAddress(address));
+      } catch (e) {
+        if (!(e instanceof ServerSetError)) throw e;
+        if (e.kind === "limit") full++;
+        continue;
+      }
+      this.#managed.add(address);
+      added.push(address);
+    }
+    if (full > 0) {
+      this.#log.warn("server limit reached: some listed servers are not watched", {
+        source,
+        left_out: full,
+        limit: this.#monitor.maxServers,
+      });
     }
     if (added.length || removed.length) {
       this.#log.info("server list changed", {

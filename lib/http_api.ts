@@ -14,11 +14,12 @@
 
 import { DASHBOARD_HTML, DASHBOARD_POINTS } from "./dashboard.ts";
 import type { Logger } from "./log.ts";
-import { silentLogger } from "./log.ts";
-import { type Monitor, parseServerAddress } from "./monitor.ts";
+import { rateLimited, silentLogger } from "./log.ts";
+import { type Monitor, parseServerAddress, ServerSetError } from "./monitor.ts";
 import { renderPrometheus } from "./prometheus.ts";
 import { MAX_INTERVAL_MS, MIN_INTERVAL_MS, type SessionConfig } from "./protocol.ts";
 import { isStrategy, STRATEGIES } from "./select.ts";
+import { oneLine } from "./status_table.ts";
 import type { WatchView } from "./watch.ts";
 
 /** Options of {@linkcode createHttpApi}. */
@@ -34,6 +35,8 @@ export interface HttpApiOptions {
   log?: Logger;
   /** Most dashboard pushes per second per listener. Default 4. */
   eventsPerSecond?: number;
+  /** Event-stream subscribers at once; more get 503. Default 100. */
+  maxSubscribers?: number;
 }
 
 /** The handler and a way to end its long-lived event streams. */
@@ -69,8 +72,8 @@ class _HttpError extends Error {
  */
 export function createHttpApi(options: HttpApiOptions): HttpApi {
   const { monitor } = options;
-  const log = options.log ?? silentLogger;
-  const streams = new Set<() => void>();
+  // Requests come from anyone: what they make the LB log is limited.
+  const log = rateLimited(options.log ?? silentLogger, 10_000, 20);
   const minGapMs = 1000 / (options.eventsPerSecond ?? 4);
   const adminToken = options.adminToken === undefined
     ? undefined
@@ -92,7 +95,9 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   const snapshot = () => ({
     lb_id: options.lbId,
     time: new Date().toISOString(),
-    servers: monitor.status().map((v) => ({
+    // The dashboard shows a page: a fleet of thousands would make every event huge.
+    servers_total: monitor.size,
+    servers: monitor.status(0, _DASHBOARD_SERVERS).map((v) => ({
       ...v,
       history: (monitor.history(v.address, DASHBOARD_POINTS) ?? []).map((r) => ({
         t: r.time,
@@ -104,57 +109,17 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     })),
   });
 
+  const feed = new _EventFeed(monitor, () => JSON.stringify(snapshot()), minGapMs);
+  const maxSubscribers = options.maxSubscribers ?? 100;
   const events = (): Response => {
-    let cleanup = () => {};
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        let last = 0;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const send = () => {
-          timer = undefined;
-          last = Date.now();
-          try {
-            controller.enqueue(
-              _encoder.encode(`event: status\ndata: ${JSON.stringify(snapshot())}\n\n`),
-            );
-          } catch {
-            cleanup();
-          }
-        };
-        const schedule = () => {
-          if (timer === undefined) {
-            timer = setTimeout(send, Math.max(0, last + minGapMs - Date.now()));
-          }
-        };
-        // A comment line every 15 s keeps proxies from closing an idle stream.
-        const heartbeat = setInterval(() => {
-          try {
-            controller.enqueue(_encoder.encode(": keep-alive\n\n"));
-          } catch {
-            cleanup();
-          }
-        }, 15_000);
-        const unsubscribe = monitor.subscribe(schedule);
-        cleanup = () => {
-          unsubscribe();
-          clearTimeout(timer);
-          clearInterval(heartbeat);
-          streams.delete(close);
-        };
-        const close = () => {
-          cleanup();
-          try {
-            controller.close();
-          } catch { /* already closed */ }
-        };
-        streams.add(close);
-        send();
-      },
-      cancel() {
-        cleanup();
-      },
-    });
-    return new Response(body, {
+    if (feed.subscribers >= maxSubscribers) {
+      throw new _HttpError(
+        503,
+        `${maxSubscribers} event-stream subscribers already; try again later`,
+        { "retry-after": "10" },
+      );
+    }
+    return new Response(feed.subscribe(), {
       headers: {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-store",
@@ -167,7 +132,12 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     const url = new URL(req.url);
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
     const method = req.method === "HEAD" ? "GET" : req.method;
-    const seg = path.split("/").slice(1).map((s) => decodeURIComponent(s));
+    let seg: string[];
+    try {
+      seg = path.split("/").slice(1).map((s) => decodeURIComponent(s));
+    } catch {
+      throw new _HttpError(400, "bad percent-encoding in the path");
+    }
     const route = (...handlers: [string, () => Promise<Response> | Response][]) => {
       for (const [m, h] of handlers) if (m === method) return h();
       const allow = handlers.map(([m]) => m).join(", ");
@@ -181,7 +151,11 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       return route([
         "GET",
         () =>
-          _json({ lb_id: options.lbId, time: new Date().toISOString(), servers: monitor.status() }),
+          _json({
+            lb_id: options.lbId,
+            time: new Date().toISOString(),
+            ..._page(url, monitor),
+          }),
       ]);
     }
     if (path === "/healthz") {
@@ -217,7 +191,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     if (seg[0] === "api") {
       const what = seg.slice(1).join("/");
       if (what === "servers") {
-        return route(["GET", () => _json({ servers: monitor.status() })], [
+        return route(["GET", () => _json(_page(url, monitor))], [
           "POST",
           async () => {
             requireAdmin(req);
@@ -226,15 +200,18 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
             if (typeof body.address !== "string") {
               throw new _HttpError(400, "field 'address' must be a string host:port");
             }
+            let target: ReturnType<typeof parseServerAddress>;
+            try {
+              target = parseServerAddress(body.address);
+            } catch (e) {
+              throw new _HttpError(400, `field 'address': ${(e as Error).message}`);
+            }
             let address: string;
             try {
-              address = monitor.addServer(parseServerAddress(body.address));
+              address = monitor.addServer(target);
             } catch (e) {
-              const message = (e as Error).message;
-              throw new _HttpError(
-                /already watched/.test(message) ? 409 : 400,
-                `field 'address': ${message}`,
-              );
+              if (!(e instanceof ServerSetError)) throw e;
+              throw new _HttpError(e.kind === "already_watched" ? 409 : 507, e.message);
             }
             log.info("server added over HTTP", { server: address });
             return _json({ server: monitor.server(address) }, 201);
@@ -244,7 +221,8 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       if (seg[1] === "servers" && seg.length === 3) {
         return route(["GET", () => {
           const v = _server(monitor, seg[2]!);
-          return _json({ ...v, history: monitor.history(v.address) ?? [] });
+          const limit = _intParam(url, "history", _HISTORY_PAGE, 1, 3000);
+          return _json({ ...v, history: monitor.history(v.address, limit) ?? [] });
         }], ["DELETE", async () => {
           requireAdmin(req);
           const v = _server(monitor, seg[2]!);
@@ -321,16 +299,23 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
           if (Object.keys(config).length === 0) {
             throw new _HttpError(400, "nothing to change: give 'interval_ms' and/or 'metrics'");
           }
-          const results = await monitor.configure(config, servers);
+          let results: Awaited<ReturnType<Monitor["configure"]>>;
+          try {
+            results = await monitor.configure(config, servers);
+          } catch (e) {
+            if (e instanceof RangeError) throw new _HttpError(400, e.message);
+            throw e;
+          }
           log.info("config update over HTTP", {
             servers: results.length,
             ok: results.filter((r) => r.ok).length,
           });
           return _json({
             ok: results.every((r) => r.ok),
+            applied: results.applied,
             interval_ms: monitor.settings.checkIntervalMs,
-            results,
-          });
+            results: [...results],
+          }, results.applied ? 200 : 422);
         }]);
       }
       if (what === "events") return route(["GET", events]);
@@ -346,17 +331,51 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         return await handle(req);
       } catch (e) {
         if (e instanceof _HttpError) return _json({ error: e.message }, e.status, e.headers);
+        // Never copy unbounded client input into a log line.
         log.error("HTTP handler failed", {
-          error: (e as Error).message,
-          path: new URL(req.url).pathname,
+          error: oneLine((e as Error).message).slice(0, 200),
+          path: oneLine(new URL(req.url).pathname).slice(0, 100),
         });
         return _json({ error: "internal error" }, 500);
       }
     },
     close() {
-      for (const close of [...streams]) close();
+      feed.close();
     },
   };
+}
+
+/** Servers per page of `/status` and `/api/servers` unless `limit` says otherwise. */
+const _PAGE = 1000;
+/** Checks of one server's history returned unless `history` says otherwise. */
+const _HISTORY_PAGE = 300;
+/** Servers in a dashboard snapshot. */
+const _DASHBOARD_SERVERS = 1000;
+
+/** An integer query parameter in a range, or 400 naming it. */
+function _intParam(url: URL, name: string, fallback: number, min: number, max: number): number {
+  const text = url.searchParams.get(name);
+  if (text === null) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) {
+    throw new _HttpError(
+      400,
+      `query '${name}' must be an integer in ${min}..${max}, got ${
+        JSON.stringify(text.slice(0, 20))
+      }`,
+    );
+  }
+  return n;
+}
+
+/** One page of the server list (`offset`, `limit`), with the total and the next offset. */
+function _page(url: URL, monitor: Monitor): Record<string, unknown> {
+  const offset = _intParam(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
+  const limit = _intParam(url, "limit", _PAGE, 1, 10_000);
+  const servers = monitor.status(offset, limit);
+  const total = monitor.size;
+  const next = offset + servers.length < total ? offset + servers.length : null;
+  return { total, offset, next, servers };
 }
 
 /** One server by its address in a path, or 404. */
@@ -429,4 +448,119 @@ function _html(text: string): Response {
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
     },
   });
+}
+
+/** The comment line that keeps proxies from closing an idle event stream. */
+const _KEEPALIVE = _encoder.encode(": keep-alive\n\n");
+/** A keep-alive comment after this long without an event, ms. */
+const _KEEPALIVE_MS = 15_000;
+
+/**
+ * The dashboard's event stream for every subscriber. The snapshot is built
+ * once per change for all of them (not once per subscriber), and a
+ * subscriber is sent only the latest snapshot when it is ready for more: a
+ * client that reads slowly, or not at all, holds at most one snapshot, never
+ * a queue of old ones (its stream is pulled as its connection drains).
+ */
+class _EventFeed {
+  readonly #build: () => string;
+  readonly #minGapMs: number;
+  #version = 0;
+  #built: { version: number; bytes: Uint8Array } | undefined;
+  readonly #wakers = new Set<() => void>();
+  readonly #closers = new Set<() => void>();
+  #unsubscribe: (() => void) | undefined;
+  readonly #monitor: Monitor;
+
+  constructor(monitor: Monitor, build: () => string, minGapMs: number) {
+    this.#monitor = monitor;
+    this.#build = build;
+    this.#minGapMs = minGapMs;
+  }
+
+  get subscribers(): number {
+    return this.#closers.size;
+  }
+
+  /** The latest snapshot as one event, built at most once per change. */
+  #latest(): { version: number; bytes: Uint8Array } {
+    if (this.#built?.version !== this.#version) {
+      this.#built = {
+        version: this.#version,
+        bytes: _encoder.encode(`event: status\ndata: ${this.#build()}\n\n`),
+      };
+    }
+    return this.#built;
+  }
+
+  #changed = () => {
+    this.#version++;
+    for (const wake of [...this.#wakers]) wake();
+  };
+
+  /** A new subscriber's stream. */
+  subscribe(): ReadableStream<Uint8Array> {
+    if (this.#closers.size === 0) this.#unsubscribe = this.#monitor.subscribe(this.#changed);
+    let sent = -1;
+    let lastAt = 0;
+    let ended = false;
+    let wake = () => {};
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      this.#closers.delete(close);
+      this.#wakers.delete(wake);
+      wake();
+      if (this.#closers.size === 0) {
+        this.#unsubscribe?.();
+        this.#unsubscribe = undefined;
+      }
+    };
+    let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
+    const close = () => {
+      end();
+      try {
+        controllerRef?.close();
+      } catch { /* already closed */ }
+    };
+    this.#closers.add(close);
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        controllerRef = controller;
+      },
+      // Called only when the consumer wants more: that is the backpressure.
+      pull: async (controller) => {
+        if (ended) return;
+        if (sent >= 0) {
+          // Wait for a change, or send a keep-alive after a quiet while.
+          const changed = await new Promise<boolean>((resolve) => {
+            if (this.#version !== sent) return resolve(true);
+            const timer = setTimeout(() => done(false), _KEEPALIVE_MS);
+            const done = (v: boolean) => {
+              clearTimeout(timer);
+              this.#wakers.delete(wake);
+              resolve(v);
+            };
+            wake = () => done(true);
+            this.#wakers.add(wake);
+          });
+          if (ended) return;
+          if (!changed) return controller.enqueue(_KEEPALIVE);
+          const wait = lastAt + this.#minGapMs - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (ended) return;
+        }
+        const latest = this.#latest();
+        sent = latest.version;
+        lastAt = Date.now();
+        controller.enqueue(latest.bytes);
+      },
+      cancel: () => end(),
+    }, { highWaterMark: 0 });
+  }
+
+  /** Ends every stream (before the server shuts down). */
+  close(): void {
+    for (const close of [...this.#closers]) close();
+  }
 }

@@ -36,6 +36,13 @@ export interface LbConfig extends CommonConfig {
   agentPort: number | undefined;
   httpHost: string;
   httpPort: number;
+  /** Connections at once to the HTTP port, and from one client address. */
+  httpMaxConnections: number;
+  httpMaxPerAddress: number;
+  /** Connections at once to the agent-check port. */
+  agentMaxConnections: number;
+  /** A request head must be complete within this, ms. */
+  httpHeadTimeoutMs: number;
   /** TLS on the HTTP endpoint: certificate chain and key files (PEM), or undefined for plain HTTP. */
   httpTls: { certFile: string | undefined; keyFile: string | undefined } | undefined;
   maxFailAttempts: number;
@@ -53,6 +60,7 @@ export interface LbConfig extends CommonConfig {
   jwtPrivateKeyFile: string | undefined;
   jwtTtlSec: number;
   adminTokenFile: string | undefined;
+  maxServers: number;
   weightFloor: number;
   loadMetrics: string[];
   lbId: string;
@@ -100,6 +108,34 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     arg: "ADDR",
     default: "0.0.0.0",
     help: "address the HTTP endpoint binds",
+  },
+  {
+    name: "http-max-connections",
+    type: "string",
+    arg: "N",
+    default: "2048",
+    help: "connections at once to the HTTP port (lowered to fit the open-file limit)",
+  },
+  {
+    name: "http-max-per-address",
+    type: "string",
+    arg: "N",
+    default: "256",
+    help: "connections at once to the HTTP port from one client address",
+  },
+  {
+    name: "http-head-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: "10",
+    help: "close an HTTP connection whose request head is not complete within this (slow clients)",
+  },
+  {
+    name: "agent-max-connections",
+    type: "string",
+    arg: "N",
+    default: "1024",
+    help: "connections at once to the agent-check port (HAProxy opens one per check)",
   },
   {
     name: "http-tls",
@@ -207,6 +243,13 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     arg: "PATH",
     default: "<certs-dir>/admin.token",
     help: "bearer token for the mutating HTTP endpoints (created when absent)",
+  },
+  {
+    name: "max-servers",
+    type: "string",
+    arg: "N",
+    default: "10000",
+    help: "servers watched at most (flags, files, DNS and the HTTP API together)",
   },
   {
     name: "weight-floor",
@@ -321,6 +364,22 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
       min: 0,
       max: 65535,
     }),
+    httpMaxConnections: parseInteger("http-max-connections", f["http-max-connections"], 2048, {
+      min: 1,
+      max: 1_000_000,
+    }),
+    httpMaxPerAddress: parseInteger("http-max-per-address", f["http-max-per-address"], 256, {
+      min: 1,
+      max: 1_000_000,
+    }),
+    httpHeadTimeoutMs: parseSeconds("http-head-timeout", f["http-head-timeout"], 10_000, {
+      min: 0.1,
+      max: 600,
+    }),
+    agentMaxConnections: parseInteger("agent-max-connections", f["agent-max-connections"], 1024, {
+      min: 1,
+      max: 1_000_000,
+    }),
     httpTls: f["http-tls"] === true || f["http-cert-file"] !== undefined
       ? {
         certFile: parseText("http-cert-file", f["http-cert-file"]),
@@ -349,6 +408,7 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     jwtPrivateKeyFile: parseText("jwt-private-key-file", f["jwt-private-key-file"]),
     jwtTtlSec: parseSeconds("jwt-ttl", f["jwt-ttl"], 600_000, { min: 10, max: 86_400 }) / 1000,
     adminTokenFile: parseText("admin-token-file", f["admin-token-file"]),
+    maxServers: parseInteger("max-servers", f["max-servers"], 10_000, { min: 1, max: 1_000_000 }),
     weightFloor: parseInteger("weight-floor", f["weight-floor"], 10, { min: 0, max: 100 }),
     loadMetrics: parseList("weight-metrics", f["weight-metrics"]) ?? ["cpu_percent", "mem_percent"],
     lbId: parseText("lb-id", f["lb-id"]) ?? `lb-${hostname()}`,

@@ -393,7 +393,8 @@ export class LbSession {
       this.#check = undefined;
       return [{ kind: "check", ok: true, rttMs, response: m }];
     }
-    if (this.#lateChecks.includes(m.re)) return [];
+    // A late reply is dropped once; a second reply to the same request answers nothing.
+    if (_forget(this.#lateChecks, m.re)) return [];
     return this.#fail(this.#badRe(m, "a pending HEALTH_REQUEST"));
   }
 
@@ -402,7 +403,7 @@ export class LbSession {
     if (this.#configs.delete(m.re)) {
       return [{ kind: "config", seq: m.re, ok: true, config: m.config }];
     }
-    if (this.#lateConfigs.includes(m.re)) return [];
+    if (_forget(this.#lateConfigs, m.re)) return [];
     return this.#fail(this.#badRe(m, "a pending CONFIG_UPDATE"));
   }
 
@@ -412,7 +413,7 @@ export class LbSession {
       if (this.#configs.delete(m.re)) {
         return [{ kind: "config", seq: m.re, ok: false, code: m.code, message: m.message }];
       }
-      if (this.#lateConfigs.includes(m.re)) return [];
+      if (_forget(this.#lateConfigs, m.re)) return [];
     }
     const aborted = this.#abortPending(`server sent ERROR ${m.code}`);
     this.#reset();
@@ -503,6 +504,14 @@ export class LbSession {
     this.#lateConfigs = [];
     this.#terminate = undefined;
   }
+}
+
+/** Removes `seq` from the list; true when it was there. */
+function _forget(list: number[], seq: number): boolean {
+  const i = list.indexOf(seq);
+  if (i < 0) return false;
+  list.splice(i, 1);
+  return true;
 }
 
 function _remember(list: number[], seq: number): void {

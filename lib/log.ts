@@ -112,3 +112,47 @@ function _json(record: LogRecord): string {
   for (const [k, v] of Object.entries(record.fields)) if (v !== undefined) out[k] = v;
   return JSON.stringify(out);
 }
+
+/**
+ * A logger for lines a peer can cause (refused tokens, protocol breaches,
+ * failed HTTP requests): each message text is written at most `burst` times
+ * per `windowMs`; the first line after a window that dropped some says how
+ * many (`suppressed=N`). Children share the budget.
+ *
+ * @example
+ * ```ts
+ * import { createLogger, rateLimited } from "./log.ts";
+ * const peerLog = rateLimited(createLogger(), 10_000, 5);
+ * for (let i = 0; i < 1000; i++) peerLog.warn("LB refused", { reason: "bad token" }); // 5 lines
+ * ```
+ */
+export function rateLimited(
+  log: Logger,
+  windowMs: number,
+  burst: number,
+  now: () => number = Date.now,
+): Logger {
+  const windows = new Map<string, { start: number; count: number }>();
+  const wrap = (inner: Logger): Logger => {
+    const limited = (level: LogLevel) => (message: string, fields?: LogFields) => {
+      const t = now();
+      let w = windows.get(message);
+      let suppressed = 0;
+      if (!w || t - w.start >= windowMs) {
+        suppressed = w ? Math.max(0, w.count - burst) : 0;
+        w = { start: t, count: 0 };
+        windows.set(message, w);
+      }
+      if (++w.count > burst) return;
+      inner[level](message, suppressed > 0 ? { ...fields, suppressed } : fields);
+    };
+    return {
+      debug: limited("debug"),
+      info: limited("info"),
+      warn: limited("warn"),
+      error: limited("error"),
+      child: (fields) => wrap(inner.child(fields)),
+    };
+  };
+  return wrap(log);
+}

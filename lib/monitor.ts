@@ -13,10 +13,10 @@ import type { Transition } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
 import { validateConfigUpdate } from "./codec.ts";
-import { DEFAULT_SERVER_PORT, MAX_INTERVAL_MS, MIN_INTERVAL_MS } from "./protocol.ts";
+import { MAX_INTERVAL_MS, MIN_INTERVAL_MS } from "./protocol.ts";
 import type { SessionConfig } from "./protocol.ts";
 import type { Transport } from "./transport.ts";
-import { formatAddress } from "./transport.ts";
+import { formatAddress, parseServerAddress } from "./transport.ts";
 import {
   type ConfigOutcome,
   type ServerAddress,
@@ -88,6 +88,20 @@ export interface MonitorOptions {
    * servers at 1 s gave 3 false DOWNs with 64 and none with 16.
    */
   maxConcurrentDials?: number;
+  /**
+   * Servers watched at most; adding more fails with a {@linkcode ServerSetError}
+   * of kind "limit". Default 10000 (what one LB was measured to hold at a
+   * 10 s interval on the native stack).
+   */
+  maxServers?: number;
+}
+
+/** Why a server could not be added: it is watched already, or the LB is full. */
+export class ServerSetError extends RangeError {
+  constructor(readonly kind: "already_watched" | "limit", message: string) {
+    super(message);
+    this.name = "ServerSetError";
+  }
 }
 
 /** Timers, sessions and transport resources the monitor holds, for leak checks. */
@@ -114,34 +128,6 @@ export interface MonitorTotals {
   reconnects: number;
 }
 
-/** Parses "host:port", "host" (port 4243), "[v6]:port" or "v6". */
-export function parseServerAddress(text: string): ServerAddress {
-  const t = text.trim();
-  if (t === "") throw new Error("empty server address");
-  let host: string;
-  let port = DEFAULT_SERVER_PORT;
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
-  if (bracket) {
-    host = bracket[1]!;
-    if (bracket[2] !== undefined) port = Number(bracket[2]);
-  } else if ((t.match(/:/g) ?? []).length > 1) {
-    host = t; // bare IPv6 literal, default port
-  } else {
-    const i = t.lastIndexOf(":");
-    host = i < 0 ? t : t.slice(0, i);
-    if (i >= 0) {
-      const p = t.slice(i + 1);
-      if (!/^\d+$/.test(p)) throw new Error(`bad port in ${JSON.stringify(text)}`);
-      port = Number(p);
-    }
-  }
-  if (!host || /[\s/]/.test(host)) throw new Error(`bad host in ${JSON.stringify(text)}`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`port in ${JSON.stringify(text)} is not in 1..65535`);
-  }
-  return { host, port };
-}
-
 /**
  * Watches a set of servers.
  *
@@ -165,8 +151,10 @@ export class Monitor {
   readonly #dialGate: DialGate;
   #started = false;
   #stopped = false;
+  readonly #maxServers: number;
 
   constructor(options: MonitorOptions) {
+    this.#maxServers = options.maxServers ?? 10_000;
     this.#options = options;
     this.#log = options.log ?? silentLogger;
     const interval = options.checkIntervalMs ?? 10_000;
@@ -222,9 +210,24 @@ export class Monitor {
     for (const w of this.#watches.values()) w.start();
   }
 
-  /** The status of every server, in the order they were added. */
-  status(): WatchView[] {
-    return [...this.#watches.values()].map((w) => w.view());
+  /**
+   * The status of every server in the order they were added, or of the
+   * `limit` servers from `offset` on (a page: views are built for it only).
+   */
+  status(offset = 0, limit = Infinity): WatchView[] {
+    const out: WatchView[] = [];
+    let i = 0;
+    for (const w of this.#watches.values()) {
+      if (i++ < offset) continue;
+      if (out.length >= limit) break;
+      out.push(w.view());
+    }
+    return out;
+  }
+
+  /** Servers watched. */
+  get size(): number {
+    return this.#watches.size;
   }
 
   /** The status of one server, or undefined. */
@@ -330,42 +333,57 @@ export class Monitor {
     return { lbId: this.#settings.lbId, version, servers, sessions, reconnects };
   }
 
+  /** How many servers the monitor may watch. */
+  get maxServers(): number {
+    return this.#maxServers;
+  }
+
   /** Addresses being watched. */
   addresses(): string[] {
     return [...this.#watches.keys()];
   }
 
   /**
-   * Sends CONFIG_UPDATE to the named servers (all by default) and, when
-   * `interval_ms` is given, moves the LB's own check interval to it.
+   * Sends CONFIG_UPDATE to the named servers (all by default), then applies
+   * the change to the LB itself (its own check interval follows
+   * `interval_ms`; later HELLOs ask for `metrics`) unless every server that
+   * answered refused it: a setting no server accepts must not reach the LB's
+   * next HELLO. `applied` on the result says which happened.
    */
   async configure(
     config: Partial<SessionConfig>,
     servers?: readonly string[],
-  ): Promise<ConfigOutcome[]> {
+  ): Promise<ConfigOutcome[] & { applied: boolean }> {
     try {
       config = validateConfigUpdate(config as Record<string, unknown>);
     } catch (e) {
       throw new RangeError((e as Error).message.replace(/^Cannot apply config: /, ""));
     }
-    if (config.interval_ms !== undefined) {
-      const ms = config.interval_ms;
-      this.#settings.checkIntervalMs = ms;
-      if (!this.#timeoutFixed) this.#settings.checkTimeoutMs = Math.min(ms, 2000);
-    }
-    if (config.metrics !== undefined) this.#settings.metrics = [...config.metrics];
     const targets = servers === undefined ? [...this.#watches.values()] : servers.map((a) => {
       const w = this.#watches.get(_key(a));
       if (!w) throw new RangeError(`unknown server ${a}`);
       return w;
     });
-    for (const w of this.#watches.values()) w.settingsChanged();
-    this.#log.info("config update", {
+    const results = await Promise.all(targets.map((w) => w.configure(config)));
+    const unanswered = new Set(["NOT_CONNECTED", "TIMEOUT", "CLOSED"]);
+    const applied = results.some((r) => r.ok) ||
+      results.every((r) => !r.ok && unanswered.has(r.code));
+    if (applied) {
+      if (config.interval_ms !== undefined) {
+        const ms = config.interval_ms;
+        this.#settings.checkIntervalMs = ms;
+        if (!this.#timeoutFixed) this.#settings.checkTimeoutMs = Math.min(ms, 2000);
+      }
+      if (config.metrics !== undefined) this.#settings.metrics = [...config.metrics];
+      for (const w of this.#watches.values()) w.settingsChanged();
+    }
+    this.#log.info(applied ? "config update" : "config update refused by every server", {
       interval_ms: config.interval_ms,
       metrics: config.metrics?.join(","),
       servers: targets.length,
+      accepted: results.filter((r) => r.ok).length,
     });
-    return await Promise.all(targets.map((w) => w.configure(config)));
+    return Object.assign(results, { applied });
   }
 
   /** Adds a server and starts watching it (if the monitor runs). Returns its address. */
@@ -408,7 +426,15 @@ export class Monitor {
 
   #add(address: ServerAddress): Watch {
     const key = formatAddress(address.host, address.port);
-    if (this.#watches.has(key)) throw new RangeError(`server ${key} is already watched`);
+    if (this.#watches.has(key)) {
+      throw new ServerSetError("already_watched", `server ${key} is already watched`);
+    }
+    if (this.#watches.size >= this.#maxServers) {
+      throw new ServerSetError(
+        "limit",
+        `cannot watch ${key}: the LB watches ${this.#maxServers} servers, its limit (maxServers)`,
+      );
+    }
     const w = new Watch(address, {
       transport: this.#options.transport,
       signer: this.#options.signer,
@@ -430,3 +456,4 @@ function _key(address: string): string {
 }
 
 export type { ConfigOutcome, ServerAddress, Transition, WatchView };
+export { parseServerAddress };

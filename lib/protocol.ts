@@ -30,6 +30,15 @@ export const MIN_INTERVAL_MS = 100;
 /** Upper bound of `interval_ms` (one hour). */
 export const MAX_INTERVAL_MS = 3_600_000;
 
+/**
+ * Most metric names in one CONFIG_UPDATE, and the longest name: a server
+ * answers more with BAD_CONFIG (and an LB never stores more), so a config
+ * can never grow a later HELLO beyond its frame.
+ */
+export const MAX_METRIC_NAMES = 64;
+/** Longest metric name in a CONFIG_UPDATE, in characters. */
+export const MAX_METRIC_NAME_LENGTH = 64;
+
 /** The JWT audience every token must name. */
 export const TOKEN_AUDIENCE = "qhcp";
 

@@ -44,6 +44,8 @@ export interface ServerConfig extends CommonConfig {
   localCheckIntervalMs: number;
   localCheckTimeoutMs: number;
   maxConnections: number;
+  maxConnectionsPerAddress: number;
+  maxSessionsPerLb: number;
   sampleIntervalMs: number;
   defaultMetrics: string[];
 }
@@ -131,6 +133,21 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     arg: "N",
     default: "10000",
     help: "connections allowed at once in all; more are refused",
+  },
+  {
+    name: "max-connections-per-address",
+    type: "string",
+    arg: "N",
+    default: "64",
+    help: "connections allowed at once from one client address; more are refused",
+  },
+  {
+    name: "max-sessions-per-lb",
+    type: "string",
+    arg: "N",
+    default: "16",
+    help:
+      "authenticated sessions allowed at once per LB id (at the cap, an LB's newest replaces its oldest from the same address)",
   },
   {
     name: "drain-file",
@@ -244,6 +261,16 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
       max: 1_000_000,
     }),
     maxConnections: parseInteger("max-connections", f["max-connections"], 10_000, {
+      min: 1,
+      max: 1_000_000,
+    }),
+    maxConnectionsPerAddress: parseInteger(
+      "max-connections-per-address",
+      f["max-connections-per-address"],
+      64,
+      { min: 1, max: 1_000_000 },
+    ),
+    maxSessionsPerLb: parseInteger("max-sessions-per-lb", f["max-sessions-per-lb"], 16, {
       min: 1,
       max: 1_000_000,
     }),

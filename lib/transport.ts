@@ -9,6 +9,8 @@
  * @module
  */
 
+import { DEFAULT_SERVER_PORT } from "./protocol.ts";
+
 /** How a connection ended. */
 export interface CloseInfo {
   /** Who closed it: this process, the peer, or the transport (idle timeout, socket error). */
@@ -144,6 +146,48 @@ export class TransportError extends Error {
     this.name = "TransportError";
     this.kind = kind;
   }
+}
+
+/** A host (name or IP literal, IPv6 without brackets) and a port. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses "host:port", "host" (port 4243), "[v6]:port" or "v6". */
+export function parseServerAddress(text: string): HostPort {
+  const t = text.trim();
+  if (t === "") throw new Error("empty server address");
+  let host: string;
+  let port = DEFAULT_SERVER_PORT;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (bracket) {
+    host = bracket[1]!;
+    if (bracket[2] !== undefined) port = Number(bracket[2]);
+  } else if ((t.match(/:/g) ?? []).length > 1) {
+    host = t; // bare IPv6 literal, default port
+  } else {
+    const i = t.lastIndexOf(":");
+    host = i < 0 ? t : t.slice(0, i);
+    if (i >= 0) {
+      const p = t.slice(i + 1);
+      if (!/^\d+$/.test(p)) throw new Error(`bad port in ${JSON.stringify(text)}`);
+      port = Number(p);
+    }
+  }
+  if (!host || /[\s/]/.test(host)) throw new Error(`bad host in ${JSON.stringify(text)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`port in ${JSON.stringify(text)} is not in 1..65535`);
+  }
+  return { host, port };
+}
+
+/** The host of a `host:port` address as {@linkcode formatAddress} writes it (IPv6 without brackets). */
+export function hostOf(address: string): string {
+  const bracket = /^\[([^\]]+)\]:\d+$/.exec(address);
+  if (bracket) return bracket[1]!;
+  const i = address.lastIndexOf(":");
+  return i < 0 ? address : address.slice(0, i);
 }
 
 /** Formats `host:port`, with brackets around IPv6 literals. */

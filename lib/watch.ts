@@ -424,7 +424,10 @@ export class Watch {
     let release: (() => void) | undefined;
     try {
       // Wait for a handshake slot; the dial's own timeout starts after it.
-      release = await this.#deps.dialGate?.acquire(abort.signal);
+      // Servers UP a moment ago go before ones long dead: priority is how
+      // long the verdict has not been UP (0 while UP).
+      const priority = this.#health.state === "UP" ? 0 : this.#now() - this.#health.lastChange;
+      release = await this.#deps.dialGate?.acquire(abort.signal, priority);
       channel = await this.#deps.transport.dial({
         host: this.#target.host,
         port: this.#target.port,
@@ -579,11 +582,11 @@ export class Watch {
       this.#lastRtt = action.rttMs;
       this.#lastMetrics = action.response.metrics;
       this.#lastStatus = action.response.status;
-      this.#lastChecks = action.response.checks ?? null;
+      this.#lastChecks = action.response.checks ? _clipChecks(action.response.checks) : null;
       this.#lastCheckAt = now;
       if (action.response.status === "FAILING") {
         // The agent answers, but the application beside it does not: a failed check.
-        const failed = (action.response.checks ?? []).filter((c) => !c.ok)
+        const failed = (this.#lastChecks ?? []).filter((c) => !c.ok)
           .map((c) => `${c.name}: ${c.detail}`);
         this.#onCheck({
           kind: "check",
@@ -640,7 +643,10 @@ export class Watch {
       return;
     }
     this.#transition(
-      this.#health.down(`server terminated the session: ${reason || "no reason"}`, this.#now()),
+      this.#health.down(
+        _clip(`server terminated the session: ${reason || "no reason"}`),
+        this.#now(),
+      ),
       "terminated",
     );
     this.#planRedial();
@@ -708,8 +714,32 @@ function _preciseNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** Formats a failure for operators: "UNAUTHORIZED: …", "timeout: …". */
+/**
+ * What is kept of a server's text: it is stored in every server's record and
+ * history, so a peer must not make it large (a 64 KiB ERROR message, a few
+ * hundred local checks).
+ */
+const _MAX_TEXT = 300;
+const _MAX_CHECKS = 32;
+
+function _clip(text: string, max = _MAX_TEXT): string {
+  return text.length > max ? text.slice(0, max - 1) + "…" : text;
+}
+
+function _clipChecks(checks: readonly LocalCheckResult[]): LocalCheckResult[] {
+  return checks.slice(0, _MAX_CHECKS).map((c) => ({
+    name: _clip(c.name, 200),
+    ok: c.ok,
+    detail: _clip(c.detail, 200),
+  }));
+}
+
+/** Formats a failure for operators ("UNAUTHORIZED: …", "timeout: …"), at most 300 characters. */
 export function describeFailure(f: Failure): string {
+  return _clip(_describe(f));
+}
+
+function _describe(f: Failure): string {
   switch (f.kind) {
     case "peer_error":
       return `${f.code}: ${f.message}`;

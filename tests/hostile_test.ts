@@ -350,8 +350,16 @@ Deno.test({
   async fn() {
     const f = await fixture();
     const rand = mulberry32(0x5eed_0003);
-    const { token } = await hmacPair(secret, "lb-fuzz").signer.sign(Date.now());
-    const hello = encodeMessage({ type: "HELLO", seq: 1, version: 1, token, lb_id: "lb-fuzz" });
+    // A fresh token per session, as an LB signs one per dial: a token backs one session at a time.
+    const signer = hmacPair(secret, "lb-fuzz").signer;
+    const helloFor = async () =>
+      encodeMessage({
+        type: "HELLO",
+        seq: 1,
+        version: 1,
+        token: (await signer.sign(Date.now(), "127.0.0.1")).token,
+        lb_id: "lb-fuzz",
+      });
     const inputs = Array.from({ length: 300 }, () => fuzzInput(rand));
     const baseline = f.rtts.length;
     const p50Before = percentile(f.rtts, 0.5);
@@ -366,6 +374,7 @@ Deno.test({
               caPem: certs.caCertPem,
               timeoutMs: 5000,
             });
+            const hello = await helloFor();
             await ch.write(hello);
             await ch.write(input);
             const got = (await replies(ch, 300)).map((m) =>

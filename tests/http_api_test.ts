@@ -209,6 +209,9 @@ Deno.test("POST /api/config needs the admin token and rejects bad input naming t
         /field 'servers': unknown server "10\.9\.9\.9:4243"/,
       ],
       [{ servers: ["10.0.0.1:4243"] }, /nothing to change/],
+      // A list that would grow every later HELLO: bounded before anything is sent.
+      [{ metrics: Array.from({ length: 65 }, (_, i) => `m${i}`) }, /at most 64/],
+      [{ metrics: ["x".repeat(65)] }, /longer than 64 characters/],
     ];
     for (const [body, message] of cases) {
       const r = await f.call("POST", "/api/config", body);
@@ -247,9 +250,12 @@ Deno.test("POST /api/config sends CONFIG_UPDATE, returns each server's answer an
       metrics: ["gpu"],
       servers: ["10.0.0.1:4243"],
     });
-    assert.equal(one.status, 200);
+    // Refused by every server that answered: the LB keeps its own settings (422).
+    assert.equal(one.status, 422);
+    assert.equal(one.json.applied, false);
     const [only] = one.json.results as Record<string, unknown>[];
     assert.equal(only!.code, "BAD_CONFIG");
+    assert.deepEqual(f.monitor.settings.metrics, ["load_1"]);
   } finally {
     await f.close();
   }

@@ -596,6 +596,19 @@ Deno.test("LbSession.receive() ignores late HEALTH_RESPONSEs for many timed-out 
   assert.equal(f.lb.state, "READY");
 });
 
+Deno.test("LbSession.receive() drops a late HEALTH_RESPONSE once; a second reply to it is UNEXPECTED_MESSAGE", () => {
+  const f = ready();
+  const seq = sendOf(wire(f, f.lb.check(T0))[0]).seq;
+  assert.equal(f.lb.tick(T0 + TIMEOUT).length, 1);
+  assert.deepEqual(fromServer(f, response(seq), T0 + TIMEOUT + 1), [], "first late reply dropped");
+  // The server answers the same request again: it answers what was never asked.
+  const again = fromServer(f, response(seq), T0 + TIMEOUT + 2);
+  const failed = again.find((a) => a.kind === "failed");
+  assert.ok(failed?.kind === "failed" && failed.failure.code === "UNEXPECTED_MESSAGE");
+  assert.ok(again.some((a) => a.kind === "close"));
+  assert.equal(f.lb.state, "DISCONNECTED");
+});
+
 // --- configure -----------------------------------------------------------------------
 
 Deno.test("LbSession.configure() returns [] unless READY", () => {

@@ -147,3 +147,37 @@ Deno.test("DialGate.acquire() rejects when its signal aborts and leaves the queu
   assert.equal(gate.active, 0);
   assert.throws(() => new DialGate(0), /at least 1/);
 });
+
+Deno.test("DialGate serves a lower priority number first, arrival order among equals, skipping aborted waiters", async () => {
+  const gate = new DialGate(1);
+  const held = await gate.acquire();
+  const order: string[] = [];
+  const abort = new AbortController();
+  const wait = (name: string, priority: number, signal?: AbortSignal) =>
+    gate.acquire(signal, priority).then((release) => {
+      order.push(name);
+      release();
+    }, () => order.push(`${name} aborted`));
+  const all = [
+    wait("dead for an hour", 3_600_000),
+    wait("down 5 s", 5000),
+    wait("aborted", 0, abort.signal),
+    wait("new", 0),
+    wait("down 5 s too", 5000),
+  ];
+  assert.equal(gate.waiting, 5);
+  abort.abort();
+  await Promise.resolve();
+  assert.equal(gate.waiting, 4);
+  held();
+  await Promise.all(all);
+  assert.deepEqual(order, [
+    "aborted aborted",
+    "new",
+    "down 5 s",
+    "down 5 s too",
+    "dead for an hour",
+  ]);
+  assert.equal(gate.active, 0);
+  assert.equal(gate.waiting, 0);
+});

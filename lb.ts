@@ -83,7 +83,8 @@ export async function runLb(args: readonly string[]): Promise<number> {
       : {}),
   });
   const sighupIgnored = _sighupIgnoredAtStart();
-  const stack = await _startStack(config.quic, log);
+  // The LB's only TLS client is its QUIC stack: it trusts the configured CA alone.
+  const stack = await _startStack(config.quic, log, { onlyGivenCa: true });
   if ("error" in stack) return _fail(stack.error, 1);
   const stop = _stopSignals();
   // What SIGHUP means is known from the flags: install it with the stop signals.
@@ -139,7 +140,9 @@ export async function runLb(args: readonly string[]): Promise<number> {
   // Every TCP connection costs a descriptor: the ports' caps fit the limit.
   const fileLimit = openFileLimit();
   const [httpCap, agentCap] = fitConnectionCaps(
-    [config.httpMaxConnections, config.agentPort === undefined ? 0 : config.agentMaxConnections],
+    config.agentPort === undefined
+      ? [config.httpMaxConnections]
+      : [config.httpMaxConnections, config.agentMaxConnections],
     fileLimit,
   );
   let http: HttpServer;

@@ -154,9 +154,10 @@ export function _onTerminal(): boolean {
 export async function _startStack(
   stack: QuicStack,
   log: Logger,
+  options: { onlyGivenCa?: boolean } = {},
 ): Promise<{ transport: Transport } | { error: string }> {
   try {
-    const { transport, isLibraryError } = await createQuicTransport(stack);
+    const { transport, isLibraryError } = await createQuicTransport(stack, options);
     installProcessGuard({ log, isLibraryError });
     return { transport };
   } catch (e) {

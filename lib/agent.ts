@@ -354,8 +354,8 @@ class _AgentSession {
   async #refuse(code: CloseCode, reason: string): Promise<void> {
     if (this.#closed) return;
     this.#log.debug("closing session", { lb: this.#machine.lbId, reason });
-    await this.#perform([{ kind: "close", code, reason }]);
     this.#machine.closed();
+    await this.#perform([{ kind: "close", code, reason }]);
   }
 
   async #run(): Promise<void> {

@@ -9,7 +9,8 @@
  * - every connection an LB dials shares one UDP endpoint (one socket), and a
  *   round trip costs about a tenth of @matrixai/quic's;
  * - rustls verifies IP addresses in certificates itself, and the CA given is
- *   trusted in addition to Mozilla's roots (Deno offers no way to drop them);
+ *   trusted in addition to the process's root store (Mozilla's roots by
+ *   default): `onlyGivenCa` makes that store the given CA alone;
  * - certificate verification cannot be turned off: `insecure` is refused;
  * - `connectQuic` has no timeout: a dial races a timer, and a connection that
  *   completes after its dial gave up is closed at once;
@@ -50,6 +51,17 @@ export interface NativeTransportOptions {
    * IPv6 is unavailable.
    */
   localHost?: string;
+  /**
+   * Trust only the CA given to `dial()`. Deno adds a dial's `caCerts` to its
+   * root store (Mozilla's roots by default), so a public certificate for a
+   * server's name would pass; with this set, the first dial makes the
+   * process's root store the given CA alone (DENO_TLS_CA_STORE=system with
+   * SSL_CERT_FILE holding the CA), unless the operator set
+   * DENO_TLS_CA_STORE. Process-wide, and effective only before the process
+   * makes its first TLS client connection: for a program whose only TLS
+   * client is this transport (the LB). Default false.
+   */
+  onlyGivenCa?: boolean;
 }
 
 /** True when this Deno exposes its QUIC API (it needs `--unstable-net`). */
@@ -89,6 +101,7 @@ export function createNativeTransport(options: NativeTransportOptions = {}): Tra
       return listener;
     },
     dial: (dialOptions) => {
+      if (options.onlyGivenCa && dialOptions.caPem) _trustOnly(dialOptions.caPem);
       endpoint ??= _clientEndpoint(options.localHost);
       return _dial(dialOptions, endpoint, dialled);
     },
@@ -102,6 +115,33 @@ export function createNativeTransport(options: NativeTransportOptions = {}): Tra
       endpoint = undefined;
     },
   };
+}
+
+/** Where the process's root store was pinned to a CA, once. */
+let _pinned: "ours" | "operator" | undefined;
+
+/**
+ * Makes the given CA bundle Deno's whole root store: Deno reads
+ * DENO_TLS_CA_STORE when it builds its store, on the first TLS client
+ * connection, and the "system" store reads SSL_CERT_FILE and SSL_CERT_DIR.
+ */
+function _trustOnly(caPem: string): void {
+  if (_pinned) return;
+  if (Deno.env.get("DENO_TLS_CA_STORE")) {
+    _pinned = "operator";
+    return;
+  }
+  const file = Deno.makeTempFileSync({ prefix: "qhcp-roots-", suffix: ".pem" });
+  Deno.writeTextFileSync(file, caPem);
+  Deno.env.set("SSL_CERT_FILE", file);
+  Deno.env.set("SSL_CERT_DIR", `${file}.nonexistent`);
+  Deno.env.set("DENO_TLS_CA_STORE", "system");
+  _pinned = "ours";
+}
+
+/** Whether the native stack trusts only the configured CA in this process. */
+export function nativeRootsPinned(): "ours" | "operator" | undefined {
+  return _pinned;
 }
 
 /** Errors from Deno's QUIC code that escaped a caller (the process guard downgrades these). */

@@ -23,7 +23,10 @@ export interface QuicStackHandle {
 }
 
 /**
- * Creates a transport on `stack`.
+ * Creates a transport on `stack`. With `onlyGivenCa`, the native stack
+ * trusts only the CA its dials are given (see
+ * `NativeTransportOptions.onlyGivenCa`); the matrixai stack always
+ * does.
  *
  * @throws {TransportError} for `native` when Deno runs without `--unstable-net`
  *
@@ -33,9 +36,15 @@ export interface QuicStackHandle {
  * const { transport } = await createQuicTransport("native");
  * ```
  */
-export async function createQuicTransport(stack: QuicStack): Promise<QuicStackHandle> {
+export async function createQuicTransport(
+  stack: QuicStack,
+  options: { onlyGivenCa?: boolean } = {},
+): Promise<QuicStackHandle> {
   if (stack === "native") {
-    return { transport: createNativeTransport(), isLibraryError: isNativeQuicError };
+    return {
+      transport: createNativeTransport({ onlyGivenCa: options.onlyGivenCa ?? false }),
+      isLibraryError: isNativeQuicError,
+    };
   }
   const { createMatrixaiTransport, isTransportLibraryError } = await import("./quic_matrixai.ts");
   return { transport: createMatrixaiTransport(), isLibraryError: isTransportLibraryError };

@@ -99,3 +99,20 @@ Deno.test("isNativeQuicError() recognises errors thrown inside Deno's QUIC code 
   assert.equal(isNativeQuicError(new TypeError("cannot read properties of undefined")), false);
   assert.equal(isNativeQuicError(null), false);
 });
+
+Deno.test("createNativeTransport({ onlyGivenCa }) trusts only the dial's CA, not the process's other roots", async () => {
+  const probe = async (mode: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("./_roots_probe.ts", import.meta.url).pathname, mode],
+      env: { NO_COLOR: "1" },
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  // Without pinning, a root the process trusts lets a foreign certificate pass...
+  assert.equal(await probe("default"), "accepted");
+  // ...with it, only the configured CA counts.
+  assert.match(
+    await probe("only"),
+    /^refused: certificate of 127\.0\.0\.1:\d+ rejected: .*UnknownIssuer/,
+  );
+});

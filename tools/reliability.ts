@@ -1,7 +1,7 @@
 #!/usr/bin/env -S deno run -A
 /**
- * `deno task reliability`: runs the fault, hostile-input, crash-mode, cycle
- * and process tests one file at a time (so that no run skews another's
+ * `deno task reliability`: runs the fault, hostile-input, attack, crash-mode,
+ * cycle and process tests one file at a time (so that no run skews another's
  * timings) with QHCP_REPORT set, then writes what they observed to
  * docs/RELIABILITY.md. Exits 1 if any of those tests failed.
  *
@@ -14,6 +14,8 @@ const root = new URL("..", import.meta.url).pathname;
 const FILES = [
   "tests/faults_test.ts",
   "tests/hostile_test.ts",
+  "tests/attacks_test.ts",
+  "tests/http_attacks_test.ts",
   "tests/crash_modes_test.ts",
   "tests/cycles_test.ts",
   "tests/e2e_test.ts",
@@ -26,6 +28,10 @@ const SECTIONS: Record<string, string> = {
   restart: "An LB process restarted while three server processes run (`tests/e2e_test.ts`).",
   "hostile input":
     "Fuzzed sessions, bad tokens and a connection flood against a live agent while an LB checks it every 100 ms (`tests/hostile_test.ts`).",
+  attacks:
+    "Attacks on the agent and the LB in one process, each bounded in count and time, with an honest LB checking every 100 ms (`tests/attacks_test.ts`).",
+  "http attacks":
+    "Attacks on a real `lb.ts` process's HTTP port: idle and slow connections under a 300-file limit, stalled event-stream subscribers, malformed requests (`tests/http_attacks_test.ts`).",
   "crash modes":
     "The three ways @matrixai/quic throws past its caller, provoked against the session wrapper (`tests/crash_modes_test.ts`).",
   cycles:

@@ -110,6 +110,7 @@ export async function runServer(args: readonly string[]): Promise<number> {
       maxConnections: config.maxConnections,
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
       maxSessionsPerLb: config.maxSessionsPerLb,
+      sessionRate: config.sessionRate,
       idleTimeoutMs: config.idleTimeoutMs,
       log,
     });

@@ -70,6 +70,12 @@ export interface AgentOptions {
   maxConnectionsPerAddress?: number;
   /** Authenticated sessions allowed at once per LB id. Default 16. */
   maxSessionsPerLb?: number;
+  /**
+   * Messages per second one session may send (bursts of five seconds' worth;
+   * bytes in proportion); a session beyond is closed with REFUSED. Default 20:
+   * twice what an LB sends at the shortest interval.
+   */
+  sessionRate?: number;
   /** Logger. Default: silent. */
   log?: Logger;
 }
@@ -263,15 +269,16 @@ interface _SessionHooks {
 }
 
 /**
- * What one session may cost: messages and bytes per second, with bursts. An
- * LB sends one request at a time, at most ten a second at the shortest
- * interval; a peer far beyond that (pipelining thousands of requests) is
- * closed with REFUSED before it can cost the agent its memory or CPU.
+ * What one session may cost, per message allowed per second: bursts of five
+ * seconds' worth, and 1.6 KiB per message (a check is a few dozen bytes, a
+ * HELLO a few hundred) with bursts of 12.8 KiB. An LB sends one request at a
+ * time, at most ten a second at the shortest interval; a peer far beyond
+ * that (pipelining thousands of requests) is closed with REFUSED before it
+ * can cost the agent its memory or CPU.
  */
-const _MESSAGES_PER_S = 20;
-const _MESSAGE_BURST = 100;
-const _BYTES_PER_S = 32 * 1024;
-const _BYTE_BURST = 256 * 1024;
+const _BURST_SECONDS = 5;
+const _BYTES_PER_MESSAGE = 1638;
+const _BYTE_BURST_PER_MESSAGE = 12_800;
 
 /** Drives one {@linkcode ServerSession} over one channel. */
 class _AgentSession {
@@ -301,8 +308,13 @@ class _AgentSession {
   ) {
     this.#channel = channel;
     this.#hooks = hooks;
-    this.#messages = new TokenBucket(_MESSAGES_PER_S, _MESSAGE_BURST, this.#since);
-    this.#bytes = new TokenBucket(_BYTES_PER_S, _BYTE_BURST, this.#since);
+    const rate = options.sessionRate ?? 20;
+    this.#messages = new TokenBucket(rate, rate * _BURST_SECONDS, this.#since);
+    this.#bytes = new TokenBucket(
+      rate * _BYTES_PER_MESSAGE,
+      rate * _BYTE_BURST_PER_MESSAGE,
+      this.#since,
+    );
     this.#options = options;
     this.#names = names;
     this.#log = log.child({ remote: channel.remoteAddress });
@@ -375,7 +387,7 @@ class _AgentSession {
         if (!this.#messages.take(1, Date.now())) {
           this.#log.warn("closing session: the peer sends messages far faster than an LB", {
             lb: this.#machine.lbId,
-            per_second: _MESSAGES_PER_S,
+            per_second: this.#options.sessionRate ?? 20,
           });
           await this.#refuse(CLOSE_CODES.REFUSED, "message rate exceeded");
           return;

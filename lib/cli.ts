@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { CERTS_DIR_ENV } from "./defaults.ts";
 import type { LogLevel } from "./log.ts";
-import { QUIC_STACKS, type QuicStack } from "./quic_stacks.ts";
+import { QUIC_STACKS, type QuicStack } from "./transport.ts";
 
 /** A bad command line; the entry point prints it on one line and exits 2. */
 export class CliError extends Error {

@@ -7,13 +7,9 @@
  */
 
 import { createNativeTransport, isNativeQuicError } from "./quic_native.ts";
-import type { Transport } from "./transport.ts";
+import type { QuicStack, Transport } from "./transport.ts";
 
-/** The QUIC stacks QHCP can run on. */
-export const QUIC_STACKS = ["matrixai", "native"] as const;
-
-/** A QUIC stack: `matrixai` (quiche through @matrixai/quic, the default) or `native` (Deno's quinn). */
-export type QuicStack = typeof QUIC_STACKS[number];
+export { QUIC_STACKS, type QuicStack } from "./transport.ts";
 
 /** A transport on one stack, with the guard predicate for that stack's escaped errors. */
 export interface QuicStackHandle {

@@ -46,6 +46,7 @@ export interface ServerConfig extends CommonConfig {
   maxConnections: number;
   maxConnectionsPerAddress: number;
   maxSessionsPerLb: number;
+  sessionRate: number;
   sampleIntervalMs: number;
   defaultMetrics: string[];
 }
@@ -148,6 +149,13 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     default: "16",
     help:
       "authenticated sessions allowed at once per LB id (at the cap, an LB's newest replaces its oldest from the same address)",
+  },
+  {
+    name: "session-rate",
+    type: "string",
+    arg: "N",
+    default: "20",
+    help: "messages per second one LB session may send (bursts of 5 s); a session beyond is closed",
   },
   {
     name: "drain-file",
@@ -274,6 +282,7 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
       min: 1,
       max: 1_000_000,
     }),
+    sessionRate: parseInteger("session-rate", f["session-rate"], 20, { min: 1, max: 1_000_000 }),
     sampleIntervalMs: parseSeconds("sample-interval", f["sample-interval"], 1000, {
       min: 0.1,
       max: 3600,

@@ -11,6 +11,15 @@
 
 import { DEFAULT_SERVER_PORT } from "./protocol.ts";
 
+/**
+ * The QUIC stacks QHCP can run on (named here, away from the modules that
+ * load them, so that naming one loads no native code).
+ */
+export const QUIC_STACKS = ["matrixai", "native"] as const;
+
+/** A QUIC stack: `matrixai` (quiche through @matrixai/quic, the default) or `native` (Deno's quinn). */
+export type QuicStack = typeof QUIC_STACKS[number];
+
 /** How a connection ended. */
 export interface CloseInfo {
   /** Who closed it: this process, the peer, or the transport (idle timeout, socket error). */

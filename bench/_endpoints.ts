@@ -10,11 +10,11 @@
  */
 
 import { parseArgs } from "node:util";
-import { Agent } from "../lib/agent.ts";
-import { createHmacVerifier, readSecretFile } from "../lib/auth.ts";
-import { defaultFiles } from "../lib/defaults.ts";
-import type { MetricsSource } from "../lib/metrics.ts";
-import { createQuicTransport, type QuicStack } from "../lib/quic_stacks.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import { createHmacVerifier, readSecretFile } from "../lib/security/jwt.ts";
+import { defaultFiles } from "../lib/security/files.ts";
+import type { MetricsSource } from "../lib/agent/metrics.ts";
+import { createQuicTransport, type QuicStack } from "../lib/transport/stacks.ts";
 import { reply } from "./_measure.ts";
 
 const { values } = parseArgs({

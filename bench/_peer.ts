@@ -14,13 +14,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { createHmacSigner, readSecretFile, type TokenSigner } from "../lib/auth.ts";
-import { CodecError, encodeMessage } from "../lib/codec.ts";
-import { defaultFiles } from "../lib/defaults.ts";
-import { type LbAction, LbSession } from "../lib/lb_machine.ts";
-import { createQuicTransport, type QuicStack } from "../lib/quic_stacks.ts";
-import type { Channel, Transport } from "../lib/transport.ts";
-import { _readMessages } from "../lib/_read_messages.ts";
+import { createHmacSigner, readSecretFile, type TokenSigner } from "../lib/security/jwt.ts";
+import { CodecError, encodeMessage } from "../lib/protocol/codec.ts";
+import { defaultFiles } from "../lib/security/files.ts";
+import { type LbAction, LbSession } from "../lib/protocol/lb_session.ts";
+import { createQuicTransport, type QuicStack } from "../lib/transport/stacks.ts";
+import type { Channel, Transport } from "../lib/transport/transport.ts";
+import { _readMessages } from "../lib/transport/read_messages.ts";
 import { reply, summarize, timeCalls } from "./_measure.ts";
 
 const { positionals, values } = parseArgs({

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { QuicStack } from "../lib/quic_stacks.ts";
+import type { QuicStack } from "../lib/transport/stacks.ts";
 import type { Summary } from "./_measure.ts";
 
 /** Round trip of one kind of check, with CPU per call on each side. */

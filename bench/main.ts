@@ -26,8 +26,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { ensureDefaultFiles } from "../lib/defaults.ts";
-import { QUIC_STACKS, type QuicStack } from "../lib/quic_stacks.ts";
+import { ensureDefaultFiles } from "../lib/security/files.ts";
+import { QUIC_STACKS, type QuicStack } from "../lib/transport/stacks.ts";
 import {
   Child,
   machine,

@@ -17,9 +17,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { ensureDefaultFiles } from "../lib/defaults.ts";
-import type { MonitorTotals } from "../lib/monitor.ts";
-import type { QuicStack } from "../lib/quic_stacks.ts";
+import { ensureDefaultFiles } from "../lib/security/files.ts";
+import type { MonitorTotals } from "../lib/lb/monitor.ts";
+import type { QuicStack } from "../lib/transport/stacks.ts";
 import {
   Child,
   fdCount,

@@ -7,7 +7,7 @@
  */
 
 import dgram from "node:dgram";
-import { parseIp } from "../lib/transport.ts";
+import { parseIp } from "../lib/protocol/address.ts";
 
 /** A running test DNS server. */
 export interface TestDns {

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
-import type { Channel } from "../lib/transport.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
+import type { Channel } from "../lib/transport/transport.ts";
 
 const port = Number(Deno.args[0]);
 const count = Number(Deno.args[1] ?? 500);

@@ -5,10 +5,10 @@
  * @module
  */
 
-import { createHmacSigner, createHmacVerifier, generateSecret } from "../lib/auth.ts";
-import { type DevCertificates, generateDevCertificates } from "../lib/certs.ts";
-import type { MetricsSource } from "../lib/metrics.ts";
-import type { MetricValues } from "../lib/protocol.ts";
+import { createHmacSigner, createHmacVerifier, generateSecret } from "../lib/security/jwt.ts";
+import { type DevCertificates, generateDevCertificates } from "../lib/security/certs.ts";
+import type { MetricsSource } from "../lib/agent/metrics.ts";
+import type { MetricValues } from "../lib/protocol/wire.ts";
 
 /** mulberry32: a small deterministic PRNG returning floats in [0, 1). */
 export function mulberry32(seed: number): () => number {

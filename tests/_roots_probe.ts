@@ -9,8 +9,8 @@
  * @module
  */
 
-import { generateDevCertificates } from "../lib/certs.ts";
-import { createNativeTransport } from "../lib/quic_native.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { createNativeTransport } from "../lib/transport/native.ts";
 
 const onlyGivenCa = Deno.args[0] === "only";
 const ours = await generateDevCertificates({ hosts: ["127.0.0.1"] });

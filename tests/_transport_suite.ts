@@ -7,13 +7,17 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent, type AgentOptions } from "../lib/agent.ts";
-import { createEd25519Signer, createEd25519Verifier, generateEd25519KeyPair } from "../lib/auth.ts";
-import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/codec.ts";
-import type { Transition } from "../lib/health.ts";
-import { Monitor, type MonitorOptions } from "../lib/monitor.ts";
-import { CLOSE_CODES, type Message } from "../lib/protocol.ts";
-import type { Channel, Listener, Transport } from "../lib/transport.ts";
+import { Agent, type AgentOptions } from "../lib/agent/agent.ts";
+import {
+  createEd25519Signer,
+  createEd25519Verifier,
+  generateEd25519KeyPair,
+} from "../lib/security/jwt.ts";
+import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
+import type { Transition } from "../lib/lb/verdict.ts";
+import { Monitor, type MonitorOptions } from "../lib/lb/monitor.ts";
+import { CLOSE_CODES, type Message } from "../lib/protocol/wire.ts";
+import type { Channel, Listener, Transport } from "../lib/transport/transport.ts";
 import { concat, FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
 
 /** What a transport brings to the suite. */

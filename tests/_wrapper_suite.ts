@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { generateDevCertificates } from "../lib/certs.ts";
-import { type Channel, type Transport, TransportError } from "../lib/transport.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { type Channel, type Transport, TransportError } from "../lib/transport/transport.ts";
 import { waitFor } from "./_helpers.ts";
 
 const certs = await generateDevCertificates({ hosts: ["localhost", "127.0.0.1", "::1"] });

@@ -6,15 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent, type AgentOptions } from "../lib/agent.ts";
-import { encodeMessage, FrameDecoder } from "../lib/codec.ts";
-import { generateDevCertificates } from "../lib/certs.ts";
-import { createLogger, type LogRecord } from "../lib/log.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
-import { Monitor } from "../lib/monitor.ts";
-import { CLOSE_CODES, type Message } from "../lib/protocol.ts";
-import { createQuicTransport, type QuicStack } from "../lib/quic_stacks.ts";
-import type { Channel, Transport } from "../lib/transport.ts";
+import { Agent, type AgentOptions } from "../lib/agent/agent.ts";
+import { encodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { createLogger, type LogRecord } from "../lib/util/log.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import { CLOSE_CODES, type Message } from "../lib/protocol/wire.ts";
+import { createQuicTransport, type QuicStack } from "../lib/transport/stacks.ts";
+import type { Channel, Transport } from "../lib/transport/transport.ts";
 import { FakeMetrics, hmacPair, sleep, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 

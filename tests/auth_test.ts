@@ -1,5 +1,5 @@
 /**
- * Unit tests of JWT authentication (`lib/auth.ts`). Forged tokens are built by
+ * Unit tests of JWT authentication (`lib/security/jwt.ts`). Forged tokens are built by
  * hand with base64url and WebCrypto HMAC, so jose stays confined to the lib.
  */
 
@@ -18,8 +18,8 @@ import {
   readSecretFile,
   type TokenVerifier,
   type VerifyResult,
-} from "../lib/auth.ts";
-import type { SubjectName } from "../lib/certs.ts";
+} from "../lib/security/jwt.ts";
+import type { SubjectName } from "../lib/security/certs.ts";
 
 // --- helpers -----------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 /**
  * Unit tests of development certificates and chain verification
- * (`lib/certs.ts`).
+ * (`lib/security/certs.ts`).
  */
 
 import assert from "node:assert/strict";
@@ -13,8 +13,8 @@ import {
   hostMatchesNames,
   pemToDer,
   verifyServerChain,
-} from "../lib/certs.ts";
-import { parseIp } from "../lib/transport.ts";
+} from "../lib/security/certs.ts";
+import { parseIp } from "../lib/protocol/address.ts";
 
 // --- helpers -----------------------------------------------------------------
 

@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { CliError } from "../lib/cli.ts";
-import { LB_FLAGS, parseLbArgs } from "../lib/lb_cli.ts";
-import { parseServerAddress } from "../lib/monitor.ts";
-import { parseServerArgs, SERVER_FLAGS } from "../lib/server_cli.ts";
+import { CliError } from "../lib/cli/flags.ts";
+import { LB_FLAGS, parseLbArgs } from "../lib/cli/lb_flags.ts";
+import { parseServerAddress } from "../lib/lb/monitor.ts";
+import { parseServerArgs, SERVER_FLAGS } from "../lib/cli/server_flags.ts";
 import { Program, tempDir } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;

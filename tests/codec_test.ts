@@ -1,5 +1,5 @@
 /**
- * Unit tests of the QHCP/1 codec (`lib/codec.ts`): framing, message
+ * Unit tests of the QHCP/1 codec (`lib/protocol/codec.ts`): framing, message
  * validation, error reporting, truncation, mutation and a seeded fuzz loop.
  */
 
@@ -11,14 +11,14 @@ import {
   encodeMessage,
   FrameDecoder,
   validateConfigUpdate,
-} from "../lib/codec.ts";
+} from "../lib/protocol/codec.ts";
 import {
   FRAME_HEADER_LENGTH,
   MAX_FRAME_LENGTH,
   type Message,
   MESSAGE_TYPES,
   type MessageType,
-} from "../lib/protocol.ts";
+} from "../lib/protocol/wire.ts";
 import { concat, mulberry32 } from "./_helpers.ts";
 
 // --- helpers -----------------------------------------------------------------

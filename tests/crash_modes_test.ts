@@ -10,9 +10,14 @@
  */
 
 import assert from "node:assert/strict";
-import { generateDevCertificates } from "../lib/certs.ts";
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
-import { type Channel, type Listener, type Transport, TransportError } from "../lib/transport.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
+import {
+  type Channel,
+  type Listener,
+  type Transport,
+  TransportError,
+} from "../lib/transport/transport.ts";
 import { record } from "./_report.ts";
 import { sleep } from "./_helpers.ts";
 

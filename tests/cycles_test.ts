@@ -6,11 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent.ts";
-import { generateDevCertificates } from "../lib/certs.ts";
-import { Monitor } from "../lib/monitor.ts";
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
-import type { Transport } from "../lib/transport.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
+import type { Transport } from "../lib/transport/transport.ts";
 import { FakeMetrics, fds, hmacPair, sleep, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 import { UdpRelay } from "./_udp_relay.ts";

@@ -1,9 +1,14 @@
 /** Server discovery: servers files, DNS names, and the reconciler that applies them. */
 
 import assert from "node:assert/strict";
-import { Discovery, parseServersFile, watchDnsName, watchServersFile } from "../lib/discovery.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
-import { Monitor } from "../lib/monitor.ts";
+import {
+  Discovery,
+  parseServersFile,
+  watchDnsName,
+  watchServersFile,
+} from "../lib/lb/discovery.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
 import { hmacPair, makeCredentials, sleep, tempDir, waitFor } from "./_helpers.ts";
 import { startTestDns } from "./_dns_server.ts";
 
@@ -68,7 +73,7 @@ Deno.test("watchServersFile() follows the file as it is rewritten, replaced and 
   await Deno.writeTextFile(path, "10.0.0.1:4243\n10.0.0.2:4243\n");
   const m = monitor();
   const lines: string[] = [];
-  const { createLogger } = await import("../lib/log.ts");
+  const { createLogger } = await import("../lib/util/log.ts");
   const log = createLogger({ sink: (l) => lines.push(l) });
   const w = await watchServersFile(path, new Discovery(m, log), log);
   try {

@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { createHmacSigner, readSecretFile } from "../lib/auth.ts";
-import { ensureDefaultFiles } from "../lib/defaults.ts";
-import { Monitor } from "../lib/monitor.ts";
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
+import { createHmacSigner, readSecretFile } from "../lib/security/jwt.ts";
+import { ensureDefaultFiles } from "../lib/security/files.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
 import {
   fetchStatus,
   type Program,

@@ -7,13 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent.ts";
-import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/codec.ts";
-import type { Transition } from "../lib/health.ts";
-import { Monitor, type MonitorOptions } from "../lib/monitor.ts";
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
-import type { Listener, Transport } from "../lib/transport.ts";
-import { generateDevCertificates } from "../lib/certs.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
+import type { Transition } from "../lib/lb/verdict.ts";
+import { Monitor, type MonitorOptions } from "../lib/lb/monitor.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
+import type { Listener, Transport } from "../lib/transport/transport.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
 import { FakeMetrics, hmacPair, sleep, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 import { UdpRelay } from "./_udp_relay.ts";

@@ -1,7 +1,7 @@
 /** Unit tests of {@linkcode HealthTracker}: UP / DOWN verdicts from check outcomes. */
 
 import assert from "node:assert/strict";
-import { HealthTracker } from "../lib/health.ts";
+import { HealthTracker } from "../lib/lb/verdict.ts";
 
 const T0 = 1_700_000_000_000;
 

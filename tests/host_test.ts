@@ -1,13 +1,13 @@
 /** Tests of the host-side pieces: default files, metrics sampling, logging, the process guard. */
 
 import assert from "node:assert/strict";
-import { verifyServerChain } from "../lib/certs.ts";
-import { pemToDer, splitPem } from "../lib/certs.ts";
-import { defaultCertsDir, ensureDefaultFiles } from "../lib/defaults.ts";
-import { installProcessGuard } from "../lib/guard.ts";
-import { createLogger, formatLogRecord, type LogRecord } from "../lib/log.ts";
-import { SYSTEM_METRICS, SystemMetrics } from "../lib/metrics.ts";
-import { readSecretFile } from "../lib/auth.ts";
+import { verifyServerChain } from "../lib/security/certs.ts";
+import { pemToDer, splitPem } from "../lib/security/certs.ts";
+import { defaultCertsDir, ensureDefaultFiles } from "../lib/security/files.ts";
+import { installProcessGuard } from "../lib/util/guard.ts";
+import { createLogger, formatLogRecord, type LogRecord } from "../lib/util/log.ts";
+import { SYSTEM_METRICS, SystemMetrics } from "../lib/agent/metrics.ts";
+import { readSecretFile } from "../lib/security/jwt.ts";
 import { tempDir } from "./_helpers.ts";
 
 Deno.test("ensureDefaultFiles() creates a CA, a server certificate it signed and a secret, private files 0600", async () => {

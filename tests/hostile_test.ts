@@ -6,16 +6,20 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent.ts";
-import { createEd25519Signer, createEd25519Verifier, generateEd25519KeyPair } from "../lib/auth.ts";
-import { CodecError, decodeMessage, encodeMessage, FrameDecoder } from "../lib/codec.ts";
-import { generateDevCertificates } from "../lib/certs.ts";
-import { createLogger } from "../lib/log.ts";
-import { Monitor } from "../lib/monitor.ts";
-import { CLOSE_CODES, type Message } from "../lib/protocol.ts";
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
-import { type ServerAction, ServerSession } from "../lib/server_machine.ts";
-import type { Channel, Transport } from "../lib/transport.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import {
+  createEd25519Signer,
+  createEd25519Verifier,
+  generateEd25519KeyPair,
+} from "../lib/security/jwt.ts";
+import { CodecError, decodeMessage, encodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { createLogger } from "../lib/util/log.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import { CLOSE_CODES, type Message } from "../lib/protocol/wire.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
+import { type ServerAction, ServerSession } from "../lib/protocol/server_session.ts";
+import type { Channel, Transport } from "../lib/transport/transport.ts";
 import { FakeMetrics, hmacPair, mulberry32, sleep, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 

@@ -1,10 +1,10 @@
 /** The LB's HTTP API on the in-memory transport: every route, its auth and its validation. */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent.ts";
-import { createHttpApi } from "../lib/http_api.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
-import { Monitor } from "../lib/monitor.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import { createHttpApi } from "../lib/ops/http_api.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
 import { FakeMetrics, hmacPair, makeCredentials, waitFor } from "./_helpers.ts";
 
 const { secret } = await makeCredentials();

@@ -7,9 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { createHttpApi } from "../lib/http_api.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
-import { Monitor } from "../lib/monitor.ts";
+import { createHttpApi } from "../lib/ops/http_api.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
 import { hmacPair, Program, sleep, tempDir, waitFor } from "./_helpers.ts";
 import { record } from "./_report.ts";
 

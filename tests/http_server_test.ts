@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { acceptLoop } from "../lib/accept_loop.ts";
-import { serveHttp } from "../lib/http_server.ts";
-import { fitConnectionCaps, perAddressCap } from "../lib/limits.ts";
+import { acceptLoop } from "../lib/ops/accept_loop.ts";
+import { serveHttp } from "../lib/ops/http_server.ts";
+import { fitConnectionCaps, perAddressCap } from "../lib/ops/limits.ts";
 import { sleep, waitFor } from "./_helpers.ts";
 
 const enc = new TextEncoder();

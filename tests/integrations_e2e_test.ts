@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ensureDefaultFiles } from "../lib/defaults.ts";
+import { ensureDefaultFiles } from "../lib/security/files.ts";
 import {
   fetchStatus,
   freeTcpPort,

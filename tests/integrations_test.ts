@@ -5,15 +5,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent.ts";
-import { agentReply, startAgentCheckServer } from "../lib/agent_check.ts";
-import { decodeFrame, encodeMessage } from "../lib/codec.ts";
-import { DrainSwitch } from "../lib/drain.ts";
-import { LocalChecks } from "../lib/local_checks.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
-import { Monitor } from "../lib/monitor.ts";
-import type { LocalCheckResult, ServerStatus } from "../lib/protocol.ts";
-import type { WatchView } from "../lib/watch.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import { agentReply, startAgentCheckServer } from "../lib/ops/agent_check.ts";
+import { decodeFrame, encodeMessage } from "../lib/protocol/codec.ts";
+import { DrainSwitch } from "../lib/agent/drain.ts";
+import { LocalChecks } from "../lib/agent/local_checks.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import type { LocalCheckResult, ServerStatus } from "../lib/protocol/wire.ts";
+import type { WatchView } from "../lib/lb/watch.ts";
 import { FakeMetrics, hmacPair, makeCredentials, sleep, tempDir, waitFor } from "./_helpers.ts";
 
 const { secret } = await makeCredentials();

@@ -6,17 +6,17 @@
  */
 
 import assert from "node:assert/strict";
-import { CodecError, decodeFrame, decodeMessage, encodeMessage } from "../lib/codec.ts";
-import { type LbAction, LbSession, type LbSessionOptions } from "../lib/lb_machine.ts";
-import type { LbSessionState } from "../lib/lb_machine.ts";
-import { CLOSE_CODES, MESSAGE_TYPES } from "../lib/protocol.ts";
+import { CodecError, decodeFrame, decodeMessage, encodeMessage } from "../lib/protocol/codec.ts";
+import { type LbAction, LbSession, type LbSessionOptions } from "../lib/protocol/lb_session.ts";
+import type { LbSessionState } from "../lib/protocol/lb_session.ts";
+import { CLOSE_CODES, MESSAGE_TYPES } from "../lib/protocol/wire.ts";
 import type {
   ErrorCode,
   Message,
   MessageOf,
   MessageType,
   UnsequencedMessage,
-} from "../lib/protocol.ts";
+} from "../lib/protocol/wire.ts";
 
 // --- fixtures ---------------------------------------------------------------
 

@@ -2,7 +2,7 @@
  * Seeded fuzz tests of the two session state machines, {@linkcode ServerSession}
  * and {@linkcode LbSession}, against docs/PROTOCOL.md.
  *
- * Every input is driven the way the real peers drive it (lib/_read_messages.ts):
+ * Every input is driven the way the real peers drive it (lib/transport/read_messages.ts):
  * bytes go into one {@linkcode FrameDecoder} per session, each payload through
  * {@linkcode decodeMessage}, then to `receive()` or, on a CodecError, to
  * `receiveInvalid()`; a bad length ends reading. Beside each machine runs a small
@@ -23,10 +23,14 @@ import {
   decodeMessage,
   encodeMessage,
   FrameDecoder,
-} from "../lib/codec.ts";
-import { type LbAction, LbSession } from "../lib/lb_machine.ts";
-import type { ErrorCode, Message, MessageType } from "../lib/protocol.ts";
-import { type AuthResult, type ServerAction, ServerSession } from "../lib/server_machine.ts";
+} from "../lib/protocol/codec.ts";
+import { type LbAction, LbSession } from "../lib/protocol/lb_session.ts";
+import type { ErrorCode, Message, MessageType } from "../lib/protocol/wire.ts";
+import {
+  type AuthResult,
+  type ServerAction,
+  ServerSession,
+} from "../lib/protocol/server_session.ts";
 import { concat } from "./_helpers.ts";
 
 // --- seeded randomness --------------------------------------------------------

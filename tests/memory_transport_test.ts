@@ -1,5 +1,5 @@
-import { generateDevCertificates } from "../lib/certs.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
 import { transportSuite } from "./_transport_suite.ts";
 
 // The in-memory network checks no certificate, but the agent still reads its

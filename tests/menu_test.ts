@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { ensureDefaultFiles } from "../lib/defaults.ts";
-import { askQuestions, lbQuestions, type MenuIo, runMenu } from "../lib/menu.ts";
+import { ensureDefaultFiles } from "../lib/security/files.ts";
+import { askQuestions, lbQuestions, type MenuIo, runMenu } from "../lib/cli/menu.ts";
 import { tempDir } from "./_helpers.ts";
 
 /** A menu session fed with `answers`; records what it asked and showed. */

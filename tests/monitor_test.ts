@@ -1,11 +1,11 @@
 /** Monitor-level behaviour on the in-memory transport: configuration checks, adding and removing servers. */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent.ts";
-import type { TokenVerifier } from "../lib/auth.ts";
-import { MemoryTransport } from "../lib/memory_transport.ts";
-import { Monitor } from "../lib/monitor.ts";
-import { createLogger } from "../lib/log.ts";
+import { Agent } from "../lib/agent/agent.ts";
+import type { TokenVerifier } from "../lib/security/jwt.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import { createLogger } from "../lib/util/log.ts";
 import { FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
 
 const { secret } = await makeCredentials();

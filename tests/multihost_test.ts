@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DefaultFilesError, ensureDefaultFiles } from "../lib/defaults.ts";
+import { DefaultFilesError, ensureDefaultFiles } from "../lib/security/files.ts";
 import { fetchStatus, Program, startLbProcess, tempDir, waitFor } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;

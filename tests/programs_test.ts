@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ensureDefaultFiles } from "../lib/defaults.ts";
+import { ensureDefaultFiles } from "../lib/security/files.ts";
 import { Program, startLbProcess, tempDir, waitFor } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;

@@ -4,9 +4,9 @@
  * Deno's built-in QUIC).
  */
 
-import { createMatrixaiTransport } from "../lib/quic_matrixai.ts";
-import { createNativeTransport } from "../lib/quic_native.ts";
-import type { Transport } from "../lib/transport.ts";
+import { createMatrixaiTransport } from "../lib/transport/matrixai.ts";
+import { createNativeTransport } from "../lib/transport/native.ts";
+import type { Transport } from "../lib/transport/transport.ts";
 import { makeCredentials } from "./_helpers.ts";
 import { transportSuite } from "./_transport_suite.ts";
 

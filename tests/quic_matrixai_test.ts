@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import quic from "@matrixai/quic";
 import loggerModule from "@matrixai/logger";
-import { createMatrixaiTransport, isTransportLibraryError } from "../lib/quic_matrixai.ts";
-import { ALPN, STREAM_REFUSED_CODE } from "../lib/protocol.ts";
-import { TransportError } from "../lib/transport.ts";
+import { createMatrixaiTransport, isTransportLibraryError } from "../lib/transport/matrixai.ts";
+import { ALPN, STREAM_REFUSED_CODE } from "../lib/protocol/wire.ts";
+import { TransportError } from "../lib/transport/transport.ts";
 import { fds, sleep } from "./_helpers.ts";
 import { certs, echoServer as sharedEchoServer, otherCa, wrapperSuite } from "./_wrapper_suite.ts";
 

@@ -5,13 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { ALPN } from "../lib/protocol.ts";
+import { ALPN } from "../lib/protocol/wire.ts";
 import {
   createNativeTransport,
   isNativeQuicError,
   nativeQuicAvailable,
-} from "../lib/quic_native.ts";
-import { TransportError } from "../lib/transport.ts";
+} from "../lib/transport/native.ts";
+import { TransportError } from "../lib/transport/transport.ts";
 import { waitFor } from "./_helpers.ts";
 import { certs, echoServer, expectDialError, otherCa, wrapperSuite } from "./_wrapper_suite.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkDelay, jittered, redialDelay, type ScheduleSettings } from "../lib/schedule.ts";
+import { checkDelay, jittered, redialDelay, type ScheduleSettings } from "../lib/lb/schedule.ts";
 
 const S: ScheduleSettings = {
   checkIntervalMs: 10_000,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { DialGate } from "../lib/dial_gate.ts";
-import { Scheduler } from "../lib/scheduler.ts";
+import { DialGate } from "../lib/lb/dial_gate.ts";
+import { Scheduler } from "../lib/lb/timers.ts";
 import { mulberry32, sleep, waitFor } from "./_helpers.ts";
 
 const now = () => performance.timeOrigin + performance.now();

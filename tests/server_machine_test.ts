@@ -7,9 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { CodecError, decodeFrame, decodeMessage, encodeMessage } from "../lib/codec.ts";
-import { ProtocolError } from "../lib/errors.ts";
-import { CLOSE_CODES, ERROR_CODES, MESSAGE_TYPES } from "../lib/protocol.ts";
+import { CodecError, decodeFrame, decodeMessage, encodeMessage } from "../lib/protocol/codec.ts";
+import { ProtocolError } from "../lib/protocol/errors.ts";
+import { CLOSE_CODES, ERROR_CODES, MESSAGE_TYPES } from "../lib/protocol/wire.ts";
 import type {
   ErrorCode,
   Message,
@@ -17,14 +17,14 @@ import type {
   MessageType,
   ServerStatus,
   SessionConfig,
-} from "../lib/protocol.ts";
+} from "../lib/protocol/wire.ts";
 import {
   type AuthResult,
   type ServerAction,
   ServerSession,
   type ServerSessionOptions,
   type ServerSessionState,
-} from "../lib/server_machine.ts";
+} from "../lib/protocol/server_session.ts";
 
 // --- fixtures ---------------------------------------------------------------
 

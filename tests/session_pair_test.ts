@@ -7,12 +7,16 @@
  */
 
 import assert from "node:assert/strict";
-import { CodecError, decodeFrame, encodeMessage } from "../lib/codec.ts";
-import { HealthTracker } from "../lib/health.ts";
-import { type LbAction, LbSession } from "../lib/lb_machine.ts";
-import { CLOSE_CODES } from "../lib/protocol.ts";
-import type { Message, MessageOf, SessionConfig } from "../lib/protocol.ts";
-import { type AuthResult, type ServerAction, ServerSession } from "../lib/server_machine.ts";
+import { CodecError, decodeFrame, encodeMessage } from "../lib/protocol/codec.ts";
+import { HealthTracker } from "../lib/lb/verdict.ts";
+import { type LbAction, LbSession } from "../lib/protocol/lb_session.ts";
+import { CLOSE_CODES } from "../lib/protocol/wire.ts";
+import type { Message, MessageOf, SessionConfig } from "../lib/protocol/wire.ts";
+import {
+  type AuthResult,
+  type ServerAction,
+  ServerSession,
+} from "../lib/protocol/server_session.ts";
 
 const T0 = 1_700_000_000_000;
 const LATENCY = 3;

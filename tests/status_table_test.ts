@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  oneLine,
-  Redrawer,
-  renderStatusTable,
-  StatusScreen,
-  summarize,
-} from "../lib/status_table.ts";
-import type { WatchView } from "../lib/watch.ts";
+import { Redrawer, renderStatusTable, StatusScreen, summarize } from "../lib/ops/status_table.ts";
+import { oneLine } from "../lib/util/text.ts";
+import type { WatchView } from "../lib/lb/watch.ts";
 import { sleep } from "./_helpers.ts";
 
 function view(over: Partial<WatchView>): WatchView {

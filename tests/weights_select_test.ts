@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { type Candidate, isStrategy, Selector } from "../lib/select.ts";
-import { computeWeight, loadOf } from "../lib/weights.ts";
+import { type Candidate, isStrategy, Selector } from "../lib/lb/select.ts";
+import { computeWeight, loadOf } from "../lib/lb/weights.ts";
 
 Deno.test("computeWeight() falls linearly with the higher of CPU and memory down to the floor", () => {
   const w = (cpu: number, mem: number, floor?: number) =>

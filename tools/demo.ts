@@ -9,8 +9,8 @@
  * @module
  */
 
-import { defaultCertsDir, ensureDefaultFiles } from "../lib/defaults.ts";
-import { createLogger } from "../lib/log.ts";
+import { defaultCertsDir, ensureDefaultFiles } from "../lib/security/files.ts";
+import { createLogger } from "../lib/util/log.ts";
 
 const root = new URL("..", import.meta.url);
 const config = new URL("deno.json", root).pathname;

@@ -12,8 +12,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { generateDevCertificates } from "../lib/certs.ts";
-import { defaultCertsDir, DefaultFilesError, ensureDefaultFiles } from "../lib/defaults.ts";
+import { generateDevCertificates } from "../lib/security/certs.ts";
+import { defaultCertsDir, DefaultFilesError, ensureDefaultFiles } from "../lib/security/files.ts";
 
 const usage = `Usage: ./run_quic.sh task issue [--certs-dir DIR] HOST...
 

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { generateEd25519KeyPair } from "../lib/auth.ts";
-import { defaultCertsDir } from "../lib/defaults.ts";
+import { generateEd25519KeyPair } from "../lib/security/jwt.ts";
+import { defaultCertsDir } from "../lib/security/files.ts";
 
 const arg = Deno.args[0];
 if (arg === "-h" || arg === "--help") {

@@ -1,13 +1,13 @@
 #!/usr/bin/env -S deno run -A
 /**
- * `./run_quic.sh` with no argument: the interactive menu (see `lib/menu.ts`),
+ * `./run_quic.sh` with no argument: the interactive menu (see `lib/cli/menu.ts`),
  * then the chosen program in this same process, so that a supervisor's
  * SIGTERM and Ctrl-C reach it directly.
  *
  * @module
  */
 
-import { runMenu } from "../lib/menu.ts";
+import { runMenu } from "../lib/cli/menu.ts";
 
 const encoder = new TextEncoder();
 const write = (out: { writeSync(p: Uint8Array): number }, text: string) => {

@@ -1,0 +1,297 @@
+/**
+ * Command-line helpers shared by `lb.ts` and `server.ts`: a flag table that
+ * drives both `node:util` parseArgs and `--help`, and value checks whose
+ * errors name the flag.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { CERTS_DIR_ENV } from "../security/files.ts";
+import { COMMON_DEFAULTS, seconds } from "../util/defaults.ts";
+import type { LogLevel } from "../util/log.ts";
+import { QUIC_STACKS, type QuicStack } from "../transport/transport.ts";
+
+/** A bad command line; the entry point prints it on one line and exits 2. */
+export class CliError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+/** One flag. */
+export interface FlagSpec {
+  /** Long name without dashes. */
+  name: string;
+  /** "string" takes a value; "boolean" does not. */
+  type: "string" | "boolean";
+  /** Placeholder shown in help, e.g. "SECONDS". */
+  arg?: string;
+  /** Default shown in help (the parser does not apply it). */
+  default?: string;
+  /** One-line description. */
+  help: string;
+  /** Short alias, one letter. */
+  short?: string;
+  /** The flag may be given more than once; its value is then an array. */
+  multiple?: boolean;
+}
+
+/** One flag's parsed value: a string, a boolean switch, or every value of a repeatable flag. */
+export type FlagValue = string | boolean | string[] | undefined;
+
+/** Parsed flags by name. */
+export type ParsedFlags = Record<string, FlagValue>;
+
+/**
+ * Parses `args` against `specs`. Unknown flags, missing values and stray
+ * positional arguments raise {@linkcode CliError} naming the flag.
+ */
+export function parseFlags(specs: readonly FlagSpec[], args: readonly string[]): ParsedFlags {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
+  for (const s of specs) {
+    options[s.name] = {
+      type: s.type,
+      ...(s.short ? { short: s.short } : {}),
+      ...(s.multiple ? { multiple: true } : {}),
+    };
+  }
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: true });
+  } catch (e) {
+    throw new CliError(_parseArgsMessage((e as Error).message));
+  }
+  if (parsed.positionals.length > 0) {
+    throw new CliError(
+      `unexpected argument ${JSON.stringify(parsed.positionals[0])} (flags start with --)`,
+    );
+  }
+  const out: ParsedFlags = {};
+  for (const [k, v] of Object.entries(parsed.values)) {
+    if (typeof v === "string" || typeof v === "boolean") out[k] = v;
+    else if (Array.isArray(v)) out[k] = v.filter((x): x is string => typeof x === "string");
+  }
+  return out;
+}
+
+/** Formats the usage text. */
+export function formatUsage(program: string, summary: string, specs: readonly FlagSpec[]): string {
+  const lines = [`Usage: ${program} [flags]`, "", summary, "", "Flags:"];
+  const left = specs.map((s) => {
+    const short = s.short ? `-${s.short}, ` : "    ";
+    return `  ${short}--${s.name}${s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""}`;
+  });
+  const width = Math.max(...left.map((l) => l.length)) + 2;
+  specs.forEach((s, i) => {
+    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
+    const again = s.multiple ? " (repeatable)" : "";
+    lines.push(`${left[i]!.padEnd(width)}${s.help}${def}${again}`);
+  });
+  return lines.join("\n");
+}
+
+/** Reads a duration in seconds (decimals allowed) and returns milliseconds. */
+export function parseSeconds(
+  flag: string,
+  value: FlagValue,
+  fallbackMs: number,
+  range: { min: number; max: number },
+): number {
+  if (value === undefined) return fallbackMs;
+  const text = String(value).trim();
+  const n = Number(text);
+  if (
+    text === "" || !/^\d*\.?\d+$/.test(text) || !Number.isFinite(n) || n < range.min ||
+    n > range.max
+  ) {
+    throw new CliError(
+      `--${flag}: expected seconds in ${range.min}..${range.max}, got ${
+        JSON.stringify(String(value))
+      }`,
+    );
+  }
+  return Math.round(n * 1000);
+}
+
+/** Reads an integer in a range. */
+export function parseInteger(
+  flag: string,
+  value: FlagValue,
+  fallback: number,
+  range: { min: number; max: number },
+): number {
+  if (value === undefined) return fallback;
+  const text = String(value).trim();
+  const n = Number(text);
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n) || n < range.min || n > range.max) {
+    throw new CliError(
+      `--${flag}: expected an integer in ${range.min}..${range.max}, got ${
+        JSON.stringify(String(value))
+      }`,
+    );
+  }
+  return n;
+}
+
+/** Reads one of a fixed set of words. */
+export function parseChoice<T extends string>(
+  flag: string,
+  value: FlagValue,
+  fallback: T,
+  choices: readonly T[],
+): T {
+  if (value === undefined) return fallback;
+  const text = String(value);
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new CliError(
+      `--${flag}: expected one of ${choices.join(", ")}, got ${JSON.stringify(text)}`,
+    );
+  }
+  return text as T;
+}
+
+/** Reads a comma-separated list of non-empty names. */
+export function parseList(flag: string, value: FlagValue): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = String(value).split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) {
+    throw new CliError(
+      `--${flag}: expected a comma-separated list, got ${JSON.stringify(String(value))}`,
+    );
+  }
+  return items;
+}
+
+/** Reads a non-empty string flag. */
+export function parseText(flag: string, value: FlagValue): string | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value);
+  if (text.trim() === "") throw new CliError(`--${flag}: expected a value, got an empty string`);
+  return text;
+}
+
+/** Every value of a repeatable flag (an empty list when absent). */
+export function parseRepeated(flag: string, value: FlagValue): string[] {
+  if (value === undefined) return [];
+  const items = Array.isArray(value) ? value : [String(value)];
+  if (items.some((s) => s.trim() === "")) {
+    throw new CliError(`--${flag}: expected a value, got an empty string`);
+  }
+  return items;
+}
+
+/** Rejects two flags given together. */
+export function exclusive(flags: ParsedFlags, a: string, b: string): void {
+  if (flags[a] !== undefined && flags[b] !== undefined) {
+    throw new CliError(`--${a} and --${b} cannot be used together`);
+  }
+}
+
+function _parseArgsMessage(message: string): string {
+  const unknown = /Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown flag ${unknown[1]} (see --help)`;
+  const missing = /Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
+  if (missing) return `${missing[2]}: expected a value`;
+  const ambiguous = /Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    return `${ambiguous[1]}: expected a value (write ${
+      ambiguous[1]
+    }=VALUE for a value starting with -)`;
+  }
+  const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
+  if (noValue) return `${noValue[1]}: takes no value`;
+  return message.split("\n")[0] ?? message;
+}
+
+/** Flags both programs take, at the end of each program's table. */
+export const COMMON_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "certs-dir",
+    type: "string",
+    arg: "DIR",
+    default: `$${CERTS_DIR_ENV} or ./${COMMON_DEFAULTS.certsDir}`,
+    help: "where default certificates and secret live",
+  },
+  {
+    name: "idle-timeout",
+    type: "string",
+    arg: "SECONDS",
+    default: seconds(COMMON_DEFAULTS.idleTimeoutMs),
+    help: "QUIC idle timeout of a session",
+  },
+  {
+    name: "quic",
+    type: "string",
+    arg: "STACK",
+    default: COMMON_DEFAULTS.quic,
+    help:
+      "QUIC stack: matrixai (@matrixai/quic) or native (Deno's own, about 4x faster and cheaper per check)",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    arg: "LEVEL",
+    default: COMMON_DEFAULTS.logLevel,
+    help: "debug, info, warn or error",
+  },
+  {
+    name: "log-format",
+    type: "string",
+    arg: "FORMAT",
+    default: COMMON_DEFAULTS.logFormat,
+    help: "text or json",
+  },
+  { name: "version", type: "boolean", help: "print the version and exit" },
+  { name: "help", type: "boolean", short: "h", help: "print this help and exit" },
+];
+
+/** The settings of {@linkcode COMMON_FLAGS}. */
+export interface CommonConfig {
+  certsDir: string | undefined;
+  idleTimeoutMs: number;
+  quic: QuicStack;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  help: boolean;
+  version: boolean;
+}
+
+/** Reads {@linkcode COMMON_FLAGS}. */
+export function parseCommon(f: ParsedFlags): CommonConfig {
+  return {
+    certsDir: parseText("certs-dir", f["certs-dir"]),
+    idleTimeoutMs: parseSeconds("idle-timeout", f["idle-timeout"], COMMON_DEFAULTS.idleTimeoutMs, {
+      min: 1,
+      max: 3600,
+    }),
+    quic: parseChoice("quic", f.quic, COMMON_DEFAULTS.quic, QUIC_STACKS),
+    logLevel: parseChoice(
+      "log-level",
+      f["log-level"],
+      COMMON_DEFAULTS.logLevel,
+      ["debug", "info", "warn", "error"] as const,
+    ),
+    logFormat: parseChoice(
+      "log-format",
+      f["log-format"],
+      COMMON_DEFAULTS.logFormat,
+      ["text", "json"] as const,
+    ),
+    help: f.help === true,
+    version: f.version === true,
+  };
+}
+
+/** This machine's host name, or `fallback` when it cannot be read. */
+export function hostname(fallback = "unknown"): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return fallback;
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * The load balancer as a program: from its parsed flags to a running LB
+ * (credentials, QUIC stack, monitor, HTTP endpoint, discovery, HAProxy
+ * agent-check, status table) and back to nothing with `stop()`. `lb.ts`
+ * wraps it with signals; tests start it in-process.
+ *
+ * @module
+ */
+
+import { Discovery, watchDnsName, watchServersFile } from "../lb/discovery.ts";
+import { Monitor } from "../lb/monitor.ts";
+import { type AgentCheckServer, startAgentCheckServer } from "../ops/agent_check.ts";
+import { createHttpApi, type HttpApi } from "../ops/http_api.ts";
+import { type HttpServer, serveHttp } from "../ops/http_server.ts";
+import { fitConnectionCaps, openFileLimit, perAddressCap } from "../ops/limits.ts";
+import { Redrawer, StatusScreen, summarize } from "../ops/status_table.ts";
+import { isLoopbackHost } from "../protocol/address.ts";
+import type { Transport } from "../transport/transport.ts";
+import { createLogger, type Logger } from "../util/log.ts";
+import { settlesWithin } from "../util/timeout.ts";
+import { VERSION } from "../util/version.ts";
+import { loadLbCredentials } from "./credentials.ts";
+import { startStack, writeAll } from "./entry.ts";
+import type { LbConfig } from "./lb_flags.ts";
+
+/** A running LB. */
+export interface RunningLb {
+  readonly monitor: Monitor;
+  /** The HTTP endpoint's address. */
+  readonly http: Deno.NetAddr;
+  /** The agent-check port, when served. */
+  readonly agentCheckPort: number | undefined;
+  readonly log: Logger;
+  /** Reads the servers file and re-resolves the DNS names now (SIGHUP). */
+  reload(): void;
+  /**
+   * Ends every session with TERMINATE (at most 1.5 s), stops the ports, the
+   * discovery and the table, and closes the QUIC stack it opened.
+   */
+  stop(reason?: string): Promise<void>;
+}
+
+/** Options of {@linkcode startLb}. */
+export interface StartLbOptions {
+  /** Use this transport (kept open on stop) instead of opening `config.quic`'s stack. */
+  transport?: Transport;
+  /** Log lines go here instead of stderr (or the table's screen). */
+  logSink?: (line: string) => void;
+}
+
+/**
+ * Starts an LB.
+ *
+ * @throws {CliError} or another typed set-up error (exit 2): bad flags, files or keys
+ * @throws {Error} when a port cannot be bound (exit 1)
+ */
+export async function startLb(config: LbConfig, options: StartLbOptions = {}): Promise<RunningLb> {
+  const tableMode = config.table === "off"
+    ? "off"
+    : config.table === "plain" || !Deno.stdout.isTerminal()
+    ? "plain"
+    : "tty";
+  const screen = tableMode === "off" ? undefined : new StatusScreen({
+    mode: tableMode,
+    write: (text) => writeAll(Deno.stdout, text),
+    columns: () => _columns(),
+  });
+  let monitor: Monitor | undefined;
+  const drawTable = () => {
+    if (!monitor) return;
+    const rows = monitor.status();
+    screen?.draw(rows, `QHCP LB ${config.lbId}  ${summarize(rows)}  ${new Date().toISOString()}`);
+  };
+  // Drawn at once, within a moment of every verdict change (and, on a
+  // terminal, of every log line), and every check interval otherwise.
+  const table = screen && new Redrawer({
+    draw: drawTable,
+    minGapMs: tableMode === "tty" ? 100 : 250,
+    intervalMs: () => Math.max(monitor?.settings.checkIntervalMs ?? 1000, 1000),
+  });
+  // On a redrawn terminal, log lines go under the table instead of scrolling it away.
+  const sink = options.logSink ?? (tableMode === "tty"
+    ? (line: string) => {
+      screen!.note(line);
+      table?.changed();
+    }
+    : undefined);
+  const log = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    ...(sink ? { sink } : {}),
+  });
+
+  const credentials = await loadLbCredentials(config, log);
+  // The LB's only TLS client is its QUIC stack: it trusts the configured CA alone.
+  const transport = options.transport ??
+    await startStack(config.quic, log, { onlyGivenCa: true });
+  // What to undo, last first: stop() and a failed start run it.
+  const undo: (() => Promise<void> | void)[] = [];
+  if (!options.transport) undo.push(() => transport.close());
+  try {
+    monitor = new Monitor({
+      transport,
+      signer: credentials.signer,
+      lbId: config.lbId,
+      servers: config.servers,
+      checkIntervalMs: config.checkIntervalMs,
+      ...(config.checkTimeoutMs === undefined ? {} : { checkTimeoutMs: config.checkTimeoutMs }),
+      maxFailAttempts: config.maxFailAttempts,
+      rise: config.rise,
+      fastIntervalMs: config.fastIntervalMs,
+      jitter: config.jitter,
+      reconnectIntervalMs: config.reconnectIntervalMs,
+      ...(config.metrics ? { metrics: config.metrics } : {}),
+      ...(credentials.caPem === undefined ? {} : { caPem: credentials.caPem }),
+      insecure: config.insecure,
+      idleTimeoutMs: config.idleTimeoutMs,
+      maxServers: config.maxServers,
+      weightFloor: config.weightFloor,
+      loadMetrics: config.loadMetrics,
+      log,
+      events: { onTransition: () => table?.changed() },
+    });
+    const m = monitor;
+    _warnings(config, credentials.httpTls !== undefined, log);
+
+    const api = createHttpApi({
+      monitor: m,
+      lbId: config.lbId,
+      startedAt: Date.now(),
+      version: VERSION,
+      adminToken: credentials.adminToken,
+      log,
+    });
+    const http = _serveHttp(config, api, credentials.httpTls, log);
+    undo.push(() => http.server.shutdown(), () => api.close());
+
+    const settings = m.settings; // a copy: the interval can change at run time
+    log.info("load balancer starting", {
+      lb_id: config.lbId,
+      quic: config.quic,
+      servers: config.servers.length,
+      interval_ms: settings.checkIntervalMs,
+      timeout_ms: settings.checkTimeoutMs,
+      fall: settings.maxFailAttempts,
+      rise: settings.rise,
+      fast_ms: settings.fastIntervalMs,
+      jitter: settings.jitter,
+      reconnect_ms: settings.reconnectIntervalMs,
+    });
+    m.start();
+    undo.push(async () => {
+      await settlesWithin(m.stop("shutdown"), 1500);
+    });
+
+    // Discovery: a servers file and DNS names add and remove servers as they change.
+    const discovery = new Discovery(m, log);
+    const followers: { refresh(): Promise<void>; close(): void }[] = [];
+    undo.push(() => followers.forEach((f) => f.close()));
+    if (config.serversFile) {
+      const file = await watchServersFile(config.serversFile, discovery, log);
+      followers.push({ refresh: file.reload, close: file.close });
+    }
+    for (const { name, port } of config.dnsNames) {
+      followers.push(
+        await watchDnsName(name, port, discovery, {
+          intervalMs: settings.reconnectIntervalMs,
+          ...(config.dnsServer ? { nameServer: config.dnsServer } : {}),
+          log,
+        }),
+      );
+    }
+
+    let agentCheck: AgentCheckServer | undefined;
+    if (config.agentPort !== undefined) {
+      try {
+        agentCheck = startAgentCheckServer({
+          monitor: m,
+          host: config.httpHost,
+          port: config.agentPort,
+          maxConnections: http.agentCap!,
+          log,
+        });
+      } catch (e) {
+        throw new Error(
+          `--agent-port: cannot listen on ${config.httpHost}:${config.agentPort}: ${
+            (e as Error).message
+          }`,
+        );
+      }
+      const a = agentCheck;
+      undo.push(() => a.close());
+      log.info("HAProxy agent-check listening", {
+        address: config.httpHost,
+        port: a.port,
+        max_connections: http.agentCap,
+      });
+    }
+
+    table?.start();
+    undo.push(() => table?.stop());
+    let stopped: Promise<void> | undefined;
+    return {
+      monitor: m,
+      http: http.server.addr,
+      agentCheckPort: agentCheck?.port,
+      log,
+      reload() {
+        log.info("SIGHUP: reloading the servers file and DNS names");
+        for (const f of followers) void f.refresh();
+      },
+      stop(reason = "shutdown") {
+        stopped ??= (async () => {
+          log.info("shutting down: sending TERMINATE to every server", { signal: reason });
+          for (const step of undo.reverse()) await step();
+          if (tableMode === "tty") drawTable();
+          log.info("stopped");
+        })();
+        return stopped;
+      },
+    };
+  } catch (e) {
+    for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => {});
+    throw e;
+  }
+}
+
+/** Warnings an operator should see at start. */
+function _warnings(config: LbConfig, tls: boolean, log: Logger): void {
+  if (!tls && !isLoopbackHost(config.httpHost)) {
+    log.warn(
+      "the HTTP endpoint is plain HTTP beyond loopback: the admin bearer token of its mutating endpoints crosses the network in clear; serve it over TLS with --http-tls (or --http-cert-file/--http-key-file), or bind it to loopback with --http-host 127.0.0.1",
+      { address: config.httpHost },
+    );
+  }
+  if (config.insecure) {
+    log.warn(
+      "INSECURE: server certificates are NOT verified (--insecure); anyone on the path can impersonate a server",
+    );
+  }
+  if (config.servers.length === 0 && config.dnsNames.length === 0 && !config.serversFile) {
+    log.warn(
+      "no servers to watch yet: add some with --servers, --servers-file or POST /api/servers",
+    );
+  }
+}
+
+/** The HTTP endpoint, its connection caps sized to the open-file limit. */
+function _serveHttp(
+  config: LbConfig,
+  api: HttpApi,
+  tls: { cert: string; key: string } | undefined,
+  log: Logger,
+): { server: HttpServer; agentCap: number | undefined } {
+  // Every TCP connection costs a descriptor: the ports' caps fit the limit.
+  const fileLimit = openFileLimit();
+  const [httpCap, agentCap] = fitConnectionCaps(
+    config.agentPort === undefined
+      ? [config.httpMaxConnections]
+      : [config.httpMaxConnections, config.agentMaxConnections],
+    fileLimit,
+  );
+  const perAddress = perAddressCap(config.httpMaxPerAddress, httpCap!);
+  let server: HttpServer;
+  try {
+    server = serveHttp({
+      hostname: config.httpHost,
+      port: config.httpPort,
+      ...(tls ? { tls } : {}),
+      handler: api.handler,
+      maxConnections: httpCap!,
+      maxConnectionsPerAddress: perAddress,
+      headTimeoutMs: config.httpHeadTimeoutMs,
+      log,
+    });
+  } catch (e) {
+    throw new Error(
+      `--loadbalancer-port: cannot listen on ${config.httpHost}:${config.httpPort}: ${
+        (e as Error).message
+      }`,
+    );
+  }
+  log.info("HTTP status endpoint listening", {
+    address: server.addr.hostname,
+    port: server.addr.port,
+    scheme: tls ? "https" : "http",
+    max_connections: httpCap,
+    per_address: perAddress,
+    open_files: fileLimit?.soft,
+  });
+  return { server, agentCap };
+}
+
+function _columns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 120;
+  }
+}

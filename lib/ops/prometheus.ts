@@ -1,0 +1,181 @@
+/**
+ * The LB's `/metrics` in the Prometheus text exposition format (version
+ * 0.0.4). Pure: a snapshot in, text out.
+ *
+ * @module
+ */
+
+import type { Monitor } from "../lb/monitor.ts";
+import { DURATION_BUCKETS, type DurationHistogram } from "../lb/record.ts";
+
+/** One server in a metrics snapshot. */
+export interface ServerMetrics {
+  address: string;
+  up: boolean;
+  state: string;
+  weight: number;
+  cpu: number | null;
+  mem: number | null;
+  checksOk: number;
+  checksFailed: number;
+  stateChanges: number;
+  /** Good checks answered more than one interval after they were due. */
+  checksLate: number;
+  durations: DurationHistogram;
+}
+
+/** What `/metrics` shows. */
+export interface MetricsSnapshot {
+  lbId: string;
+  version: string;
+  servers: readonly ServerMetrics[];
+  /** Sessions in READY. */
+  sessions: number;
+  /** Dials after the first one, all servers. */
+  reconnects: number;
+}
+
+/** What `/metrics` shows of `monitor`'s servers. */
+export function metricsSnapshot(monitor: Monitor, version: string): MetricsSnapshot {
+  let sessions = 0;
+  let reconnects = 0;
+  const servers = monitor.records().map(({ view: v, counters: c }) => {
+    if (v.session === "READY") sessions++;
+    reconnects += Math.max(0, c.dials - 1);
+    return {
+      address: v.address,
+      up: v.state === "UP",
+      state: v.state,
+      weight: v.weight,
+      cpu: v.metrics?.cpu_percent ?? null,
+      mem: v.metrics?.mem_percent ?? null,
+      checksOk: v.checks_ok,
+      checksFailed: v.checks_failed,
+      stateChanges: c.stateChanges,
+      checksLate: c.late,
+      durations: c.durations,
+    };
+  });
+  return { lbId: monitor.settings.lbId, version, servers, sessions, reconnects };
+}
+
+/** Renders the snapshot in the Prometheus text format. */
+export function renderPrometheus(s: MetricsSnapshot): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  };
+  const labels = (l: Record<string, string>) =>
+    "{" + Object.entries(l).map(([k, v]) => `${k}="${_escape(v)}"`).join(",") + "}";
+  const perServer = (
+    name: string,
+    type: string,
+    help: string,
+    value: (m: ServerMetrics) => number | null,
+  ) => {
+    family(name, type, help);
+    for (const m of s.servers) {
+      const v = value(m);
+      if (v !== null) out.push(`${name}${labels({ server: m.address })} ${_num(v)}`);
+    }
+  };
+
+  family("qhcp_info", "gauge", "QHCP load balancer build and identity.");
+  out.push(`qhcp_info${labels({ lb_id: s.lbId, version: s.version })} 1`);
+  perServer(
+    "qhcp_server_up",
+    "gauge",
+    "1 when the server is UP, 0 when DOWN or UNKNOWN.",
+    (m) => m.up ? 1 : 0,
+  );
+  family("qhcp_server_state", "gauge", "1 for the server's current verdict (UP, DOWN or UNKNOWN).");
+  for (const m of s.servers) {
+    for (const state of ["UP", "DOWN", "UNKNOWN"]) {
+      out.push(
+        `qhcp_server_state${labels({ server: m.address, state })} ${m.state === state ? 1 : 0}`,
+      );
+    }
+  }
+  perServer(
+    "qhcp_server_weight",
+    "gauge",
+    "Traffic weight 0..100 (0: no traffic).",
+    (m) => m.weight,
+  );
+  perServer(
+    "qhcp_server_cpu_percent",
+    "gauge",
+    "CPU busy on the server, percent, as last reported.",
+    (m) => m.cpu,
+  );
+  perServer(
+    "qhcp_server_mem_percent",
+    "gauge",
+    "Memory in use on the server, percent, as last reported.",
+    (m) => m.mem,
+  );
+  family(
+    "qhcp_check_duration_seconds",
+    "histogram",
+    "Round trip of successful checks (HEALTH_REQUEST to HEALTH_RESPONSE).",
+  );
+  for (const m of s.servers) {
+    const h = m.durations;
+    DURATION_BUCKETS.forEach((le, i) => {
+      out.push(
+        `qhcp_check_duration_seconds_bucket${labels({ server: m.address, le: String(le) })} ${
+          h.counts[i]
+        }`,
+      );
+    });
+    out.push(
+      `qhcp_check_duration_seconds_bucket${labels({ server: m.address, le: "+Inf" })} ${h.count}`,
+    );
+    out.push(`qhcp_check_duration_seconds_sum${labels({ server: m.address })} ${_num(h.sum)}`);
+    out.push(`qhcp_check_duration_seconds_count${labels({ server: m.address })} ${h.count}`);
+  }
+  family(
+    "qhcp_checks_total",
+    "counter",
+    "Checks by outcome (a failed dial counts as a failed check).",
+  );
+  for (const m of s.servers) {
+    out.push(`qhcp_checks_total${labels({ server: m.address, result: "ok" })} ${m.checksOk}`);
+    out.push(`qhcp_checks_total${labels({ server: m.address, result: "fail" })} ${m.checksFailed}`);
+  }
+  perServer(
+    "qhcp_state_changes_total",
+    "counter",
+    "Verdict changes (UP, DOWN).",
+    (m) => m.stateChanges,
+  );
+  perServer(
+    "qhcp_checks_late_total",
+    "counter",
+    "Good checks answered more than one check interval after they were due (the LB is overloaded).",
+    (m) => m.checksLate,
+  );
+  family("qhcp_servers", "gauge", "Servers watched, by verdict.");
+  for (const state of ["UP", "DOWN", "UNKNOWN"]) {
+    out.push(
+      `qhcp_servers${labels({ state })} ${s.servers.filter((m) => m.state === state).length}`,
+    );
+  }
+  family("qhcp_sessions", "gauge", "QUIC sessions in READY.");
+  out.push(`qhcp_sessions ${s.sessions}`);
+  family(
+    "qhcp_reconnects_total",
+    "counter",
+    "Dials after a server's first one (redials), all servers.",
+  );
+  out.push(`qhcp_reconnects_total ${s.reconnects}`);
+  return out.join("\n") + "\n";
+}
+
+function _escape(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+function _num(v: number): string {
+  return Number.isFinite(v) ? String(v) : v > 0 ? "+Inf" : v < 0 ? "-Inf" : "NaN";
+}

@@ -1,0 +1,515 @@
+/**
+ * The QHCP/1 message codec: pure functions from bytes to typed messages and
+ * back. No I/O and no clock; every failure is a {@linkcode CodecError}.
+ *
+ * A frame is a 4-byte big-endian length L (1 <= L <= 65536) followed by L
+ * bytes of UTF-8 JSON holding one object. Failures of that framing are
+ * `BAD_FRAME`; a JSON object that is not a valid message is `BAD_MESSAGE`; a
+ * HELLO or ACK for another protocol version is `UNSUPPORTED_VERSION`.
+ *
+ * @module
+ */
+
+import { CodecError, ConfigError } from "./errors.ts";
+import {
+  FRAME_HEADER_LENGTH,
+  isErrorCode,
+  isMessageType,
+  MAX_FRAME_LENGTH,
+  MAX_INTERVAL_MS,
+  MAX_METRIC_NAME_LENGTH,
+  MAX_METRIC_NAMES,
+  MIN_INTERVAL_MS,
+  PROTOCOL_VERSION,
+  REQUIRED_METRICS,
+} from "./wire.ts";
+import type { Message, MessageType, SessionConfig } from "./wire.ts";
+
+export { CodecError };
+
+const _encoder = new TextEncoder();
+const _decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Encodes one message as a complete frame (length prefix and JSON payload).
+ *
+ * Only the fields a message type defines are written, in a fixed order, so
+ * stray properties on the input never reach the wire.
+ *
+ * @throws {CodecError} `BAD_MESSAGE` (side `local`) when the message is not
+ * valid or its JSON exceeds {@linkcode MAX_FRAME_LENGTH} bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeMessage } from "./codec.ts";
+ * const bytes = encodeMessage({ type: "HEALTH_REQUEST", seq: 2 });
+ * // bytes: 00 00 00 21 {"type":"HEALTH_REQUEST","seq":2}
+ * ```
+ */
+export function encodeMessage(message: Message): Uint8Array {
+  let canonical: Message;
+  try {
+    canonical = _validateMessage(message as unknown as Record<string, unknown>);
+  } catch (e) {
+    if (e instanceof CodecError) {
+      const why = e.message.replace(/^Cannot (decode|accept) [A-Z_]+: /, "");
+      throw new CodecError("BAD_MESSAGE", "local", `Cannot encode ${message.type}: ${why}`);
+    }
+    throw e;
+  }
+  const payload = _encoder.encode(JSON.stringify(canonical));
+  if (payload.length > MAX_FRAME_LENGTH) {
+    throw new CodecError(
+      "BAD_MESSAGE",
+      "local",
+      `Cannot encode ${message.type}: length ${payload.length} exceeds ${MAX_FRAME_LENGTH}`,
+    );
+  }
+  const frame = new Uint8Array(FRAME_HEADER_LENGTH + payload.length);
+  new DataView(frame.buffer).setUint32(0, payload.length);
+  frame.set(payload, FRAME_HEADER_LENGTH);
+  return frame;
+}
+
+/**
+ * Decodes a frame payload (the bytes after the length prefix) into a message.
+ *
+ * @throws {CodecError} side `remote`: `BAD_FRAME` when the payload is empty,
+ * too long, not UTF-8 or not one JSON object; `BAD_MESSAGE` when the object is
+ * not a valid message; `UNSUPPORTED_VERSION` for a HELLO or ACK whose
+ * `version` is not 1.
+ */
+export function decodeMessage(payload: Uint8Array): Message {
+  if (payload.length === 0) {
+    throw new CodecError("BAD_FRAME", "remote", "Cannot decode frame: length 0 is below 1");
+  }
+  if (payload.length > MAX_FRAME_LENGTH) {
+    throw new CodecError(
+      "BAD_FRAME",
+      "remote",
+      `Cannot decode frame: length ${payload.length} exceeds ${MAX_FRAME_LENGTH}`,
+    );
+  }
+  let text: string;
+  try {
+    text = _decoder.decode(payload);
+  } catch {
+    throw new CodecError("BAD_FRAME", "remote", "Cannot decode frame: payload is not valid UTF-8");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CodecError(
+      "BAD_FRAME",
+      "remote",
+      `Cannot decode frame: payload is not JSON (${(e as Error).message})`,
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new CodecError(
+      "BAD_FRAME",
+      "remote",
+      `Cannot decode frame: payload is JSON ${_describe(value)}, expected an object`,
+    );
+  }
+  return _validateMessage(value as Record<string, unknown>);
+}
+
+/**
+ * Decodes exactly one complete frame, length prefix included. Convenient for
+ * tests and for datagram-style callers; streams use {@linkcode FrameDecoder}.
+ *
+ * @throws {CodecError} `BAD_FRAME` when the bytes are not exactly one frame,
+ * or any error of {@linkcode decodeMessage}.
+ */
+export function decodeFrame(bytes: Uint8Array): Message {
+  const decoder = new FrameDecoder();
+  decoder.push(bytes);
+  const payload = decoder.next();
+  if (payload === null) {
+    throw new CodecError(
+      "BAD_FRAME",
+      "remote",
+      `Cannot decode frame: truncated, ${bytes.length} bytes hold no complete frame`,
+    );
+  }
+  if (decoder.buffered > 0) {
+    throw new CodecError(
+      "BAD_FRAME",
+      "remote",
+      `Cannot decode frame: ${decoder.buffered} bytes follow the frame`,
+    );
+  }
+  return decodeMessage(payload);
+}
+
+/**
+ * Incremental deframer for a byte stream. Push chunks as they arrive, then
+ * pull complete payloads with {@linkcode FrameDecoder.next}. A bad length is
+ * reported as soon as its 4 header bytes are in, before any payload is
+ * buffered, so a peer cannot make us hold more than one maximal frame.
+ *
+ * @example
+ * ```ts
+ * import { decodeMessage, FrameDecoder } from "./codec.ts";
+ * const frames = new FrameDecoder();
+ * frames.push(new Uint8Array([0, 0, 0, 2, 123]));
+ * frames.next(); // null: one byte of the payload is still missing
+ * frames.push(new Uint8Array([125]));
+ * const payload = frames.next(); // Uint8Array of "{}"
+ * ```
+ */
+export class FrameDecoder {
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #failed: CodecError | undefined;
+
+  /** Bytes received and not yet returned as a payload. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** Appends received bytes. */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+  }
+
+  /**
+   * Returns the next complete payload, or null when more bytes are needed.
+   *
+   * @throws {CodecError} `BAD_FRAME` when the next length is 0 or exceeds
+   * {@linkcode MAX_FRAME_LENGTH}; the decoder stays failed afterwards.
+   */
+  next(): Uint8Array | null {
+    if (this.#failed) throw this.#failed;
+    if (this.#buffered < FRAME_HEADER_LENGTH) return null;
+    const header = this.#peek(FRAME_HEADER_LENGTH);
+    const length = new DataView(header.buffer, header.byteOffset, FRAME_HEADER_LENGTH).getUint32(0);
+    if (length === 0 || length > MAX_FRAME_LENGTH) {
+      this.#failed = new CodecError(
+        "BAD_FRAME",
+        "remote",
+        length === 0
+          ? "Cannot decode frame: length 0 is below 1"
+          : `Cannot decode frame: length ${length} exceeds ${MAX_FRAME_LENGTH}`,
+      );
+      throw this.#failed;
+    }
+    if (this.#buffered < FRAME_HEADER_LENGTH + length) return null;
+    this.#take(FRAME_HEADER_LENGTH);
+    return this.#take(length);
+  }
+
+  /** Returns the first `n` buffered bytes without consuming them. */
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    this.#coalesce();
+    return this.#chunks[0]!.subarray(0, n);
+  }
+
+  /** Removes and returns the first `n` buffered bytes. */
+  #take(n: number): Uint8Array {
+    let first = this.#chunks[0]!;
+    if (first.length < n) {
+      this.#coalesce();
+      first = this.#chunks[0]!;
+    }
+    const out = first.subarray(0, n);
+    if (first.length === n) this.#chunks.shift();
+    else this.#chunks[0] = first.subarray(n);
+    this.#buffered -= n;
+    return out;
+  }
+
+  #coalesce(): void {
+    const all = new Uint8Array(this.#buffered);
+    let offset = 0;
+    for (const c of this.#chunks) {
+      all.set(c, offset);
+      offset += c.length;
+    }
+    this.#chunks = [all];
+  }
+}
+
+/**
+ * Checks the content of a CONFIG_UPDATE's `config` object and returns it in
+ * canonical form (known fields only, metric names de-duplicated).
+ *
+ * The codec calls it without `knownMetrics` while decoding, so a bad config
+ * is reported as `BAD_CONFIG` (which keeps the session) rather than
+ * `BAD_MESSAGE`; the server calls it again with the names it can report.
+ *
+ * @param config the received `config` object
+ * @param knownMetrics metric names the server can report; omit to skip that check
+ * @throws {ConfigError} (a `BAD_CONFIG` {@linkcode CodecError}) naming the first bad field
+ */
+export function validateConfigUpdate(
+  config: Record<string, unknown>,
+  knownMetrics?: readonly string[],
+  where: { messageType?: MessageType; seq?: number } = {},
+): Partial<SessionConfig> {
+  const fail = (field: string, expected: string, message: string) =>
+    new ConfigError(field, expected, `Cannot apply config: ${message}`, where);
+  const out: Partial<SessionConfig> = {};
+  for (const key of Object.keys(config)) {
+    if (key !== "interval_ms" && key !== "metrics") {
+      throw fail(
+        key,
+        "absent: known fields are interval_ms and metrics",
+        `unknown field '${key}', expected interval_ms or metrics`,
+      );
+    }
+  }
+  if (config.interval_ms !== undefined) {
+    const v = config.interval_ms;
+    const range = `${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`;
+    if (!_isInteger(v) || v < MIN_INTERVAL_MS || v > MAX_INTERVAL_MS) {
+      throw fail(
+        "interval_ms",
+        `an integer in ${range}`,
+        `interval_ms ${_describe(v)} is not an integer in ${range}`,
+      );
+    }
+    out.interval_ms = v;
+  }
+  if (config.metrics !== undefined) {
+    const v = config.metrics;
+    const names = "an array of non-empty strings";
+    if (!_isNameArray(v)) throw fail("metrics", names, `metrics must be ${names}`);
+    if (v.length > MAX_METRIC_NAMES) {
+      throw fail(
+        "metrics",
+        `an array of at most ${MAX_METRIC_NAMES} names`,
+        `metrics has ${v.length} names, expected at most ${MAX_METRIC_NAMES}`,
+      );
+    }
+    const long = v.find((name) => name.length > MAX_METRIC_NAME_LENGTH);
+    if (long !== undefined) {
+      throw fail(
+        "metrics",
+        `an array of names no longer than ${MAX_METRIC_NAME_LENGTH} characters`,
+        `metric name ${_describe(long)} is longer than ${MAX_METRIC_NAME_LENGTH} characters`,
+      );
+    }
+    const unknown = knownMetrics ? v.filter((name) => !knownMetrics.includes(name)) : [];
+    if (unknown.length > 0) {
+      throw fail(
+        "metrics",
+        `names of metrics this server reports: ${knownMetrics!.join(", ")}`,
+        `unknown metric ${JSON.stringify(unknown[0])}, expected one of ${knownMetrics!.join(", ")}`,
+      );
+    }
+    out.metrics = [...new Set(v)];
+  }
+  return out;
+}
+
+// --- validation -------------------------------------------------------------
+
+type _Check = (value: unknown) => string | undefined;
+
+interface _Field {
+  name: string;
+  required: boolean;
+  check: _Check;
+  /** Rebuilds a checked value with known parts only. */
+  canon?: (value: unknown) => unknown;
+}
+
+const _int = (min: number, max = Number.MAX_SAFE_INTEGER): _Check => (v) =>
+  _isInteger(v) && v >= min && v <= max ? undefined : `an integer in ${min}..${max}`;
+const _string: _Check = (v) => typeof v === "string" ? undefined : "a string";
+const _nonEmptyString: _Check = (v) =>
+  typeof v === "string" && v.length > 0 ? undefined : "a non-empty string";
+const _names: _Check = (v) => _isNameArray(v) ? undefined : "an array of non-empty strings";
+const _object: _Check = (v) =>
+  typeof v === "object" && v !== null && !Array.isArray(v) ? undefined : "an object";
+const _status: _Check = (v) =>
+  v === "UP" || v === "DRAINING" || v === "FAILING" ? undefined : '"UP", "DRAINING" or "FAILING"';
+const _checks: _Check = (v) =>
+  Array.isArray(v) &&
+    v.every((c) =>
+      typeof c === "object" && c !== null && !Array.isArray(c) &&
+      typeof (c as Record<string, unknown>).name === "string" &&
+      typeof (c as Record<string, unknown>).ok === "boolean" &&
+      typeof (c as Record<string, unknown>).detail === "string"
+    )
+    ? undefined
+    : "an array of {name: string, ok: boolean, detail: string}";
+const _errorCode: _Check = (v) => isErrorCode(v) ? undefined : "a known error code";
+const _metricValues: _Check = (v) => {
+  if (_object(v) !== undefined) return "an object";
+  const values = v as Record<string, unknown>;
+  for (const [name, value] of Object.entries(values)) {
+    if (typeof value !== "number" || !Number.isFinite(value)) {
+      return `an object of finite numbers (${JSON.stringify(name)} is ${_describe(value)})`;
+    }
+  }
+  for (const name of REQUIRED_METRICS) {
+    const value = values[name];
+    if (typeof value !== "number" || value < 0 || value > 100) {
+      return `an object with ${name} in 0..100`;
+    }
+  }
+  return undefined;
+};
+const _config: _Check = (v) => {
+  if (_object(v) !== undefined) return "an object";
+  const c = v as Record<string, unknown>;
+  if (_int(MIN_INTERVAL_MS, MAX_INTERVAL_MS)(c.interval_ms) !== undefined) {
+    return `an object whose interval_ms is an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`;
+  }
+  if (!_isNameArray(c.metrics)) return "an object whose metrics is an array of non-empty strings";
+  return undefined;
+};
+
+const _req = (name: string, check: _Check, canon?: _Field["canon"]): _Field =>
+  canon ? { name, required: true, check, canon } : { name, required: true, check };
+const _opt = (name: string, check: _Check, canon?: _Field["canon"]): _Field =>
+  canon ? { name, required: false, check, canon } : { name, required: false, check };
+const _seqField = _int(1);
+
+/** Fields of each message type, in wire order, after `type` and `seq`. */
+const _FIELDS: Record<MessageType, readonly _Field[]> = {
+  HELLO: [
+    _req("version", _int(1)),
+    _req("token", _string),
+    _req("lb_id", _nonEmptyString),
+    _opt("interval_ms", _int(MIN_INTERVAL_MS, MAX_INTERVAL_MS)),
+    _opt("metrics", _names),
+  ],
+  ACK: [
+    _req("re", _seqField),
+    _req("version", _int(1)),
+    _req("server_id", _nonEmptyString),
+    _req("metrics", _names),
+  ],
+  HEALTH_REQUEST: [_opt("metrics", _names)],
+  HEALTH_RESPONSE: [
+    _req("re", _seqField),
+    _req("status", _status),
+    _req("metrics", _metricValues),
+    _req("ts", _int(0)),
+    _opt(
+      "checks",
+      _checks,
+      (v) =>
+        (v as { name: string; ok: boolean; detail: string }[]).map((c) => ({
+          name: c.name,
+          ok: c.ok,
+          detail: c.detail,
+        })),
+    ),
+  ],
+  CONFIG_UPDATE: [_req("config", _object)],
+  CONFIG_ACK: [
+    _req("re", _seqField),
+    _req("config", _config, (v) => {
+      const c = v as SessionConfig;
+      return { interval_ms: c.interval_ms, metrics: [...c.metrics] };
+    }),
+  ],
+  ERROR: [_opt("re", _seqField), _req("code", _errorCode), _req("message", _string)],
+  TERMINATE: [_opt("reason", _string)],
+  TERMINATE_ACK: [_req("re", _seqField)],
+};
+
+/** Validates a parsed object and rebuilds it with only the known fields. */
+function _validateMessage(obj: Record<string, unknown>): Message {
+  const type = obj.type;
+  if (!isMessageType(type)) {
+    // The seq is still reported when it can be read, so that ERROR can carry `re`.
+    const seq = _seqField(obj.seq) === undefined ? { seq: obj.seq as number } : {};
+    throw new CodecError(
+      "BAD_MESSAGE",
+      "remote",
+      `Cannot decode message: type ${_describe(type)} is not one of the nine QHCP/1 types`,
+      seq,
+    );
+  }
+  const seq = obj.seq;
+  if (_seqField(seq) !== undefined) {
+    throw new CodecError(
+      "BAD_MESSAGE",
+      "remote",
+      `Cannot decode ${type}: seq ${_describe(seq)} is not an integer >= 1`,
+      { messageType: type },
+    );
+  }
+  const where = { messageType: type, seq: seq as number };
+  if ((type === "HELLO" || type === "ACK") && _isInteger(obj.version)) {
+    if (obj.version !== PROTOCOL_VERSION) {
+      throw new CodecError(
+        "UNSUPPORTED_VERSION",
+        "remote",
+        `Cannot accept ${type}: version ${obj.version} is not supported, expected ${PROTOCOL_VERSION}`,
+        where,
+      );
+    }
+  }
+  const out: Record<string, unknown> = { type, seq };
+  for (const field of _FIELDS[type]) {
+    const value = obj[field.name];
+    if (value === undefined) {
+      if (field.required) {
+        throw new CodecError(
+          "BAD_MESSAGE",
+          "remote",
+          `Cannot decode ${type}: field '${field.name}' is missing`,
+          where,
+        );
+      }
+      continue;
+    }
+    const expected = field.check(value);
+    if (expected !== undefined) {
+      throw new CodecError(
+        "BAD_MESSAGE",
+        "remote",
+        `Cannot decode ${type}: field '${field.name}' is ${_describe(value)}, expected ${expected}`,
+        where,
+      );
+    }
+    // JSON.parse built fresh objects, so values are kept without copying;
+    // structures with a fixed shape are rebuilt from their known fields.
+    out[field.name] = field.canon ? field.canon(value) : value;
+  }
+  if (type === "CONFIG_UPDATE") {
+    out.config = validateConfigUpdate(out.config as Record<string, unknown>, undefined, where);
+  }
+  return out as unknown as Message;
+}
+
+function _isInteger(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v);
+}
+
+function _isNameArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "string" && x.length > 0);
+}
+
+/** Short description of a JSON value for error messages. */
+function _describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  switch (typeof value) {
+    case "undefined":
+      return "missing";
+    case "string": {
+      const s = JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value);
+      return `string ${s}`;
+    }
+    case "number":
+    case "boolean":
+      return `${typeof value} ${String(value)}`;
+    case "object":
+      return "an object";
+    default:
+      return typeof value;
+  }
+}

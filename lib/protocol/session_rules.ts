@@ -1,0 +1,132 @@
+/**
+ * Pieces shared by the two session state machines: sequence numbers, the
+ * order in which a received message is checked, and fatal-error actions.
+ *
+ * @module
+ */
+
+import { type CodecError, ProtocolError, type QhcpError } from "./errors.ts";
+import { CLOSE_CODES } from "./wire.ts";
+import type { CloseCode, ErrorCode, Message, MessageType, UnsequencedMessage } from "./wire.ts";
+
+/** Something a state machine asks its driver to do, or reports to it. */
+export interface SendAction {
+  kind: "send";
+  message: Message;
+}
+
+/** Close the QUIC connection with this application code. */
+export interface CloseAction {
+  kind: "close";
+  code: CloseCode;
+  /** Human text put in CONNECTION_CLOSE and the logs. */
+  reason: string;
+  /** The breach that caused the close, if any. */
+  error?: QhcpError;
+}
+
+/** Stamps outgoing sequence numbers and checks incoming ones. */
+export class _Sequencer {
+  #next = 1;
+  #expected = 1;
+
+  /** The `seq` the next sent message will carry. */
+  get nextSeq(): number {
+    return this.#next;
+  }
+
+  /** Returns the message with this sender's next `seq`. */
+  stamp(message: UnsequencedMessage): Message {
+    return { ...message, seq: this.#next++ } as Message;
+  }
+
+  /** Accepts the peer's `seq`, or returns the error when it is out of order. */
+  accept(seq: number, type: MessageType): ProtocolError | undefined {
+    if (seq !== this.#expected) {
+      return new ProtocolError(
+        "BAD_MESSAGE",
+        "remote",
+        `Cannot accept ${type}: seq ${seq} is out of order, expected ${this.#expected}`,
+        { seq, messageType: type },
+      );
+    }
+    this.#expected++;
+    return undefined;
+  }
+}
+
+/**
+ * Turns a codec failure into the error to report, following the order in
+ * which the protocol checks a message: frame, then `type` and `seq`, then
+ * whether the type is allowed in this state, then the fields.
+ */
+export function _classifyInvalid(
+  err: CodecError,
+  sequencer: _Sequencer,
+  accepts: (type: MessageType) => boolean,
+): QhcpError {
+  if (err.code === "BAD_FRAME" || err.messageType === undefined || err.seq === undefined) {
+    return err;
+  }
+  const outOfOrder = sequencer.accept(err.seq, err.messageType);
+  if (outOfOrder) return outOfOrder;
+  if (!accepts(err.messageType)) return _unexpected(err.messageType, err.seq, "");
+  return err;
+}
+
+/**
+ * Checks a received message's `seq`, then finds the handler its state has for
+ * its type. Returns the handler, or the error to report when there is none.
+ */
+export function _route(
+  sequencer: _Sequencer,
+  message: { type: MessageType; seq: number },
+  state: string,
+  row: { readonly [T in MessageType]?: unknown },
+): unknown {
+  const outOfOrder = sequencer.accept(message.seq, message.type);
+  if (outOfOrder) return outOfOrder;
+  return row[message.type] ?? _unexpected(message.type, message.seq, state);
+}
+
+/** The error for a message type that the current state does not accept. */
+export function _unexpected(type: MessageType, seq: number, state: string): ProtocolError {
+  const where = state ? ` in state ${state}` : "";
+  return new ProtocolError(
+    "UNEXPECTED_MESSAGE",
+    "remote",
+    `Cannot accept ${type}${where}: not expected`,
+    { seq, messageType: type },
+  );
+}
+
+/**
+ * Sends ERROR for a breach by the peer and closes with the matching code. An
+ * ERROR is never answered with an ERROR: when the offending message is one,
+ * the session just closes.
+ */
+export function _fatal(
+  sequencer: _Sequencer,
+  error: QhcpError,
+): (SendAction | CloseAction)[] {
+  const close: CloseAction = {
+    kind: "close",
+    code: _closeCodeFor(error.code),
+    reason: error.message,
+    error,
+  };
+  if (error.messageType === "ERROR") return [close];
+  const message: UnsequencedMessage = error.seq === undefined
+    ? { type: "ERROR", code: error.code, message: error.message }
+    : { type: "ERROR", re: error.seq, code: error.code, message: error.message };
+  return [{ kind: "send", message: sequencer.stamp(message) }, close];
+}
+
+/**
+ * The close code after an error with this code. BAD_CONFIG never ends a
+ * session by itself; one that does (an unsolicited ERROR BAD_CONFIG) is an
+ * unexpected message.
+ */
+export function _closeCodeFor(code: ErrorCode): CloseCode {
+  return code === "BAD_CONFIG" ? CLOSE_CODES.UNEXPECTED_MESSAGE : CLOSE_CODES[code];
+}

@@ -1,0 +1,251 @@
+/**
+ * QHCP/1 wire vocabulary: constants and the typed shape of the nine messages.
+ *
+ * Nothing here does I/O; see `codec.ts` for turning bytes into these types and
+ * `docs/PROTOCOL.md` for the normative description.
+ *
+ * @module
+ */
+
+import { AGENT_DEFAULTS, LB_DEFAULTS } from "../util/defaults.ts";
+/** The only protocol version this implementation speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** TLS ALPN identifier negotiated by both peers. */
+export const ALPN = "qhcp/1";
+
+/** UDP port a server agent listens on unless told otherwise. */
+export const DEFAULT_SERVER_PORT: number = AGENT_DEFAULTS.port;
+
+/** TCP port of the load balancer's HTTP endpoint unless told otherwise. */
+export const DEFAULT_LB_HTTP_PORT: number = LB_DEFAULTS.httpPort;
+
+/** Bytes of the big-endian length prefix in front of every frame. */
+export const FRAME_HEADER_LENGTH = 4;
+
+/** Largest allowed frame payload in bytes (the prefix not included). */
+export const MAX_FRAME_LENGTH = 65536;
+
+/** Bounds of `interval_ms` in HELLO and CONFIG_UPDATE. */
+export const MIN_INTERVAL_MS = 100;
+/** Upper bound of `interval_ms` (one hour). */
+export const MAX_INTERVAL_MS = 3_600_000;
+
+/**
+ * Most metric names in one CONFIG_UPDATE, and the longest name: a server
+ * answers more with BAD_CONFIG (and an LB never stores more), so a config
+ * can never grow a later HELLO beyond its frame.
+ */
+export const MAX_METRIC_NAMES = 64;
+/** Longest metric name in a CONFIG_UPDATE, in characters. */
+export const MAX_METRIC_NAME_LENGTH = 64;
+
+/** The JWT audience every token must name. */
+export const TOKEN_AUDIENCE = "qhcp";
+
+/**
+ * Prefix of the audience that binds a token to one server: `qhcp:` followed
+ * by the host the LB dialled (a DNS name, or an IP address without brackets).
+ * A server that finds one refuses the token unless it names the server.
+ */
+export const TOKEN_BINDING_PREFIX = "qhcp:";
+
+/** Metrics every HEALTH_RESPONSE carries, whatever was negotiated. */
+export const REQUIRED_METRICS = ["cpu_percent", "mem_percent"] as const;
+
+/** The nine message types of QHCP/1. */
+export const MESSAGE_TYPES = [
+  "HELLO",
+  "ACK",
+  "HEALTH_REQUEST",
+  "HEALTH_RESPONSE",
+  "CONFIG_UPDATE",
+  "CONFIG_ACK",
+  "ERROR",
+  "TERMINATE",
+  "TERMINATE_ACK",
+] as const;
+
+/** One of the nine message type names. */
+export type MessageType = typeof MESSAGE_TYPES[number];
+
+/** Protocol error codes carried by ERROR messages. */
+export const ERROR_CODES = [
+  "BAD_FRAME",
+  "BAD_MESSAGE",
+  "UNEXPECTED_MESSAGE",
+  "UNSUPPORTED_VERSION",
+  "UNAUTHORIZED",
+  "BAD_CONFIG",
+  "INTERNAL",
+] as const;
+
+/** One of the seven protocol error codes. */
+export type ErrorCode = typeof ERROR_CODES[number];
+
+/**
+ * QUIC application error codes used in CONNECTION_CLOSE. `NO_ERROR` ends a
+ * session after TERMINATE / TERMINATE_ACK; the next seven mirror the ERROR
+ * codes in order; the rest name closes that follow no ERROR message.
+ */
+export const CLOSE_CODES = {
+  NO_ERROR: 0x0,
+  BAD_FRAME: 0x1,
+  BAD_MESSAGE: 0x2,
+  UNEXPECTED_MESSAGE: 0x3,
+  UNSUPPORTED_VERSION: 0x4,
+  UNAUTHORIZED: 0x5,
+  BAD_CONFIG: 0x6,
+  INTERNAL: 0x7,
+  /** No HELLO, ACK or TERMINATE_ACK arrived in time. */
+  TIMEOUT: 0x10,
+  /** The LB gave up on an unresponsive server (marked DOWN). */
+  CHECK_FAILED: 0x11,
+  /** The endpoint is shutting down without a TERMINATE exchange. */
+  GOING_AWAY: 0x12,
+  /** Too many connections or streams; try again later. */
+  REFUSED: 0x13,
+} as const;
+
+/** Numeric QUIC application close code. */
+export type CloseCode = typeof CLOSE_CODES[keyof typeof CLOSE_CODES];
+
+/** Stream reset code for any bidirectional stream after the control stream. */
+export const STREAM_REFUSED_CODE = 0x13;
+
+/**
+ * Server status reported in HEALTH_RESPONSE: `UP`; `DRAINING` (healthy, but
+ * send no new traffic); `FAILING` (the agent runs, but a local check of the
+ * application beside it fails: the LB counts the check as failed).
+ */
+export type ServerStatus = "UP" | "DRAINING" | "FAILING";
+
+/** The result of one local check of the application, reported in HEALTH_RESPONSE. */
+export interface LocalCheckResult {
+  /** What was checked, e.g. "tcp 127.0.0.1:5432" or "http http://127.0.0.1:8080/healthz". */
+  name: string;
+  ok: boolean;
+  /** Why, in words: "connected in 0.4 ms", "HTTP 503", "connection refused". */
+  detail: string;
+}
+
+/** Reported metric values, by name. */
+export type MetricValues = Record<string, number>;
+
+/** The per-session configuration a server holds for one LB. */
+export interface SessionConfig {
+  /** How often the LB says it will check, in milliseconds. */
+  interval_ms: number;
+  /** The metric names reported in HEALTH_RESPONSE. */
+  metrics: string[];
+}
+
+/** Fields shared by every message. */
+interface MessageBase {
+  /** Per-sender sequence number: 1 for the first message, then +1. */
+  seq: number;
+}
+
+/** LB to server: opens the session and authenticates the LB. */
+export interface HelloMessage extends MessageBase {
+  type: "HELLO";
+  version: number;
+  token: string;
+  lb_id: string;
+  interval_ms?: number;
+  metrics?: string[];
+}
+
+/** Server to LB: accepts HELLO. */
+export interface AckMessage extends MessageBase {
+  type: "ACK";
+  re: number;
+  version: number;
+  server_id: string;
+  metrics: string[];
+}
+
+/** LB to server: asks for health and load. */
+export interface HealthRequestMessage extends MessageBase {
+  type: "HEALTH_REQUEST";
+  metrics?: string[];
+}
+
+/** Server to LB: answers HEALTH_REQUEST. */
+export interface HealthResponseMessage extends MessageBase {
+  type: "HEALTH_RESPONSE";
+  re: number;
+  status: ServerStatus;
+  metrics: MetricValues;
+  ts: number;
+  /** The agent's local checks of its application, when it runs any. */
+  checks?: LocalCheckResult[];
+}
+
+/**
+ * LB to server: changes the session's configuration. A `config` object with
+ * an unknown field or a bad value is answered with ERROR BAD_CONFIG and the
+ * session survives.
+ */
+export interface ConfigUpdateMessage extends MessageBase {
+  type: "CONFIG_UPDATE";
+  config: Partial<SessionConfig>;
+}
+
+/** Server to LB: the effective configuration after a CONFIG_UPDATE. */
+export interface ConfigAckMessage extends MessageBase {
+  type: "CONFIG_ACK";
+  re: number;
+  config: SessionConfig;
+}
+
+/** Either way: reports a protocol error. */
+export interface ErrorMessage extends MessageBase {
+  type: "ERROR";
+  re?: number;
+  code: ErrorCode;
+  message: string;
+}
+
+/** Either way: asks the peer to end the session. */
+export interface TerminateMessage extends MessageBase {
+  type: "TERMINATE";
+  reason?: string;
+}
+
+/** Either way: confirms TERMINATE; both sides then close. */
+export interface TerminateAckMessage extends MessageBase {
+  type: "TERMINATE_ACK";
+  re: number;
+}
+
+/** Any QHCP/1 message. */
+export type Message =
+  | HelloMessage
+  | AckMessage
+  | HealthRequestMessage
+  | HealthResponseMessage
+  | ConfigUpdateMessage
+  | ConfigAckMessage
+  | ErrorMessage
+  | TerminateMessage
+  | TerminateAckMessage;
+
+/** Distributes `Omit` over a union so each member keeps its own fields. */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** A message before its sender stamps `seq` on it. */
+export type UnsequencedMessage = DistributiveOmit<Message, "seq">;
+
+/** Narrows `Message` by its `type`. */
+export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
+
+/** Returns true when `value` is one of the nine message type names. */
+export function isMessageType(value: unknown): value is MessageType {
+  return typeof value === "string" && (MESSAGE_TYPES as readonly string[]).includes(value);
+}
+
+/** Returns true when `value` is one of the seven error codes. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && (ERROR_CODES as readonly string[]).includes(value);
+}

@@ -1,0 +1,153 @@
+/**
+ * The layout's rules, read from the import graph of `lib/` so that they hold
+ * without anyone remembering them (docs/ARCHITECTURE.md explains them):
+ *
+ * - imports run one way: util, then protocol, security, transport, then lb
+ *   and agent (which never import each other), then ops, then cli;
+ * - each dependency has one home: one module imports each QUIC stack, jose,
+ *   systeminformation, @peculiar/x509 and node:crypto;
+ * - the root mod.ts does not load the native QUIC addon.
+ */
+
+import assert from "node:assert/strict";
+
+const root = new URL("..", import.meta.url).pathname;
+
+/** Layer of each folder of lib/: a module may import only from its own layer or lower ones. */
+const LAYERS: Record<string, number> = {
+  util: 0,
+  protocol: 1,
+  security: 2,
+  transport: 3,
+  lb: 4,
+  agent: 4,
+  ops: 5,
+  cli: 6,
+};
+
+/** Where each third-party (or native) dependency may be imported. */
+const HOMES: Record<string, string> = {
+  "@matrixai/quic": "lib/transport/matrixai.ts",
+  "@matrixai/logger": "lib/transport/matrixai.ts",
+  "jose": "lib/security/jwt.ts",
+  "systeminformation": "lib/agent/metrics.ts",
+  "@peculiar/x509": "lib/security/certs.ts",
+  "reflect-metadata": "lib/security/certs.ts",
+  "node:crypto": "lib/security/certs.ts",
+};
+
+/** Every .ts file under lib/, relative to the repository root. */
+function libFiles(dir = `${root}lib`): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(dir)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...libFiles(p));
+    else if (e.name.endsWith(".ts")) out.push(p.slice(root.length));
+  }
+  return out.sort();
+}
+
+/** The specifiers a file imports or re-exports (static and dynamic), outside comments. */
+function imports(file: string): string[] {
+  const text = Deno.readTextFileSync(`${root}${file}`)
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/^\s*\/\/.*$/gm, "");
+  const specs: string[] = [];
+  const re =
+    /(?:^|\s)(?:import|export)\s[^;]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^import\s+["']([^"']+)["']/gm;
+  for (const m of text.matchAll(re)) specs.push((m[1] ?? m[2] ?? m[3])!);
+  return specs;
+}
+
+function folderOf(file: string): string {
+  return file.split("/")[1]!;
+}
+
+function resolve(from: string, spec: string): string {
+  return new URL(spec, `file:///${from}`).pathname.slice(1);
+}
+
+Deno.test("lib/ is all in folders, and each folder is a known layer with a mod.ts", () => {
+  const files = libFiles();
+  for (const f of files) {
+    assert.equal(f.split("/").length, 3, `${f} is in a folder of lib/`);
+    assert.ok(folderOf(f) in LAYERS, `${folderOf(f)} is a known layer`);
+  }
+  for (const folder of Object.keys(LAYERS)) {
+    assert.ok(files.includes(`lib/${folder}/mod.ts`), `lib/${folder}/mod.ts exists`);
+  }
+});
+
+Deno.test("Imports in lib/ run one way: no module imports a higher layer, and lb and agent never import each other", () => {
+  const wrong: string[] = [];
+  for (const file of libFiles()) {
+    const mine = folderOf(file);
+    for (const spec of imports(file)) {
+      if (!spec.startsWith(".")) continue;
+      const target = resolve(file, spec);
+      if (!target.startsWith("lib/")) continue;
+      const theirs = folderOf(target);
+      const up = LAYERS[theirs]! > LAYERS[mine]!;
+      const sideways = LAYERS[theirs] === LAYERS[mine] && theirs !== mine;
+      if (up || sideways) wrong.push(`${file} imports ${target} (${mine} -> ${theirs})`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+Deno.test("Each dependency is imported in one module only", () => {
+  const wrong: string[] = [];
+  const files = [...libFiles(), "lb.ts", "server.ts", "mod.ts"];
+  for (const file of files) {
+    for (const spec of imports(file)) {
+      if (spec.startsWith(".")) continue;
+      const name = spec.replace(/^npm:/, "").replace(/@[\d.]+$/, "");
+      const home = HOMES[name];
+      if (home !== undefined && home !== file) {
+        wrong.push(`${file} imports ${spec} (its home is ${home})`);
+      }
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+/** Specifiers imported statically (no `import()`), outside comments. */
+function staticImports(file: string): string[] {
+  const text = Deno.readTextFileSync(`${root}${file}`)
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/^\s*\/\/.*$/gm, "");
+  const specs: string[] = [];
+  for (const m of text.matchAll(/(?:^|\s)(?:import|export)\s[^;]*?from\s*["']([^"']+)["']/gm)) {
+    specs.push(m[1]!);
+  }
+  return specs;
+}
+
+Deno.test("The root mod.ts does not load the native QUIC addon: not in its static imports, not mapped once imported", async () => {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const spec of staticImports(file)) {
+      if (spec.startsWith(".")) visit(resolve(file, spec));
+    }
+  };
+  visit("mod.ts");
+  assert.ok(!seen.has("lib/transport/matrixai.ts"), "mod.ts reaches transport/matrixai.ts");
+  // The proof: a process that imports mod.ts has mapped no native addon.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--config",
+      `${root}deno.json`,
+      `await import("${root}mod.ts"); const maps = Deno.readTextFileSync("/proc/self/maps");` +
+      `console.log(/\\.node$/m.test(maps) ? "addon mapped" : "no addon");`,
+    ],
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(
+    new TextDecoder().decode(out.stdout).trim(),
+    "no addon",
+    new TextDecoder().decode(out.stderr),
+  );
+});

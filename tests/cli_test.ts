@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { CliError } from "../lib/cli/flags.ts";
 import { LB_FLAGS, parseLbArgs } from "../lib/cli/lb_flags.ts";
-import { parseServerAddress } from "../lib/lb/monitor.ts";
+import { parseServerAddress } from "../lib/protocol/address.ts";
 import { parseServerArgs, SERVER_FLAGS } from "../lib/cli/server_flags.ts";
 import { Program, tempDir } from "./_helpers.ts";
 

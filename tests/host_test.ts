@@ -1,8 +1,7 @@
 /** Tests of the host-side pieces: default files, metrics sampling, logging, the process guard. */
 
 import assert from "node:assert/strict";
-import { verifyServerChain } from "../lib/security/certs.ts";
-import { pemToDer, splitPem } from "../lib/security/certs.ts";
+import { pemToDer, splitPem, verifyServerChain } from "../lib/security/certs.ts";
 import { defaultCertsDir, ensureDefaultFiles } from "../lib/security/files.ts";
 import { installProcessGuard } from "../lib/util/guard.ts";
 import { createLogger, formatLogRecord, type LogRecord } from "../lib/util/log.ts";

@@ -7,15 +7,20 @@
 
 import assert from "node:assert/strict";
 import { CodecError, decodeFrame, decodeMessage, encodeMessage } from "../lib/protocol/codec.ts";
-import { type LbAction, LbSession, type LbSessionOptions } from "../lib/protocol/lb_session.ts";
-import type { LbSessionState } from "../lib/protocol/lb_session.ts";
-import { CLOSE_CODES, MESSAGE_TYPES } from "../lib/protocol/wire.ts";
-import type {
-  ErrorCode,
-  Message,
-  MessageOf,
-  MessageType,
-  UnsequencedMessage,
+import {
+  type LbAction,
+  LbSession,
+  type LbSessionOptions,
+  type LbSessionState,
+} from "../lib/protocol/lb_session.ts";
+import {
+  CLOSE_CODES,
+  type ErrorCode,
+  type Message,
+  MESSAGE_TYPES,
+  type MessageOf,
+  type MessageType,
+  type UnsequencedMessage,
 } from "../lib/protocol/wire.ts";
 
 // --- fixtures ---------------------------------------------------------------

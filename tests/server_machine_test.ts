@@ -9,14 +9,16 @@
 import assert from "node:assert/strict";
 import { CodecError, decodeFrame, decodeMessage, encodeMessage } from "../lib/protocol/codec.ts";
 import { ProtocolError } from "../lib/protocol/errors.ts";
-import { CLOSE_CODES, ERROR_CODES, MESSAGE_TYPES } from "../lib/protocol/wire.ts";
-import type {
-  ErrorCode,
-  Message,
-  MessageOf,
-  MessageType,
-  ServerStatus,
-  SessionConfig,
+import {
+  CLOSE_CODES,
+  ERROR_CODES,
+  type ErrorCode,
+  type Message,
+  MESSAGE_TYPES,
+  type MessageOf,
+  type MessageType,
+  type ServerStatus,
+  type SessionConfig,
 } from "../lib/protocol/wire.ts";
 import {
   type AuthResult,

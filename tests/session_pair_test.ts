@@ -10,8 +10,12 @@ import assert from "node:assert/strict";
 import { CodecError, decodeFrame, encodeMessage } from "../lib/protocol/codec.ts";
 import { HealthTracker } from "../lib/lb/verdict.ts";
 import { type LbAction, LbSession } from "../lib/protocol/lb_session.ts";
-import { CLOSE_CODES } from "../lib/protocol/wire.ts";
-import type { Message, MessageOf, SessionConfig } from "../lib/protocol/wire.ts";
+import {
+  CLOSE_CODES,
+  type Message,
+  type MessageOf,
+  type SessionConfig,
+} from "../lib/protocol/wire.ts";
 import {
   type AuthResult,
   type ServerAction,

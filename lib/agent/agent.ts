@@ -11,15 +11,20 @@ import { _readMessages } from "../transport/read_messages.ts";
 import { CodecError, encodeMessage } from "../protocol/codec.ts";
 import { checkTokenBinding, type TokenVerifier } from "../security/jwt.ts";
 import { certificateNames, type SubjectName } from "../security/certs.ts";
-import type { Logger } from "../util/log.ts";
-import { rateLimited, silentLogger } from "../util/log.ts";
+import { type Logger, rateLimited, silentLogger } from "../util/log.ts";
 import type { MetricsSource } from "./metrics.ts";
-import { CLOSE_CODES, DEFAULT_SERVER_PORT, REQUIRED_METRICS } from "../protocol/wire.ts";
-import type { CloseCode } from "../protocol/wire.ts";
+import {
+  CLOSE_CODES,
+  type CloseCode,
+  DEFAULT_SERVER_PORT,
+  type LocalCheckResult,
+  REQUIRED_METRICS,
+  type ServerStatus,
+  type SessionConfig,
+} from "../protocol/wire.ts";
 import { Admission } from "./admission.ts";
 import { TokenBucket } from "../util/rate.ts";
 import { settlesWithin } from "../util/timeout.ts";
-import type { LocalCheckResult, ServerStatus, SessionConfig } from "../protocol/wire.ts";
 import {
   type AuthResult,
   type ServerAction,

@@ -23,7 +23,7 @@ import {
   parseSeconds,
   parseText,
 } from "./flags.ts";
-import { parseServerAddress } from "../lb/monitor.ts";
+import { parseServerAddress } from "../protocol/address.ts";
 import type { ServerAddress } from "../lb/watch.ts";
 
 /** Everything `lb.ts` needs, with defaults applied. */

@@ -9,12 +9,11 @@
  */
 
 import { checkCertificatePair } from "../security/certs.ts";
-import { CliError } from "./flags.ts";
+import { CliError, type FlagSpec } from "./flags.ts";
 import { AGENT_DEFAULTS } from "../util/defaults.ts";
 import { defaultCertsDir, defaultFiles } from "../security/files.ts";
 import { LB_FLAGS, parseLbArgs } from "./lb_flags.ts";
 import { parseServerArgs, SERVER_FLAGS } from "./server_flags.ts";
-import type { FlagSpec } from "./flags.ts";
 
 /** One question of the menu. */
 export interface Question {
@@ -88,7 +87,7 @@ function _default(specs: readonly FlagSpec[], name: string): string {
 }
 
 /** The LB's questions. */
-export function lbQuestions(certsDir = defaultCertsDir()): Question[] {
+export function lbQuestions(certsDir: string = defaultCertsDir()): Question[] {
   const check = (flag: string) => _byParser(parseLbArgs, flag);
   const ca = defaultFiles(certsDir).caCert;
   return [
@@ -133,7 +132,7 @@ export function lbQuestions(certsDir = defaultCertsDir()): Question[] {
 }
 
 /** The server's questions. */
-export function serverQuestions(certsDir = defaultCertsDir()): Question[] {
+export function serverQuestions(certsDir: string = defaultCertsDir()): Question[] {
   const check = (flag: string) => _byParser(parseServerArgs, flag);
   const files = defaultFiles(certsDir);
   return [
@@ -235,7 +234,7 @@ function _flags(questions: readonly Question[], answers: Map<Question, string>):
  */
 export async function runMenu(
   io: MenuIo,
-  certsDir = defaultCertsDir(),
+  certsDir: string = defaultCertsDir(),
 ): Promise<{ script: MenuProgram["script"]; args: string[] } | null> {
   for (;;) {
     io.show(

@@ -12,10 +12,9 @@
  * @module
  */
 
-import type { Logger } from "../util/log.ts";
-import { silentLogger } from "../util/log.ts";
-import { type Monitor, parseServerAddress, ServerSetError } from "./monitor.ts";
-import { formatAddress } from "../protocol/address.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
+import { type Monitor, ServerSetError } from "./monitor.ts";
+import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import type { ServerAddress } from "./watch.ts";
 
 /** The outcome of parsing a servers file. */

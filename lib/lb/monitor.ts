@@ -11,11 +11,9 @@ import { DialGate } from "./dial_gate.ts";
 import { Scheduler } from "./timers.ts";
 import type { TokenSigner } from "../security/jwt.ts";
 import type { Transition } from "./verdict.ts";
-import type { Logger } from "../util/log.ts";
-import { silentLogger } from "../util/log.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
 import { validateConfigUpdate } from "../protocol/codec.ts";
-import { MAX_INTERVAL_MS, MIN_INTERVAL_MS } from "../protocol/wire.ts";
-import type { SessionConfig } from "../protocol/wire.ts";
+import { MAX_INTERVAL_MS, MIN_INTERVAL_MS, type SessionConfig } from "../protocol/wire.ts";
 import type { Transport } from "../transport/transport.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import {
@@ -437,4 +435,3 @@ function _key(address: string): string {
 }
 
 export type { ConfigOutcome, ServerAddress, Transition, WatchView };
-export { parseServerAddress };

@@ -27,8 +27,7 @@ import {
   type LbSessionState,
 } from "../protocol/lb_session.ts";
 import type { Logger } from "../util/log.ts";
-import { CLOSE_CODES } from "../protocol/wire.ts";
-import type { ErrorCode, SessionConfig } from "../protocol/wire.ts";
+import { CLOSE_CODES, type ErrorCode, type SessionConfig } from "../protocol/wire.ts";
 import type { CheckRecord } from "./history.ts";
 import {
   type CausedTransition,
@@ -41,8 +40,7 @@ import { type ScheduledTimer, Scheduler } from "./timers.ts";
 import type { DialGate } from "./dial_gate.ts";
 import type { HealthState, Transition } from "./verdict.ts";
 import type { WeightOptions } from "./weights.ts";
-import type { Channel, Transport } from "../transport/transport.ts";
-import { TransportError } from "../transport/transport.ts";
+import { type Channel, type Transport, TransportError } from "../transport/transport.ts";
 import { formatAddress, type HostPort } from "../protocol/address.ts";
 
 export type { WatchCounters, WatchView };

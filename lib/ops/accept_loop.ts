@@ -9,8 +9,7 @@
  * @module
  */
 
-import type { Logger } from "../util/log.ts";
-import { silentLogger } from "../util/log.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
 
 /** Options of {@linkcode acceptLoop}. */
 export interface AcceptLoopOptions {

@@ -17,8 +17,7 @@
 
 import { acceptLoop } from "./accept_loop.ts";
 import { within } from "../util/timeout.ts";
-import type { Logger } from "../util/log.ts";
-import { silentLogger } from "../util/log.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
 import type { Monitor } from "../lb/monitor.ts";
 import { oneLine } from "../util/text.ts";
 import type { WatchView } from "../lb/watch.ts";

@@ -21,9 +21,8 @@
  */
 
 import { type AcceptLoop, acceptLoop, type AcceptStats } from "./accept_loop.ts";
-import type { Logger } from "../util/log.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
 import { within } from "../util/timeout.ts";
-import { silentLogger } from "../util/log.ts";
 
 /** Limits of {@linkcode serveHttp}; each has a default. */
 export interface HttpLimits {

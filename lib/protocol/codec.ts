@@ -19,11 +19,13 @@ import {
   MAX_INTERVAL_MS,
   MAX_METRIC_NAME_LENGTH,
   MAX_METRIC_NAMES,
+  type Message,
+  type MessageType,
   MIN_INTERVAL_MS,
   PROTOCOL_VERSION,
   REQUIRED_METRICS,
+  type SessionConfig,
 } from "./wire.ts";
-import type { Message, MessageType, SessionConfig } from "./wire.ts";
 
 export { CodecError };
 

@@ -23,21 +23,22 @@ import {
   type SendAction,
 } from "./session_rules.ts";
 import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
-import { CLOSE_CODES, PROTOCOL_VERSION } from "./wire.ts";
-import type {
-  AckMessage,
-  CloseCode,
-  ConfigAckMessage,
-  ErrorCode,
-  ErrorMessage,
-  HealthResponseMessage,
-  Message,
-  MessageOf,
-  MessageType,
-  SessionConfig,
-  TerminateAckMessage,
-  TerminateMessage,
-  UnsequencedMessage,
+import {
+  type AckMessage,
+  CLOSE_CODES,
+  type CloseCode,
+  type ConfigAckMessage,
+  type ErrorCode,
+  type ErrorMessage,
+  type HealthResponseMessage,
+  type Message,
+  type MessageOf,
+  type MessageType,
+  PROTOCOL_VERSION,
+  type SessionConfig,
+  type TerminateAckMessage,
+  type TerminateMessage,
+  type UnsequencedMessage,
 } from "./wire.ts";
 
 /** States of the LB's session with one server. */

@@ -29,19 +29,22 @@ import {
 } from "./session_rules.ts";
 import { validateConfigUpdate } from "./codec.ts";
 import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
-import { CLOSE_CODES, PROTOCOL_VERSION, REQUIRED_METRICS, type SessionConfig } from "./wire.ts";
-import type {
-  ConfigUpdateMessage,
-  HealthRequestMessage,
-  HelloMessage,
-  LocalCheckResult,
-  Message,
-  MessageOf,
-  MessageType,
-  MetricValues,
-  ServerStatus,
-  TerminateAckMessage,
-  TerminateMessage,
+import {
+  CLOSE_CODES,
+  type ConfigUpdateMessage,
+  type HealthRequestMessage,
+  type HelloMessage,
+  type LocalCheckResult,
+  type Message,
+  type MessageOf,
+  type MessageType,
+  type MetricValues,
+  PROTOCOL_VERSION,
+  REQUIRED_METRICS,
+  type ServerStatus,
+  type SessionConfig,
+  type TerminateAckMessage,
+  type TerminateMessage,
 } from "./wire.ts";
 
 /** States of a server session. */

@@ -6,8 +6,14 @@
  */
 
 import { type CodecError, ProtocolError, type QhcpError } from "./errors.ts";
-import { CLOSE_CODES } from "./wire.ts";
-import type { CloseCode, ErrorCode, Message, MessageType, UnsequencedMessage } from "./wire.ts";
+import {
+  CLOSE_CODES,
+  type CloseCode,
+  type ErrorCode,
+  type Message,
+  type MessageType,
+  type UnsequencedMessage,
+} from "./wire.ts";
 
 /** Something a state machine asks its driver to do, or reports to it. */
 export interface SendAction {

@@ -12,8 +12,7 @@
 import { COMMON_DEFAULTS } from "../util/defaults.ts";
 import { generateSecret } from "./jwt.ts";
 import { generateDevCertificates } from "./certs.ts";
-import type { Logger } from "../util/log.ts";
-import { silentLogger } from "../util/log.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
 
 /** Environment variable that moves the default directory. */
 export const CERTS_DIR_ENV = "QHCP_CERTS_DIR";

@@ -1,0 +1,19 @@
+/**
+ * The load balancer's side: the monitor, one watch (driver) and record per
+ * server, the verdict, scheduling, batched timers, the dial gate, weights,
+ * selection, history and discovery.
+ *
+ * @module
+ */
+
+export * from "./monitor.ts";
+export * from "./watch.ts";
+export * from "./record.ts";
+export * from "./verdict.ts";
+export * from "./schedule.ts";
+export * from "./timers.ts";
+export * from "./dial_gate.ts";
+export * from "./weights.ts";
+export * from "./select.ts";
+export * from "./history.ts";
+export * from "./discovery.ts";

@@ -1,0 +1,14 @@
+/**
+ * Shared building blocks: the logger, the process guard, the defaults table,
+ * time limits, rate budgets and text made safe to show.
+ *
+ * @module
+ */
+
+export * from "./log.ts";
+export * from "./guard.ts";
+export * from "./defaults.ts";
+export * from "./timeout.ts";
+export * from "./rate.ts";
+export * from "./text.ts";
+export { VERSION } from "./version.ts";

@@ -5,7 +5,10 @@
  * @module
  */
 
+import { Agent, type AgentOptions } from "../lib/agent/agent.ts";
 import { createHmacSigner, createHmacVerifier, generateSecret } from "../lib/security/jwt.ts";
+import type { CloseInfo, Listener, ListenOptions, Transport } from "../lib/transport/transport.ts";
+import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
 import { type DevCertificates, generateDevCertificates } from "../lib/security/certs.ts";
 import type { MetricsSource } from "../lib/agent/metrics.ts";
 import type { MetricValues } from "../lib/protocol/wire.ts";
@@ -248,4 +251,122 @@ export function freeTcpPort(): number {
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
+}
+
+/**
+ * A clock and a timer that move only when told: hand `now` and `timer` to a
+ * Scheduler (and `now` to what reads the time), then `advance()`.
+ */
+export class ManualClock {
+  #t: number;
+  #next = 1;
+  readonly #due = new Map<number, { at: number; fn: () => void }>();
+
+  constructor(start = Date.now()) {
+    this.#t = start;
+  }
+
+  /** The clock, ms. */
+  readonly now = (): number => this.#t;
+
+  /** Timer functions for `new Scheduler({ now, timer })`. */
+  readonly timer = {
+    set: (fn: () => void, ms: number): unknown => {
+      const id = this.#next++;
+      this.#due.set(id, { at: this.#t + Math.max(0, ms), fn });
+      return id;
+    },
+    clear: (handle: unknown): void => void this.#due.delete(handle as number),
+  };
+
+  /** Timers waiting. */
+  get pending(): number {
+    return this.#due.size;
+  }
+
+  /**
+   * Moves the clock `ms` forward, firing due timers in time order, and lets
+   * the promises they start run (real I/O too: `settleMs` of real time after
+   * each firing).
+   */
+  async advance(ms: number, settleMs = 5): Promise<void> {
+    const end = this.#t + ms;
+    for (;;) {
+      let first: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.#due) if (e[1].at <= end && (!first || e[1].at < first[1].at)) first = e;
+      if (!first) break;
+      this.#due.delete(first[0]);
+      this.#t = Math.max(this.#t, first[1].at);
+      first[1].fn();
+      await sleep(settleMs);
+    }
+    this.#t = end;
+    await sleep(settleMs);
+  }
+}
+
+/**
+ * An agent on port 4243 of an in-memory network, verifying HS256 tokens
+ * made with `secret`. No certificate is checked there; the agent reads its
+ * names (for token binding) from `certPem` when given.
+ */
+export async function startMemoryAgent(
+  transport: Transport,
+  host: string,
+  options: Partial<AgentOptions> & { secret: Uint8Array },
+): Promise<Agent> {
+  const { secret, ...rest } = options;
+  return await Agent.start({
+    transport,
+    host,
+    port: 4243,
+    certPem: "",
+    keyPem: "",
+    serverId: `agent-${host}`,
+    verifier: hmacPair(secret).verifier,
+    metrics: new FakeMetrics(),
+    ...rest,
+  });
+}
+
+/** A peer that answers HELLO with ACK and then ignores every request, counting them. */
+export interface MutePeer {
+  listener: Listener;
+  /** HEALTH_REQUESTs received. */
+  requests: number;
+  /** Each accepted connection's close. */
+  closes: Promise<CloseInfo>[];
+}
+
+/** Starts a {@linkcode MutePeer} on `transport`. */
+export async function startMutePeer(
+  transport: Transport,
+  options: ListenOptions,
+): Promise<MutePeer> {
+  const peer = { requests: 0, closes: [] as Promise<CloseInfo>[] } as MutePeer;
+  peer.listener = await transport.listen(options, (channel) => {
+    peer.closes.push(channel.closed);
+    void (async () => {
+      const frames = new FrameDecoder();
+      for (let chunk = await channel.read(); chunk; chunk = await channel.read()) {
+        frames.push(chunk);
+        for (let p = frames.next(); p; p = frames.next()) {
+          const m = decodeMessage(p);
+          if (m.type === "HELLO") {
+            await channel.write(encodeMessage({
+              type: "ACK",
+              seq: 1,
+              re: m.seq,
+              version: 1,
+              server_id: "mute",
+              metrics: ["cpu_percent", "mem_percent"],
+            })).catch(() => {});
+          } else if (m.type === "HEALTH_REQUEST") {
+            peer.requests++;
+          }
+        }
+      }
+    })().catch(() => {});
+  });
+  return peer;
 }

@@ -13,12 +13,21 @@ import {
   createEd25519Verifier,
   generateEd25519KeyPair,
 } from "../lib/security/jwt.ts";
-import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
+import { decodeMessage, FrameDecoder } from "../lib/protocol/codec.ts";
 import type { Transition } from "../lib/lb/verdict.ts";
 import { Monitor, type MonitorOptions } from "../lib/lb/monitor.ts";
 import { CLOSE_CODES, type Message } from "../lib/protocol/wire.ts";
 import type { Channel, Listener, Transport } from "../lib/transport/transport.ts";
-import { concat, FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
+import { within } from "../lib/util/timeout.ts";
+import {
+  concat,
+  FakeMetrics,
+  hmacPair,
+  makeCredentials,
+  sleep,
+  startMutePeer,
+  waitFor,
+} from "./_helpers.ts";
 
 /** What a transport brings to the suite. */
 export interface SuiteEnv {
@@ -46,13 +55,16 @@ interface Fixture {
 }
 
 /** Registers the suite's tests for one transport. */
-export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): void {
+export function transportSuite(
+  name: string,
+  makeEnv: () => Promise<SuiteEnv>,
+  options: { sanitize?: boolean } = {},
+): void {
   const test = (title: string, fn: (f: Fixture) => Promise<void>) =>
     Deno.test({
       name: `[${name}] ${title}`,
-      // The QUIC library keeps internal timers a little after connections close.
-      sanitizeOps: false,
-      sanitizeResources: false,
+      sanitizeOps: options.sanitize ?? false,
+      sanitizeResources: options.sanitize ?? false,
       async fn() {
         const env = await makeEnv();
         const { secret } = await makeCredentials();
@@ -112,6 +124,18 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     return monitor;
   };
 
+  /** A peer that answers HELLO with ACK and then ignores every request. */
+  const mutePeer = async (f: Fixture) => {
+    const peer = await startMutePeer(f.env.serverTransport ?? f.env.transport, {
+      host: f.env.host,
+      port: 0,
+      certPem: f.env.certPem,
+      keyPem: f.env.keyPem,
+    });
+    f.listeners.push(peer.listener);
+    return Object.assign(peer, { port: peer.listener.port });
+  };
+
   const stateOf = (m: Monitor, port: number) =>
     m.status().find((s) => s.address.endsWith(`:${port}`));
 
@@ -163,7 +187,7 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
   });
 
   test("Monitor marks a server that stops answering DOWN after max-fail-attempts timeouts", async (f) => {
-    const mute = await startMutePeer(f);
+    const mute = await mutePeer(f);
     const monitor = startMonitor(f, [mute.port], {
       checkIntervalMs: 100,
       checkTimeoutMs: 150,
@@ -253,7 +277,7 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
 
   test("Checks of a silent server never delay checks of a healthy one", async (f) => {
     const agent = await startAgent(f);
-    const mute = await startMutePeer(f);
+    const mute = await mutePeer(f);
     const monitor = startMonitor(f, [agent.port, mute.port], {
       checkIntervalMs: 100,
       checkTimeoutMs: 1000,
@@ -418,44 +442,6 @@ export function transportSuite(name: string, makeEnv: () => Promise<SuiteEnv>): 
     assert.equal(info.code, CLOSE_CODES.TIMEOUT);
     assert.ok(elapsed >= 250 && elapsed < 3000, `closed after ${elapsed} ms`);
   });
-
-  /** A peer that answers HELLO with ACK and then ignores every request. */
-  async function startMutePeer(f: Fixture): Promise<{ port: number; requests: number }> {
-    const state = { port: 0, requests: 0 };
-    const listener = await (f.env.serverTransport ?? f.env.transport).listen({
-      host: f.env.host,
-      port: 0,
-      certPem: f.env.certPem,
-      keyPem: f.env.keyPem,
-    }, (channel) => {
-      void (async () => {
-        const frames = new FrameDecoder();
-        while (true) {
-          const chunk = await channel.read();
-          if (!chunk) break;
-          frames.push(chunk);
-          for (let p = frames.next(); p; p = frames.next()) {
-            const m = decodeMessage(p);
-            if (m.type === "HELLO") {
-              await channel.write(encodeMessage({
-                type: "ACK",
-                seq: 1,
-                re: m.seq,
-                version: 1,
-                server_id: "mute",
-                metrics: ["cpu_percent", "mem_percent"],
-              })).catch(() => {});
-            } else if (m.type === "HEALTH_REQUEST") {
-              state.requests++;
-            }
-          }
-        }
-      })().catch(() => {});
-    });
-    f.listeners.push(listener);
-    state.port = listener.port;
-    return state;
-  }
 }
 
 /** Reads messages from a channel until it closes, `ms` pass or `max` arrived. */
@@ -464,10 +450,8 @@ async function readMessages(channel: Channel, ms: number, max = Infinity): Promi
   const frames = new FrameDecoder();
   const deadline = performance.now() + ms;
   while (performance.now() < deadline && out.length < max) {
-    const chunk = await Promise.race([
-      channel.read(),
-      sleep(deadline - performance.now()).then(() => null),
-    ]);
+    const r = await within(channel.read(), deadline - performance.now());
+    const chunk = r.ok ? r.value : null;
     if (!chunk) break;
     frames.push(chunk);
     for (let p = frames.next(); p; p = frames.next()) out.push(decodeMessage(p));

@@ -4,6 +4,8 @@
  * delay, jitter, duplicate and reorder datagrams, or cut the path entirely.
  *
  * ```ts
+ * import { UdpRelay } from "./_udp_relay.ts";
+ * const serverPort = 4243;
  * const relay = await UdpRelay.start({ host: "127.0.0.1", port: serverPort });
  * relay.set({ dropPercent: 10, delayMs: 20 });
  * // ... dial relay.host:relay.port instead of the server ...

@@ -1,6 +1,7 @@
 /**
- * The three ways @matrixai/quic throws past its caller under Deno (see
- * ../shared/notes/deno-quic.md), provoked against our session wrapper. With
+ * The three ways @matrixai/quic 1.2.12 throws past its caller under Deno
+ * 2.9.6 (measured on this project's machines), provoked against our session
+ * wrapper. With
  * the raw library each one ends the process (measured: "Uncaught (in
  * promise) Error: read 0", "Uncaught (in promise) null", "Uncaught
  * ErrorQUICClientInternal: Failed to send data on the QUICSocket" with 800

@@ -1,33 +1,29 @@
 /** The LB's HTTP API on the in-memory transport: every route, its auth and its validation. */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent/agent.ts";
 import { createHttpApi } from "../lib/ops/http_api.ts";
 import { MemoryTransport } from "../lib/transport/memory.ts";
 import { Monitor } from "../lib/lb/monitor.ts";
-import { FakeMetrics, hmacPair, makeCredentials, waitFor } from "./_helpers.ts";
+import { FakeMetrics, hmacPair, makeCredentials, startMemoryAgent, waitFor } from "./_helpers.ts";
 
 const { secret } = await makeCredentials();
 const TOKEN = "admin-token-for-tests-0123456789";
 
 async function fixture() {
   const transport = new MemoryTransport();
-  const { signer, verifier } = hmacPair(secret, "lb-http");
+  const { signer } = hmacPair(secret, "lb-http");
   const metrics = [new FakeMetrics(), new FakeMetrics()];
   metrics[0]!.values = { cpu_percent: 10, mem_percent: 20, load_1: 0.1, disk_percent: 5 };
   metrics[1]!.values = { cpu_percent: 70, mem_percent: 30, load_1: 2, disk_percent: 5 };
-  const agents = await Promise.all([0, 1].map((i) =>
-    Agent.start({
-      transport,
-      host: `10.0.0.${i + 1}`,
-      port: 4243,
-      certPem: "",
-      keyPem: "",
-      serverId: `web-${i + 1}`,
-      verifier,
-      metrics: metrics[i]!,
-    })
-  ));
+  const agents = await Promise.all(
+    [0, 1].map((i) =>
+      startMemoryAgent(transport, `10.0.0.${i + 1}`, {
+        secret,
+        serverId: `web-${i + 1}`,
+        metrics: metrics[i]!,
+      })
+    ),
+  );
   const monitor = new Monitor({
     transport,
     signer,

@@ -5,7 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent/agent.ts";
 import { agentReply, startAgentCheckServer } from "../lib/ops/agent_check.ts";
 import { decodeFrame, encodeMessage } from "../lib/protocol/codec.ts";
 import { DrainSwitch } from "../lib/agent/drain.ts";
@@ -14,7 +13,14 @@ import { MemoryTransport } from "../lib/transport/memory.ts";
 import { Monitor } from "../lib/lb/monitor.ts";
 import type { LocalCheckResult, ServerStatus } from "../lib/protocol/wire.ts";
 import type { WatchView } from "../lib/lb/watch.ts";
-import { FakeMetrics, hmacPair, makeCredentials, sleep, tempDir, waitFor } from "./_helpers.ts";
+import {
+  hmacPair,
+  makeCredentials,
+  sleep,
+  startMemoryAgent,
+  tempDir,
+  waitFor,
+} from "./_helpers.ts";
 
 const { secret } = await makeCredentials();
 
@@ -71,17 +77,8 @@ async function agentCheck(port: number, send: string | null): Promise<string> {
 
 Deno.test("The agent-check endpoint answers each HAProxy connection with one line for the named server, then closes", async () => {
   const transport = new MemoryTransport();
-  const { signer, verifier } = hmacPair(secret);
-  const agent = await Agent.start({
-    transport,
-    host: "10.0.0.1",
-    port: 4243,
-    certPem: "",
-    keyPem: "",
-    serverId: "web-1",
-    verifier,
-    metrics: new FakeMetrics(),
-  });
+  const { signer } = hmacPair(secret);
+  const agent = await startMemoryAgent(transport, "10.0.0.1", { secret, serverId: "web-1" });
   const monitor = new Monitor({
     transport,
     signer,
@@ -221,22 +218,16 @@ Deno.test("LocalChecks: TCP and HTTP checks pass and fail for the right reasons,
 
 Deno.test("A FAILING server is checked as failed: DOWN after fall, with the failing check named, then UP when it passes", async () => {
   const transport = new MemoryTransport();
-  const { signer, verifier } = hmacPair(secret);
+  const { signer } = hmacPair(secret);
   let status: ServerStatus = "UP";
   let results: LocalCheckResult[] = [{
     name: "tcp 127.0.0.1:5432",
     ok: true,
     detail: "connected in 0.3 ms",
   }];
-  const agent = await Agent.start({
-    transport,
-    host: "10.0.0.1",
-    port: 4243,
-    certPem: "",
-    keyPem: "",
+  const agent = await startMemoryAgent(transport, "10.0.0.1", {
+    secret,
     serverId: "db-1",
-    verifier,
-    metrics: new FakeMetrics(),
     status: () => status,
     checks: () => results,
   });

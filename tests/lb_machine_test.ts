@@ -1048,3 +1048,23 @@ Deno.test("LbSession TERMINATE and TERMINATE_ACK it sends round-trip through the
   assert.deepEqual(sent.map((m) => m.type), ["HELLO", "TERMINATE", "HELLO", "TERMINATE_ACK"]);
   for (const m of sent) assert.deepEqual(decodeFrame(encodeMessage(m)), m);
 });
+
+Deno.test("LbSession reports a FAILING HEALTH_RESPONSE as a failed check of kind failing, with the reply and the failing checks named", () => {
+  const f = ready();
+  const seq = sendOf(wire(f, f.lb.check(T0))[0]).seq;
+  const actions = fromServer(f, {
+    ...response(seq),
+    status: "FAILING",
+    checks: [
+      { name: "tcp 127.0.0.1:5432", ok: false, detail: "connection refused" },
+      { name: "http http://127.0.0.1:8080/", ok: true, detail: "HTTP 200" },
+    ],
+  }, T0 + 3);
+  const c = actions[0];
+  assert.ok(c?.kind === "check" && !c.ok);
+  assert.equal(c.failure.kind, "failing");
+  assert.equal(c.failure.message, "server FAILING: tcp 127.0.0.1:5432: connection refused");
+  assert.equal(c.reply?.rttMs, 3);
+  assert.equal(c.reply?.response.status, "FAILING");
+  assert.equal(f.lb.state, "READY", "the session stays up");
+});

@@ -9,10 +9,10 @@
  * model written from the spec alone (its own deframer, field checks and the §4
  * check order) that predicts the complete action list of every call.
  *
- * Where the machines and the spec disagree (see {@linkcode KNOWN}), the model
- * names the spec's answer and the current one; the fuzz accepts either, so it
- * keeps guarding everything else, and each disagreement has an ignored test with
- * a `// BUG:` comment at the end of this file. Time is an argument: no timers.
+ * Only the spec's answer passes. Five disagreements found by this fuzz
+ * ({@linkcode KNOWN}) are fixed; the model still knows each old answer, so a
+ * regression is named in the failure, and each has a test at the end of this
+ * file. Time is an argument: no timers.
  */
 
 import assert from "node:assert/strict";
@@ -31,24 +31,16 @@ import {
   type ServerAction,
   ServerSession,
 } from "../lib/protocol/server_session.ts";
-import { concat } from "./_helpers.ts";
+import { concat, mulberry32 } from "./_helpers.ts";
 
 // --- seeded randomness --------------------------------------------------------
 
-/** mulberry32: small, fast and fully determined by its 32-bit seed. */
+/** The suite's seeded PRNG (mulberry32), with the draws the fuzz needs. */
 class Rng {
-  #a: number;
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.#a = seed >>> 0;
-  }
-
-  next(): number {
-    this.#a = (this.#a + 0x6d2b79f5) >>> 0;
-    let t = this.#a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = mulberry32(seed);
   }
 
   int(n: number): number {
@@ -1859,7 +1851,6 @@ Deno.test({
 //   ServerSession READY, then {"type":"ERROR","seq":2,"code":"BAD_CONFIG","message":"x"}
 //     -> [close 0x06]
 // Expected (§6 table): "0x06 BAD_CONFIG (not used to close: BAD_CONFIG is not fatal)".
-// (tests/lb_machine_test.ts asserts 0x06 today; the docs or the code must change.)
 Deno.test({
   name: "LbSession and ServerSession never close with 0x06 after a received ERROR BAD_CONFIG",
   fn: () => {
@@ -1882,7 +1873,7 @@ Deno.test({
 // Expected (§4): "An ERROR carries re = the offending message's seq whenever that could be
 // read": ERROR {seq 2, re 2, code BAD_MESSAGE}, close 0x02.
 // Actual: ERROR {seq 2, code BAD_MESSAGE} without re (the codec drops the seq of an unknown
-// type). Same in LbSession. (tests/server_machine_test.ts asserts "without re" today.)
+// type). Same in LbSession.
 Deno.test({
   name: "ServerSession.receiveInvalid() answers an unknown type with re = its readable seq",
   fn: () => {

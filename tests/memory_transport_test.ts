@@ -16,4 +16,5 @@ transportSuite("memory", () => {
     caPem: certs.caCertPem,
     close: () => transport.close(),
   });
-});
+  // Every timer, promise and handle a test starts must be gone when it ends.
+}, { sanitize: true });

@@ -1,35 +1,24 @@
 /** Monitor-level behaviour on the in-memory transport: configuration checks, adding and removing servers. */
 
 import assert from "node:assert/strict";
-import { Agent } from "../lib/agent/agent.ts";
-import type { TokenVerifier } from "../lib/security/jwt.ts";
 import { MemoryTransport } from "../lib/transport/memory.ts";
 import { Monitor } from "../lib/lb/monitor.ts";
 import { createLogger } from "../lib/util/log.ts";
-import { FakeMetrics, hmacPair, makeCredentials, sleep, waitFor } from "./_helpers.ts";
+import { hmacPair, makeCredentials, sleep, startMemoryAgent, waitFor } from "./_helpers.ts";
 
 const { secret } = await makeCredentials();
 
 /** Agents on port 4243 of each host. */
-function startAgents(transport: MemoryTransport, hosts: string[], verifier: TokenVerifier) {
-  return Promise.all(hosts.map((host, i) =>
-    Agent.start({
-      transport,
-      host,
-      port: 4243,
-      certPem: "",
-      keyPem: "",
-      serverId: `web-${i + 1}`,
-      verifier,
-      metrics: new FakeMetrics(),
-    })
-  ));
+function startAgents(transport: MemoryTransport, hosts: string[]) {
+  return Promise.all(
+    hosts.map((host, i) => startMemoryAgent(transport, host, { secret, serverId: `web-${i + 1}` })),
+  );
 }
 
 async function fixture() {
   const transport = new MemoryTransport();
-  const { signer, verifier } = hmacPair(secret);
-  const agents = await startAgents(transport, ["10.0.0.1", "10.0.0.2"], verifier);
+  const { signer } = hmacPair(secret);
+  const agents = await startAgents(transport, ["10.0.0.1", "10.0.0.2"]);
   const monitor = new Monitor({
     transport,
     signer,
@@ -119,26 +108,11 @@ Deno.test("Every verdict change is logged once with its cause, reason and timing
   const transport = new MemoryTransport();
   const lines: string[] = [];
   const log = createLogger({ sink: (l) => lines.push(l) });
-  const { signer, verifier } = hmacPair(secret);
-  const agent = await Agent.start({
-    transport,
-    host: "10.0.0.1",
-    port: 4243,
-    certPem: "",
-    keyPem: "",
-    serverId: "web-1",
-    verifier,
-    metrics: new FakeMetrics(),
-  });
-  const wrong = await Agent.start({
-    transport,
-    host: "10.0.0.3",
-    port: 4243,
-    certPem: "",
-    keyPem: "",
+  const { signer } = hmacPair(secret);
+  const agent = await startMemoryAgent(transport, "10.0.0.1", { secret, serverId: "web-1" });
+  const wrong = await startMemoryAgent(transport, "10.0.0.3", {
+    secret: new TextEncoder().encode("x".repeat(40)),
     serverId: "web-3",
-    verifier: hmacPair(new TextEncoder().encode("x".repeat(40))).verifier,
-    metrics: new FakeMetrics(),
   });
   const monitor = new Monitor({
     transport,
@@ -219,9 +193,9 @@ Deno.test("Monitor.totals() counts verdicts and checks; a stalled event loop sho
 
 Deno.test("Monitor keeps at most maxConcurrentDials handshakes in flight; every server still comes UP", async () => {
   const transport = new MemoryTransport();
-  const { signer, verifier } = hmacPair(secret);
+  const { signer } = hmacPair(secret);
   const hosts = Array.from({ length: 12 }, (_, i) => `10.0.1.${i + 1}`);
-  const agents = await startAgents(transport, hosts, verifier);
+  const agents = await startAgents(transport, hosts);
   let inFlight = 0;
   let most = 0;
   // Every dial takes 40 ms: without the gate all twelve would overlap.

@@ -114,7 +114,17 @@ export interface AgentSessionInfo {
  * @example
  * ```ts
  * import { Agent } from "./agent.ts";
- * const agent = await Agent.start({ transport, certPem, keyPem, serverId: "web-1", verifier, metrics });
+ * import { SystemMetrics } from "./metrics.ts";
+ * import { createNativeTransport } from "../transport/native.ts";
+ * import { createHmacVerifier, readSecretFile } from "../security/jwt.ts";
+ * const agent = await Agent.start({
+ *   transport: createNativeTransport(),
+ *   certPem: await Deno.readTextFile("certs/server.pem"),
+ *   keyPem: await Deno.readTextFile("certs/server.key"),
+ *   serverId: "web-1",
+ *   verifier: createHmacVerifier(await readSecretFile("certs/jwt.secret")),
+ *   metrics: new SystemMetrics(),
+ * });
  * // … later, on SIGTERM:
  * await agent.shutdown("shutdown");
  * ```

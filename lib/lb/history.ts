@@ -18,12 +18,13 @@ export interface CheckRecord {
   error?: string;
 }
 
+/** Most entries kept: one per 100 ms (the shortest interval) over 5 minutes. */
+const _MAX_ENTRIES = 3000;
+
 /** Options of {@linkcode CheckHistory}. */
 export interface CheckHistoryOptions {
   /** How far back to keep, ms. Default 300000 (5 minutes). */
   windowMs?: number;
-  /** Most entries kept. Default 3000 (one per 100 ms over 5 minutes). */
-  maxEntries?: number;
 }
 
 /** Remembers the checks of the last few minutes. */
@@ -34,7 +35,7 @@ export class CheckHistory {
 
   constructor(options: CheckHistoryOptions = {}) {
     this.#windowMs = options.windowMs ?? 300_000;
-    this.#max = options.maxEntries ?? 3000;
+    this.#max = _MAX_ENTRIES;
   }
 
   /** Adds a record (records arrive in time order). */

@@ -132,7 +132,14 @@ export interface MonitorTotals {
  * @example
  * ```ts
  * import { Monitor } from "./monitor.ts";
- * const monitor = new Monitor({ transport, signer, lbId: "lb-1", servers: [{ host: "127.0.0.1", port: 4243 }], caPem });
+ * import { createNativeTransport } from "../transport/native.ts";
+ * import { createHmacSigner, readSecretFile } from "../security/jwt.ts";
+ * const monitor = new Monitor({
+ *   transport: createNativeTransport(),
+ *   signer: createHmacSigner(await readSecretFile("certs/jwt.secret"), { lbId: "lb-1" }),
+ *   servers: [{ host: "127.0.0.1", port: 4243 }],
+ *   caPem: await Deno.readTextFile("certs/ca.pem"),
+ * });
  * monitor.start();
  * monitor.status(); // [{ address: "127.0.0.1:4243", state: "UNKNOWN", … }]
  * ```

@@ -18,7 +18,23 @@ export interface SchedulerOptions {
   slackMs?: number;
   /** Clock, ms. Default `performance.timeOrigin + performance.now()`. */
   now?: () => number;
+  /**
+   * The one real timer underneath. Default `setTimeout`/`clearTimeout`; tests
+   * inject a manual one and move the clock themselves.
+   */
+  timer?: TimerFunctions;
 }
+
+/** What the scheduler needs of a timer. */
+export interface TimerFunctions {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const _realTimer: TimerFunctions = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
 
 /** A scheduled callback; pass it to {@linkcode Scheduler.cancel}. */
 export interface ScheduledTimer {
@@ -49,13 +65,15 @@ export class Scheduler {
   readonly #slots = new Map<number, Set<_Entry>>();
   /** Slot numbers, a min-heap; may hold slots whose callbacks were all cancelled. */
   readonly #heap: number[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #timerFns: TimerFunctions;
+  #timer: unknown;
   #armedSlot = Infinity;
   #size = 0;
 
   constructor(options: SchedulerOptions = {}) {
     this.#slack = Math.max(0, options.slackMs ?? 10);
     this.#now = options.now ?? (() => performance.timeOrigin + performance.now());
+    this.#timerFns = options.timer ?? _realTimer;
   }
 
   /** Callbacks waiting to run. */
@@ -108,13 +126,16 @@ export class Scheduler {
   }
 
   #arm(slot: number): void {
-    clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timerFns.clear(this.#timer);
     this.#armedSlot = slot;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, this.#slotTime(slot) - this.#now()));
+    this.#timer = this.#timerFns.set(
+      () => this.#fire(),
+      Math.max(0, this.#slotTime(slot) - this.#now()),
+    );
   }
 
   #disarm(): void {
-    clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timerFns.clear(this.#timer);
     this.#timer = undefined;
     this.#armedSlot = Infinity;
   }

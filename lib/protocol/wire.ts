@@ -7,7 +7,7 @@
  * @module
  */
 
-import { AGENT_DEFAULTS, LB_DEFAULTS } from "../util/defaults.ts";
+import { AGENT_DEFAULTS } from "../util/defaults.ts";
 /** The only protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
 
@@ -16,9 +16,6 @@ export const ALPN = "qhcp/1";
 
 /** UDP port a server agent listens on unless told otherwise. */
 export const DEFAULT_SERVER_PORT: number = AGENT_DEFAULTS.port;
-
-/** TCP port of the load balancer's HTTP endpoint unless told otherwise. */
-export const DEFAULT_LB_HTTP_PORT: number = LB_DEFAULTS.httpPort;
 
 /** Bytes of the big-endian length prefix in front of every frame. */
 export const FRAME_HEADER_LENGTH = 4;

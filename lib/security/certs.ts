@@ -13,6 +13,8 @@ import { parseIp } from "../protocol/address.ts";
 
 const _ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const _DAY_MS = 86_400_000;
+/** Lifetime of a development CA, days (10 years). */
+const _CA_DAYS = 3650;
 
 /** PEM texts of a development CA and a server certificate it signed. */
 export interface DevCertificates {
@@ -30,8 +32,6 @@ export interface GenerateCertificatesOptions {
   notBefore?: number;
   /** Server certificate lifetime in days. Default 825. */
   serverDays?: number;
-  /** CA lifetime in days. Default 3650. */
-  caDays?: number;
   /** Common name of the CA. Default "QHCP development CA". */
   caName?: string;
   /** Sign with this existing CA (PEM certificate and PKCS#8 ECDSA P-256 key) instead of a new one. */
@@ -101,7 +101,7 @@ async function _newCa(
     serialNumber: _serial(),
     name: `CN=${options.caName ?? "QHCP development CA"}`,
     notBefore,
-    notAfter: new Date(notBefore.getTime() + (options.caDays ?? 3650) * _DAY_MS),
+    notAfter: new Date(notBefore.getTime() + _CA_DAYS * _DAY_MS),
     keys: caKeys,
     signingAlgorithm: _ALG,
     extensions: [

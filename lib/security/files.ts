@@ -71,9 +71,10 @@ export interface EnsureOptions {
   /** Names and addresses for a new server certificate. Default: localhost, 127.0.0.1, ::1, the host name and interface addresses. */
   hosts?: readonly string[];
   log?: Logger;
-  /** Give up waiting for another program's lock after this long, ms. Default 15000. */
-  lockWaitMs?: number;
 }
+
+/** How long a program waits for another one's lock on the directory. */
+const _LOCK_WAIT_MS = 15_000;
 
 /** What is missing and cannot be created here; the message says how to provide it. */
 export class DefaultFilesError extends Error {
@@ -103,7 +104,7 @@ export async function ensureDefaultFiles(
   const log = options.log ?? silentLogger;
   if (await _missing(files, need).then((m) => m.length === 0)) return files;
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const release = await _lock(`${files.dir}/.lock`, options.lockWaitMs ?? 15_000);
+  const release = await _lock(`${files.dir}/.lock`, _LOCK_WAIT_MS);
   try {
     const created: string[] = [];
     const haveCaCert = await _exists(files.caCert);

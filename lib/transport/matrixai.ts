@@ -3,7 +3,7 @@
  * module that imports the QUIC library; everything else uses the
  * {@linkcode Transport} interface.
  *
- * Traps handled here (see ../shared/notes/deno-quic.md):
+ * Traps handled here (measured with @matrixai/quic 1.2.12 under Deno 2.9.6):
  * - the package only works through its default export under Deno;
  * - server-side stream events must be taken from the QUICServer, because the
  *   first stream's event fires before the connection event;
@@ -41,11 +41,6 @@ import { formatAddress } from "../protocol/address.ts";
 
 const { QUICServer: _LibServer, QUICClient: _LibClient, QUICSocket, events, errors } = quic;
 
-/** Library errors turned into closes by the classes below; counted for diagnostics. */
-let _absorbed = 0;
-/** Stops that hung and had their socket closed by force; counted for diagnostics. */
-let _stuck = 0;
-
 /**
  * The library rethrows its "internal" client errors from inside an event
  * listener, which escapes as an uncaught exception and ends the process. The
@@ -59,28 +54,14 @@ class QUICClient extends _LibClient {
   protected override handleEventQUICClientError = (
     evt: { detail: Error & { description?: string } },
   ) => {
-    const error = evt.detail;
-    if (
-      error instanceof errors.ErrorQUICClientInternal ||
-      error instanceof errors.ErrorQUICConnectionInternal
-    ) {
-      _absorbed++;
-    }
-    this.dispatchEvent(new events.EventQUICClientClose({ detail: error as never }));
+    this.dispatchEvent(new events.EventQUICClientClose({ detail: evt.detail as never }));
   };
 }
 
 class QUICServer extends _LibServer {
   protected override handleEventQUICServerError = (evt: { detail: Error }) => {
-    const error = evt.detail;
-    if (error instanceof errors.ErrorQUICServerInternal) _absorbed++;
-    this.dispatchEvent(new events.EventQUICServerClose({ detail: error as never }));
+    this.dispatchEvent(new events.EventQUICServerClose({ detail: evt.detail as never }));
   };
-}
-
-/** Counters of library misbehaviour the wrapper absorbed (since start). */
-export function matrixaiIncidents(): { absorbedErrors: number; stuckStops: number } {
-  return { absorbedErrors: _absorbed, stuckStops: _stuck };
 }
 
 type QUICServerT = InstanceType<typeof _LibServer>;
@@ -548,7 +529,6 @@ async function _forceClient(client: QUICClientT): Promise<void> {
     socket: { connectionMap: { delete(id: unknown): void } };
   };
   if (!inner.isSocketShared) return await _forceSocket(client);
-  _stuck++;
   inner.socket.connectionMap.delete(client.connection.connectionId);
 }
 
@@ -559,7 +539,6 @@ async function _forceClient(client: QUICClientT): Promise<void> {
  * bind it, and an LB must not leak sockets.
  */
 async function _forceSocket(owner: unknown): Promise<void> {
-  _stuck++;
   const socket = (owner as { socket?: _Socket }).socket;
   if (socket) await settlesWithin(socket.stop({ force: true }), _TEARDOWN_MS);
 }

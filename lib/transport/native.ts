@@ -139,11 +139,6 @@ function _trustOnly(caPem: string): void {
   _pinned = "ours";
 }
 
-/** Whether the native stack trusts only the configured CA in this process. */
-export function nativeRootsPinned(): "ours" | "operator" | undefined {
-  return _pinned;
-}
-
 /** Errors from Deno's QUIC code that escaped a caller (the process guard downgrades these). */
 export function isNativeQuicError(reason: unknown): boolean {
   if (reason instanceof TransportError) return true;

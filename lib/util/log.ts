@@ -45,11 +45,6 @@ export interface LoggerOptions {
 const _RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const _encoder = new TextEncoder();
 
-/** Returns true when `value` names a log level. */
-export function isLogLevel(value: string): value is LogLevel {
-  return value in _RANK;
-}
-
 /**
  * Creates a logger.
  *

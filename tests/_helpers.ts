@@ -370,3 +370,61 @@ export async function startMutePeer(
   });
   return peer;
 }
+
+/**
+ * Real `server.ts` and `lb.ts` processes sharing one temporary certificates
+ * directory; `close()` (or `await using`) kills them all and removes it.
+ *
+ * @example
+ * ```ts
+ * import { Fleet } from "./_helpers.ts";
+ * await using fleet = await Fleet.create("e2e");
+ * const a = await fleet.server(["--server-port", "0"]);
+ * const lb = await fleet.lb(["--servers", `127.0.0.1:${a.port}`]);
+ * ```
+ */
+export class Fleet implements AsyncDisposable {
+  readonly programs: Program[] = [];
+
+  private constructor(readonly dir: string) {}
+
+  /** A fleet with a fresh certificates directory. */
+  static async create(prefix: string): Promise<Fleet> {
+    return new Fleet(await tempDir(prefix));
+  }
+
+  /** The environment every program of the fleet runs with. */
+  get env(): Record<string, string> {
+    return { QHCP_CERTS_DIR: this.dir };
+  }
+
+  /** Starts a server process (on 127.0.0.1) of the fleet. */
+  async server(
+    args: readonly string[],
+    env: Record<string, string> = {},
+  ): Promise<{ program: Program; port: number }> {
+    const s = await startServerProcess(args, { ...this.env, ...env });
+    this.programs.push(s.program);
+    return s;
+  }
+
+  /** Starts an LB process of the fleet (HTTP on 127.0.0.1, any port). */
+  async lb(
+    args: readonly string[],
+    env: Record<string, string> = {},
+  ): Promise<{ program: Program; httpPort: number }> {
+    const l = await startLbProcess(args, { ...this.env, ...env });
+    this.programs.push(l.program);
+    return l;
+  }
+
+  /** Stops every program with `signal` and removes the directory. */
+  async close(signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    await Promise.all(this.programs.map((p) => p.stop(signal)));
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -6,16 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
-import {
-  fetchStatus,
-  freeTcpPort,
-  type Program,
-  sleep,
-  startLbProcess,
-  startServerProcess,
-  tempDir,
-  waitFor,
-} from "./_helpers.ts";
+import { fetchStatus, Fleet, freeTcpPort, sleep, waitFor } from "./_helpers.ts";
 import { startTestDns } from "./_dns_server.ts";
 import { record } from "./_report.ts";
 
@@ -26,11 +17,11 @@ Deno.test({
   name:
     "An agent whose application port is closed reports FAILING and is DOWN; opened, it is UP; a drain file makes it DRAINING",
   async fn() {
-    const dir = await tempDir("local-checks");
-    const env = { QHCP_CERTS_DIR: dir };
+    await using fleet = await Fleet.create("local-checks");
+    const dir = fleet.dir;
     const appPort = freeTcpPort();
     const drainFile = `${dir}/drain`;
-    const server = await startServerProcess([
+    const server = await fleet.server([
       "--server-port",
       "0",
       "--check-tcp",
@@ -39,8 +30,8 @@ Deno.test({
       "0.2",
       "--drain-file",
       drainFile,
-    ], env);
-    const lb = await startLbProcess([
+    ]);
+    const lb = await fleet.lb([
       "--servers",
       `127.0.0.1:${server.port}`,
       "--check-interval",
@@ -49,8 +40,7 @@ Deno.test({
       "0.2",
       "--table",
       "off",
-    ], env);
-    const programs: Program[] = [server.program, lb.program];
+    ]);
     let app: Deno.Listener | undefined;
     const state = async () => (await fetchStatus(lb.httpPort))[0]!;
     try {
@@ -96,8 +86,6 @@ Deno.test({
       assert.ok((await state()).weight > 0);
     } finally {
       app?.close();
-      await Promise.all(programs.map((p) => p.stop("SIGKILL")));
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
@@ -107,26 +95,26 @@ Deno.test({
   name:
     "An LB follows a servers file as it changes and on SIGHUP, and a DNS name as its records change",
   async fn(t) {
-    const dir = await tempDir("discovery");
+    await using fleet = await Fleet.create("discovery");
+    const dir = fleet.dir;
     // Certificates naming 127.0.0.2 too: servers found by DNS are verified by that address.
     await ensureDefaultFiles(dir, { hosts: ["localhost", "127.0.0.1", "127.0.0.2", "::1"] });
-    const env = { QHCP_CERTS_DIR: dir };
-    const a = await startServerProcess(["--server-port", "0", "--server-id", "a"], env);
-    const b = await startServerProcess([
+    const a = await fleet.server(["--server-port", "0", "--server-id", "a"]);
+    // b answers on 127.0.0.2 with a's port: the DNS name below finds it there.
+    await fleet.server([
       "--server-ip",
       "127.0.0.2",
       "--server-port",
       String(a.port),
       "--server-id",
       "b",
-    ], env);
-    const c = await startServerProcess(["--server-port", "0", "--server-id", "c"], env);
-    const programs: Program[] = [a.program, b.program, c.program];
+    ]);
+    const c = await fleet.server(["--server-port", "0", "--server-id", "c"]);
     const dns = await startTestDns();
     dns.set("fleet.test", ["127.0.0.1"]);
     const file = `${dir}/servers.txt`;
     await Deno.writeTextFile(file, `# generated\n127.0.0.1:${c.port}\n`);
-    const lb = await startLbProcess([
+    const lb = await fleet.lb([
       "--servers",
       `dns:fleet.test:${a.port}`,
       "--dns-server",
@@ -139,8 +127,7 @@ Deno.test({
       "1",
       "--table",
       "off",
-    ], env);
-    programs.push(lb.program);
+    ]);
     const addresses = async () => (await fetchStatus(lb.httpPort)).map((s) => s.address).sort();
     const allUp = async () => (await fetchStatus(lb.httpPort)).every((s) => s.state === "UP");
     try {
@@ -196,9 +183,8 @@ Deno.test({
         },
       );
     } finally {
-      await Promise.all(programs.map((p) => p.stop("SIGKILL")));
+      await fleet.close();
       await dns.close();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

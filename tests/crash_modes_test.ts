@@ -57,6 +57,35 @@ async function floodOrEcho(
   return { listener, writeErrors };
 }
 
+/**
+ * A crash-mode test: a server transport with the flood-or-echo listener and
+ * a client transport, both closed afterwards whatever happened.
+ */
+function crashTest(
+  name: string,
+  fn: (
+    client: Transport,
+    server: { listener: Listener; writeErrors: string[] },
+  ) => Promise<void>,
+): void {
+  Deno.test({
+    ...opts,
+    name,
+    async fn() {
+      const server = createMatrixaiTransport();
+      const client = createMatrixaiTransport();
+      const peer = await floodOrEcho(server);
+      try {
+        await fn(client, peer);
+      } finally {
+        await peer.listener.close();
+        await client.close();
+        await server.close();
+      }
+    },
+  });
+}
+
 async function echoOnce(transport: Transport, port: number): Promise<void> {
   const ch = await transport.dial({
     host: "127.0.0.1",
@@ -69,123 +98,93 @@ async function echoOnce(transport: Transport, port: number): Promise<void> {
   await ch.close(0, "done", 50);
 }
 
-Deno.test({
-  ...opts,
-  name: "Crash mode 1: a forced close while the server streams data is survived by both sides",
-  async fn() {
-    const server = createMatrixaiTransport();
-    const client = createMatrixaiTransport();
-    const { listener, writeErrors } = await floodOrEcho(server);
-    try {
-      for (let i = 0; i < 5; i++) {
-        const ch = await client.dial({
-          host: "127.0.0.1",
-          port: listener.port,
-          caPem: certs.caCertPem,
-          timeoutMs: 5000,
-        });
-        await ch.write(new Uint8Array([1]));
-        await ch.read();
-        await ch.read();
-        await ch.abort(
-          0x11,
-          "forced",
-        );
-      }
-      await sleep(300);
-      assert.equal(writeErrors.length, 5, `the server's writes ended: ${writeErrors}`);
-      assert.ok(writeErrors.every((k) => k === "closed"));
-      await echoOnce(client, listener.port);
-    } finally {
-      await listener.close();
-      await client.close();
-      await server.close();
+crashTest(
+  "Crash mode 1: a forced close while the server streams data is survived by both sides",
+  async (client, { listener, writeErrors }) => {
+    for (let i = 0; i < 5; i++) {
+      const ch = await client.dial({
+        host: "127.0.0.1",
+        port: listener.port,
+        caPem: certs.caCertPem,
+        timeoutMs: 5000,
+      });
+      await ch.write(new Uint8Array([1]));
+      await ch.read();
+      await ch.read();
+      await ch.abort(
+        0x11,
+        "forced",
+      );
     }
+    await sleep(300);
+    assert.equal(writeErrors.length, 5, `the server's writes ended: ${writeErrors}`);
+    assert.ok(writeErrors.every((k) => k === "closed"));
+    await echoOnce(client, listener.port);
   },
-});
+);
 
-Deno.test({
-  ...opts,
-  name: "Crash mode 2: a forced close with a read pending resolves the read with null",
-  async fn() {
-    const server = createMatrixaiTransport();
-    const client = createMatrixaiTransport();
-    const { listener } = await floodOrEcho(server);
-    try {
-      for (let i = 0; i < 5; i++) {
-        const ch = await client.dial({
-          host: "127.0.0.1",
-          port: listener.port,
-          caPem: certs.caCertPem,
-          timeoutMs: 5000,
-        });
-        await ch.write(new Uint8Array([2]));
-        await ch.read();
-        const pending = ch.read();
-        await ch.abort(
-          0x11,
-          "forced",
-        );
-        assert.equal(await pending, null);
-        assert.equal((await ch.closed).by, "local");
-      }
-      await echoOnce(client, listener.port);
-    } finally {
-      await listener.close();
-      await client.close();
-      await server.close();
+crashTest(
+  "Crash mode 2: a forced close with a read pending resolves the read with null",
+  async (client, { listener }) => {
+    for (let i = 0; i < 5; i++) {
+      const ch = await client.dial({
+        host: "127.0.0.1",
+        port: listener.port,
+        caPem: certs.caCertPem,
+        timeoutMs: 5000,
+      });
+      await ch.write(new Uint8Array([2]));
+      await ch.read();
+      const pending = ch.read();
+      await ch.abort(
+        0x11,
+        "forced",
+      );
+      assert.equal(await pending, null);
+      assert.equal((await ch.closed).by, "local");
     }
+    await echoOnce(client, listener.port);
   },
-});
+);
 
-Deno.test({
-  ...opts,
-  name: "Crash mode 3: closing 800 client connections at once is survived by both sides",
-  async fn() {
-    const server = createMatrixaiTransport();
-    const client = createMatrixaiTransport();
-    const { listener } = await floodOrEcho(server);
+crashTest(
+  "Crash mode 3: closing 800 client connections at once is survived by both sides",
+  async (client, { listener }) => {
     const n = 800;
-    try {
-      const t0 = performance.now();
-      const channels: Channel[] = [];
-      for (let i = 0; i < n; i += 50) {
-        channels.push(
-          ...await Promise.all(
-            Array.from(
-              { length: Math.min(50, n - i) },
-              () =>
-                client.dial({
-                  host: "127.0.0.1",
-                  port: listener.port,
-                  caPem: certs.caCertPem,
-                  timeoutMs: 10_000,
-                }),
-            ),
+    const t0 = performance.now();
+    const channels: Channel[] = [];
+    for (let i = 0; i < n; i += 50) {
+      channels.push(
+        ...await Promise.all(
+          Array.from(
+            { length: Math.min(50, n - i) },
+            () =>
+              client.dial({
+                host: "127.0.0.1",
+                port: listener.port,
+                caPem: certs.caCertPem,
+                timeoutMs: 10_000,
+              }),
           ),
-        );
-      }
-      const openMs = performance.now() - t0;
-      assert.equal(channels.length, n);
-      const t1 = performance.now();
-      await Promise.all(
-        channels.map((ch) =>
-          ch.abort(
-            0x12,
-            "all at once",
-          )
         ),
       );
-      const closeMs = performance.now() - t1;
-      await sleep(500);
-      assert.equal(client.stats().connections, 0);
-      await echoOnce(client, listener.port);
-      record("crash modes", "800 connections opened", openMs / 1000, "s");
-      record("crash modes", "800 connections closed at once", closeMs / 1000, "s");
-    } finally {
-      await listener.close();
-      await client.close();
-      await server.close();
     }
+    const openMs = performance.now() - t0;
+    assert.equal(channels.length, n);
+    const t1 = performance.now();
+    await Promise.all(
+      channels.map((ch) =>
+        ch.abort(
+          0x12,
+          "all at once",
+        )
+      ),
+    );
+    const closeMs = performance.now() - t1;
+    await sleep(500);
+    assert.equal(client.stats().connections, 0);
+    await echoOnce(client, listener.port);
+    record("crash modes", "800 connections opened", openMs / 1000, "s");
+    record("crash modes", "800 connections closed at once", closeMs / 1000, "s");
   },
-});
+);

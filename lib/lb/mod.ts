@@ -8,6 +8,7 @@
 
 export * from "./monitor.ts";
 export * from "./watch.ts";
+export * from "./watch_types.ts";
 export * from "./record.ts";
 export * from "./verdict.ts";
 export * from "./schedule.ts";

@@ -27,7 +27,7 @@ import {
   type LbSessionState,
 } from "../protocol/lb_session.ts";
 import type { Logger } from "../util/log.ts";
-import { CLOSE_CODES, type ErrorCode, type SessionConfig } from "../protocol/wire.ts";
+import { CLOSE_CODES, type SessionConfig } from "../protocol/wire.ts";
 import type { CheckRecord } from "./history.ts";
 import {
   type CausedTransition,
@@ -35,55 +35,19 @@ import {
   type WatchCounters,
   type WatchView,
 } from "./record.ts";
-import { checkDelay, type Random, redialDelay, type ScheduleSettings } from "./schedule.ts";
+import { checkDelay, type Random, redialDelay } from "./schedule.ts";
 import { type ScheduledTimer, Scheduler } from "./timers.ts";
 import type { DialGate } from "./dial_gate.ts";
-import type { HealthState, Transition } from "./verdict.ts";
-import type { WeightOptions } from "./weights.ts";
+import type { HealthState } from "./verdict.ts";
+import type { ConfigOutcome, WatchEvents, WatchResources, WatchSettings } from "./watch_types.ts";
 import { type Channel, type Transport, TransportError } from "../transport/transport.ts";
 import { formatAddress, type HostPort } from "../protocol/address.ts";
 
 export type { WatchCounters, WatchView };
+export type { ConfigOutcome, WatchEvents, WatchResources, WatchSettings };
 
 /** A server to watch. */
 export type ServerAddress = HostPort;
-
-/** Settings shared by every watch of one LB; changed in place at run time. */
-export interface WatchSettings extends ScheduleSettings {
-  lbId: string;
-  checkTimeoutMs: number;
-  /** Consecutive failures that mark a server DOWN (fall). */
-  maxFailAttempts: number;
-  /** Consecutive good checks that bring a DOWN server back UP. */
-  rise: number;
-  /** Metric names asked for in HELLO (undefined: the server's default). */
-  metrics: readonly string[] | undefined;
-  caPem: string | undefined;
-  insecure: boolean;
-  idleTimeoutMs: number;
-  /** How weights are computed from metrics. */
-  weights: WeightOptions;
-}
-
-/** The outcome of one CONFIG_UPDATE to one server. */
-export type ConfigOutcome =
-  | { address: string; ok: true; config: SessionConfig }
-  | {
-    address: string;
-    ok: false;
-    code: ErrorCode | "TIMEOUT" | "CLOSED" | "NOT_CONNECTED";
-    message: string;
-  };
-
-/** Events a watch reports to its monitor. */
-export interface WatchEvents {
-  /** The verdict changed. */
-  onTransition?: (address: string, t: Transition) => void;
-  /** A check finished (ok or not). */
-  onCheck?: (address: string, ok: boolean, rttMs: number | null) => void;
-  /** Anything shown by `view()` changed (a check, a verdict, a session). */
-  onChange?: (address: string) => void;
-}
 
 /** Dependencies of a watch. */
 export interface WatchDeps {
@@ -103,16 +67,6 @@ export interface WatchDeps {
   scheduler?: Scheduler;
   /** Limits the handshakes in flight across watches. Default: no limit. */
   dialGate?: DialGate;
-}
-
-/** Timers and sessions a watch holds, for leak checks. */
-export interface WatchResources {
-  /** Armed timers (at most two: the next action and the reply deadline). */
-  timers: number;
-  /** 1 while a channel is open or being dialled. */
-  sessions: number;
-  /** Channels still closing. */
-  closing: number;
 }
 
 /** Watches one server. */

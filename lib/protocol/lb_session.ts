@@ -22,13 +22,33 @@ import {
   type CloseAction,
   type SendAction,
 } from "./session_rules.ts";
+import type {
+  CheckAction,
+  ConfigAction,
+  FailedAction,
+  Failure,
+  FailureKind,
+  LbAction,
+  LbReadyAction,
+  TerminatedAction,
+} from "./lb_actions.ts";
+
+export type {
+  CheckAction,
+  ConfigAction,
+  FailedAction,
+  Failure,
+  FailureKind,
+  LbAction,
+  LbReadyAction,
+  TerminatedAction,
+};
 import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
 import {
   type AckMessage,
   CLOSE_CODES,
   type CloseCode,
   type ConfigAckMessage,
-  type ErrorCode,
   type ErrorMessage,
   type HealthResponseMessage,
   type Message,
@@ -44,37 +64,6 @@ import {
 /** States of the LB's session with one server. */
 export type LbSessionState = "DISCONNECTED" | "CONNECTING" | "HELLO_SENT" | "READY" | "TERMINATING";
 
-/** Why a check or a session failed. */
-export type FailureKind =
-  /** The QUIC connection could not be set up (unreachable, certificate, ALPN). */
-  | "connect"
-  /** No reply within the timeout. */
-  | "timeout"
-  /** The server sent ERROR. */
-  | "peer_error"
-  /** The server broke the protocol; we sent ERROR. */
-  | "protocol"
-  /** The server sent TERMINATE. */
-  | "terminated"
-  /** The connection ended without a TERMINATE exchange. */
-  | "closed"
-  /** The server answered FAILING: a local check of its application fails. */
-  | "failing";
-
-/** A failure with its cause, as shown to operators. */
-export interface Failure {
-  kind: FailureKind;
-  /** Protocol error code, for `peer_error` and `protocol`. */
-  code?: ErrorCode;
-  /** Human-readable detail. */
-  message: string;
-  /**
-   * Set by the driver for `connect` and `closed` failures: what the transport
-   * saw ("certificate", "unreachable", "closed_by_peer", "connection_lost").
-   */
-  cause?: string;
-}
-
 /** Options of {@linkcode LbSession}. */
 export interface LbSessionOptions {
   /** The LB's id, sent in HELLO and used as the token's `iss`. */
@@ -86,62 +75,6 @@ export interface LbSessionOptions {
   /** Metric names asked for in HELLO. */
   metrics?: readonly string[];
 }
-
-/** The session reached READY. */
-export interface LbReadyAction {
-  kind: "ready";
-  ack: AckMessage;
-  /** From `connecting()` to ACK, in ms. */
-  setupMs: number;
-}
-
-/**
- * The outcome of one HEALTH_REQUEST. A reply with status FAILING (the agent
- * runs, its application does not) is a failed check that still carries the
- * reply, so that its metrics and local checks can be shown.
- */
-export type CheckAction =
-  | { kind: "check"; ok: true; rttMs: number; response: HealthResponseMessage }
-  | {
-    kind: "check";
-    ok: false;
-    failure: Failure;
-    /** The FAILING reply, with its round trip. */
-    reply?: { rttMs: number; response: HealthResponseMessage };
-  };
-
-/** The outcome of one CONFIG_UPDATE. */
-export type ConfigAction =
-  | { kind: "config"; seq: number; ok: true; config: SessionConfig }
-  | {
-    kind: "config";
-    seq: number;
-    ok: false;
-    code: ErrorCode | "TIMEOUT" | "CLOSED";
-    message: string;
-  };
-
-/** The session ended abnormally; a `close` action accompanies it when needed. */
-export interface FailedAction {
-  kind: "failed";
-  failure: Failure;
-}
-
-/** The server ended the session with TERMINATE, which was acknowledged. */
-export interface TerminatedAction {
-  kind: "terminated";
-  reason: string;
-}
-
-/** Everything an {@linkcode LbSession} can ask of its driver or report to it. */
-export type LbAction =
-  | SendAction
-  | CloseAction
-  | LbReadyAction
-  | CheckAction
-  | ConfigAction
-  | FailedAction
-  | TerminatedAction;
 
 type _Handler<T extends MessageType> = (s: LbSession, m: MessageOf<T>, now: number) => LbAction[];
 type _Table = { [S in LbSessionState]: { [T in MessageType]?: _Handler<T> } };

@@ -7,7 +7,12 @@
 
 import assert from "node:assert/strict";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
-import { Program, startLbProcess, tempDir, waitFor } from "./_helpers.ts";
+import { startAgent } from "../lib/cli/agent_main.ts";
+import { parseLbArgs } from "../lib/cli/lb_flags.ts";
+import { startLb } from "../lib/cli/lb_main.ts";
+import { parseServerArgs } from "../lib/cli/server_flags.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { FakeMetrics, Program, startLbProcess, tempDir, waitFor } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -308,4 +313,53 @@ Deno.test("run_quic.sh output to a pipe carries no colour codes, and every deno 
     assert.ok((task.description ?? "").length > 10, `task ${name} has a description`);
     assert.ok(all.includes(task.description!), `deno task lists the description of ${name}`);
   }
+});
+
+Deno.test({
+  name:
+    "startLb() and startAgent() run both programs in-process: the agent is UP at the LB's HTTP API, and stop() ends both",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await tempDir("in-process");
+    const transport = new MemoryTransport();
+    const lines: string[] = [];
+    try {
+      await ensureDefaultFiles(dir, { hosts: ["10.0.0.1"] });
+      const agent = await startAgent(
+        parseServerArgs(["--certs-dir", dir, "--server-ip", "10.0.0.1", "--server-id", "inproc"]),
+        { transport, metrics: new FakeMetrics(), logSink: (l) => lines.push(l) },
+      );
+      const lb = await startLb(
+        parseLbArgs([
+          "--certs-dir",
+          dir,
+          "--servers",
+          "10.0.0.1:4243",
+          "--check-interval",
+          "0.2",
+          "--http-host",
+          "127.0.0.1",
+          "--loadbalancer-port",
+          "0",
+          "--table",
+          "off",
+        ]),
+        { transport, logSink: (l) => lines.push(l) },
+      );
+      const url = `http://127.0.0.1:${lb.http.port}/health/10.0.0.1:4243`;
+      await waitFor("UP over HTTP", async () => {
+        const res = await fetch(url);
+        await res.body?.cancel();
+        return res.status === 200;
+      });
+      await lb.stop("test");
+      await agent.stop("test");
+      assert.ok(lines.some((l) => / INFO stopped$/.test(l)));
+      await assert.rejects(fetch(url), "the HTTP port is closed");
+    } finally {
+      await transport.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -17,13 +17,8 @@ export interface RoundTrip {
   server_cpu_us: number;
 }
 
-/** Signal to DOWN, one configuration. */
-export interface Detection {
-  config: "defaults" | "fast";
-  signal: "SIGKILL" | "SIGTERM";
-  /** Milliseconds from the signal to the LB's DOWN line. */
-  to_down: Summary & { max: number };
-}
+import type { Detection, HeartbeatCost, PushLatency } from "./detection.ts";
+export type { Detection, HeartbeatCost, PushLatency };
 
 /** What `bench/main.ts` measured for one QUIC stack. */
 export interface StackResult {
@@ -34,6 +29,7 @@ export interface StackResult {
   setup?: Summary;
   server_rss_mb?: { idle: number; three_lbs_peak: number; three_lbs_end: number };
   detection?: Detection[];
+  push?: PushLatency;
   lb?: {
     servers: number;
     interval_s: number;
@@ -54,6 +50,8 @@ export interface BenchRecord {
   machine: Record<string, string | number>;
   stacks: Partial<Record<QuicStack, StackResult>>;
   peers: { http?: RoundTrip; grpc?: RoundTrip };
+  /** Per heartbeat interval: detection against the LB's CPU (part `heartbeats`). */
+  heartbeat_costs?: HeartbeatCost[];
 }
 
 /** One scale run (`bench/scale.ts`). */
@@ -78,9 +76,54 @@ export interface ScaleResult {
   /** DOWN verdicts, all false (no endpoint fails), since the LB started. */
   false_downs: number;
   udp_rcvbuf_drops: number;
-  /** Zero false DOWN, zero failed checks, at least 95 % of the expected rate, under 1 % late. */
+  /** The heartbeat interval the LB asked (after its budget), ms; 0 or absent: none. */
+  heartbeat_ms?: number;
+  heartbeats_per_s?: number;
+  /** Probes sent on suspicion during the measurement (none may fail). */
+  probes?: number;
+  /**
+   * Zero false DOWN, zero failed checks or probes, at least 95 % of the
+   * expected rate, under 1 % late.
+   */
   holds: boolean;
   when?: string;
+}
+
+/** One soak run (`bench/soak.ts`): false DOWNs over time under loss, jitter and LB stalls. */
+export interface SoakResult {
+  quic: QuicStack;
+  servers: number;
+  minutes: number;
+  drop_percent: number;
+  jitter_ms: number;
+  /** The LB's loop blocked this long every `stall_every_s` (0: never). */
+  stall_ms: number;
+  stall_every_s: number;
+  stalls: number;
+  heartbeat_ms: number;
+  heartbeats_per_s: number;
+  /** Probes on suspicion (the server was alive each time). */
+  probes: number;
+  probes_failed: number;
+  checks_failed: number;
+  false_downs: number;
+  relay_dropped: number;
+  relay_forwarded: number;
+  lb_cpu_percent: number;
+  when: string;
+}
+
+/** Soak results as a Markdown table. */
+export function soakTable(rows: readonly SoakResult[]): string {
+  const head =
+    "| stack | servers | minutes | loss | jitter | LB stalls | heartbeat | heartbeats/s | datagrams dropped | probes | failed probes | failed checks | false DOWN | LB CPU |";
+  const rule = "|" + "---|".repeat(14);
+  const lines = rows.map((r) =>
+    `| ${r.quic} | ${r.servers} | ${r.minutes} | ${r.drop_percent} % | ${r.jitter_ms} ms | ${
+      r.stall_ms ? `${r.stall_ms} ms every ${r.stall_every_s} s (${r.stalls})` : "none"
+    } | ${r.heartbeat_ms} ms | ${r.heartbeats_per_s} | ${r.relay_dropped} | ${r.probes} | ${r.probes_failed} | ${r.checks_failed} | ${r.false_downs} | ${r.lb_cpu_percent} % |`
+  );
+  return [head, rule, ...lines].join("\n");
 }
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -156,21 +199,65 @@ export function benchTables(b: BenchRecord): string {
   }
   if (rows.some(([, r]) => r.detection)) {
     out.push(
-      "Failure detection: from the signal to the LB's `server DOWN` log line. Defaults: check " +
-        "every 10 s, fast interval 1 s, timeout 2 s, fall 3. Fast: `--check-interval 1 " +
-        "--fast-interval 0.2` (timeout 1 s).",
+      "Failure detection: from the signal to the LB's `server DOWN` log line, each server " +
+        "signalled at a random moment. Defaults: heartbeats every 250 ms (native, DATAGRAM " +
+        "frames) or 1 s (matrixai, the control stream), probe on phi 8, checks every 10 s. " +
+        "Polls: `--extensions none` (checks only: every 10 s, fast interval 1 s, timeout 2 s, " +
+        "fall 3). Fast polls: that with `--check-interval 1 --fast-interval 0.2`.",
       "",
-      "| stack | config | signal | samples | p50 | max |",
-      "|---|---|---|---|---|---|",
+      "| stack | config | signal | samples | p50 | p99 | max | decided by |",
+      "|---|---|---|---|---|---|---|---|",
     );
     for (const [s, r] of rows) {
       for (const d of r.detection ?? []) {
+        const by = Object.entries(d.evidence ?? {}).map(([e, n]) => `${e} ${n}`).join(", ");
         out.push(
           `| ${s} | ${d.config} | ${d.signal} | ${d.to_down.n} | ${dur(d.to_down.p50)} | ${
-            dur(d.to_down.max)
-          } |`,
+            dur(d.to_down.p99)
+          } | ${dur(d.to_down.max)} | ${by || "–"} |`,
         );
       }
+    }
+    out.push("");
+  }
+  if (rows.some(([, r]) => r.push)) {
+    out.push(
+      "Pushed status: from the agent's log line (local check fails or passes, drain) to the " +
+        "LB's (DOWN, UP, draining), the LB checking only every 60 s.",
+      "",
+      "| stack | samples | local check fails to DOWN p50 / max | passes again to UP p50 / max | drain to weight 0 p50 / max |",
+      "|---|---|---|---|---|",
+    );
+    for (const [s, r] of rows) {
+      const p = r.push;
+      if (!p) continue;
+      const pm = (x: { p50: number; max: number }) => `${dur(x.p50)} / ${dur(x.max)}`;
+      out.push(
+        `| ${s} | ${p.failing.n} | ${pm(p.failing)} | ${pm(p.recovered)} | ${pm(p.drain)} |`,
+      );
+    }
+    out.push("");
+  }
+  if (b.heartbeat_costs?.length) {
+    out.push(
+      "Heartbeat interval against detection and cost: SIGKILL to DOWN (12 samples) and the " +
+        "LB's CPU with 1,000 servers checked every 10 s (`deno task bench:scale`'s harness). " +
+        "`--heartbeat-interval` chooses the row; 0 is `--extensions none`.",
+      "",
+      "| stack | heartbeat | SIGKILL to DOWN p50 / max | LB CPU, 1,000 servers | probes | false DOWN |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const h of b.heartbeat_costs) {
+      const asked = h.asked_ms === 0
+        ? "off (polls only)"
+        : h.heartbeat_ms === h.asked_ms
+        ? `${h.heartbeat_ms} ms`
+        : `${h.asked_ms} ms asked, ${h.heartbeat_ms} ms by the budget`;
+      out.push(
+        `| ${h.quic} | ${asked} | ${dur(h.to_down.p50)} / ${
+          dur(h.to_down.max)
+        } | ${h.lb_cpu_percent_1000} % of a core | ${h.probes} | ${h.false_downs} |`,
+      );
     }
     out.push("");
   }
@@ -180,10 +267,16 @@ export function benchTables(b: BenchRecord): string {
 /** Scale results as a Markdown table. */
 export function scaleTable(rows: readonly ScaleResult[]): string {
   const head =
-    "| stack | servers | interval | checks/s (expected) | LB CPU | LB µs/check | LB RSS | LB fds | endpoints CPU | late | failed | false DOWN | UDP drops | all UP after | holds |";
-  const rule = "|" + "---|".repeat(15);
+    "| stack | servers | interval | heartbeat | checks/s (expected) | heartbeats/s | LB CPU | LB µs/check | LB RSS | LB fds | endpoints CPU | late | failed | probes | false DOWN | UDP drops | all UP after | holds |";
+  const rule = "|" + "---|".repeat(18);
   const lines = rows.map((r) =>
-    `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${r.checks_per_s} (${r.expected_checks_per_s}) | ${r.lb_cpu_percent} % | ${r.lb_cpu_us_per_check} | ${r.lb_rss_mb} MB | ${r.lb_fds} | ${r.endpoints_cpu_percent} % | ${r.late_checks} | ${r.failed_checks} | ${r.false_downs} | ${r.udp_rcvbuf_drops} | ${
+    `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${
+      r.heartbeat_ms ? `${r.heartbeat_ms} ms` : "–"
+    } | ${r.checks_per_s} (${r.expected_checks_per_s}) | ${
+      r.heartbeats_per_s ?? "–"
+    } | ${r.lb_cpu_percent} % | ${r.lb_cpu_us_per_check} | ${r.lb_rss_mb} MB | ${r.lb_fds} | ${r.endpoints_cpu_percent} % | ${r.late_checks} | ${r.failed_checks} | ${
+      r.probes ?? "–"
+    } | ${r.false_downs} | ${r.udp_rcvbuf_drops} | ${
       r.all_up_s === null ? "never" : `${r.all_up_s} s`
     } | ${r.holds ? "yes" : "**no**"} |`
   );
@@ -236,6 +329,18 @@ export async function updatePerformanceDoc(results: Record<string, unknown>): Pr
       "",
     ].join("\n");
     text = _replace(text, "scale", body);
+  }
+  const soak = results.soak as SoakResult[] | undefined;
+  if (soak && soak.length > 0) {
+    const body = [
+      `Latest run of each row by \`deno task bench:soak\`. ${
+        _machineLine(results.soak_machine as Record<string, string | number> | undefined)
+      }`,
+      "",
+      soakTable(soak),
+      "",
+    ].join("\n");
+    text = _replace(text, "soak", body);
   }
   await Deno.writeTextFile(path, text);
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", path], stdout: "null" }).output();

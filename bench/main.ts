@@ -13,12 +13,14 @@
  *   timed calls; and the real `lb.ts`'s over a 200-server run at 1 s.
  * - Session setup: dial to first HEALTH_RESPONSE, a fresh session each time.
  * - Server memory: `server.ts` idle, then under 3 `lb.ts` at 1 check/s.
- * - Failure detection: SIGKILL and SIGTERM of servers to the LB's DOWN
- *   line, with the defaults and with `--check-interval 1 --fast-interval 0.2`;
- *   each server is killed at a random moment of its check cycle.
+ * - Failure detection (`detection.ts`): SIGKILL, SIGSTOP and SIGTERM of
+ *   servers to the LB's DOWN line with heartbeats at the defaults, and
+ *   SIGKILL with polls alone; pushed FAILING, recovery and drain from the
+ *   agent noticing to the LB; and per heartbeat interval, the detection it
+ *   buys against the LB's CPU with 1,000 servers (part `heartbeats`).
  *
  * Flags: --quick (fewer samples: a smoke run, not numbers to quote),
- * --only PART,... (rtt, peers, setup, memory, detection, lbcpu),
+ * --only PART,... (rtt, peers, setup, memory, detection, heartbeats, lbcpu),
  * --stacks matrixai,native, --n N (timed checks, default 5000), --results
  * FILE (instead of bench/results.json; docs/PERFORMANCE.md is then left alone).
  *
@@ -34,7 +36,6 @@ import {
   procSample,
   readResults,
   sleep,
-  summarize,
   type Summary,
   type TimedCalls,
   writeResults,
@@ -47,8 +48,9 @@ import {
   updatePerformanceDoc,
 } from "./_report.ts";
 import { runScale } from "./scale.ts";
+import { type DetectionBench, detectionRuns, heartbeatCosts, pushLatency } from "./detection.ts";
 
-const PARTS = ["rtt", "peers", "setup", "memory", "detection", "lbcpu"] as const;
+const PARTS = ["rtt", "peers", "setup", "memory", "detection", "heartbeats", "lbcpu"] as const;
 type Part = typeof PARTS[number];
 
 const { values } = parseArgs({
@@ -79,11 +81,9 @@ const stacks = values.stacks.split(",").map((s) => {
 const N = Number(values.n ?? (quick ? 1000 : 5000));
 const WARMUP = quick ? 200 : 1000;
 const SETUPS = quick ? 30 : 200;
-const DETECT_SERVERS = quick ? 2 : 6;
 const LOADED_S = quick ? 8 : 20;
 
 const say = (line: string) => console.error(`bench: ${line}`);
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
 const dir = await Deno.makeTempDir({ prefix: "qhcp-bench-" });
@@ -276,64 +276,6 @@ async function memory(stack: QuicStack, out: StackResult): Promise<void> {
   }
 }
 
-const CONFIGS = {
-  defaults: [] as string[],
-  fast: ["--check-interval", "1", "--fast-interval", "0.2"],
-};
-
-/**
- * One LB watching several servers; once all are UP, each server gets the
- * signal at a random moment within one check interval, so the samples fall
- * at every phase of the check cycle. Time runs from the kill to the LB's
- * "server DOWN" line for that server, as read from its stderr.
- */
-async function detection(stack: QuicStack, out: StackResult): Promise<void> {
-  out.detection = [];
-  for (const config of ["defaults", "fast"] as const) {
-    const intervalS = config === "defaults" ? 10 : 1;
-    for (const signal of ["SIGKILL", "SIGTERM"] as const) {
-      say(`${stack}: ${signal} to DOWN, ${config}, ${DETECT_SERVERS} servers ...`);
-      const servers = await Promise.all(
-        Array.from({ length: DETECT_SERVERS }, (_, i) => startServer(stack, `det-${i}`)),
-      );
-      const lb = spawn(
-        "lb.ts",
-        lbArgs(stack, servers.map((s) => `127.0.0.1:${s.port}`), [
-          ...CONFIGS[config],
-          "--lb-id",
-          "lb-det",
-        ]),
-      );
-      try {
-        for (const s of servers) {
-          await lb.waitForLog(new RegExp(`server UP server=127\\.0\\.0\\.1:${s.port}\\b`), 60_000);
-        }
-        const from = lb.stderrCount;
-        const times = await Promise.all(servers.map(async (s) => {
-          await sleep(Math.random() * intervalS * 1000);
-          const killedAt = performance.now();
-          s.child.process.kill(signal);
-          const down = await lb.waitForLog(
-            new RegExp(`server DOWN server=127\\.0\\.0\\.1:${s.port}\\b`),
-            120_000,
-            from,
-          );
-          return down.at - killedAt;
-        }));
-        const summary = summarize(times);
-        out.detection.push({
-          config,
-          signal,
-          to_down: { ...summary, max: r3(Math.max(...times)) },
-        });
-      } finally {
-        await stop(lb);
-        await Promise.all(servers.map((s) => stop(s.child, "SIGKILL")));
-      }
-    }
-  }
-}
-
 async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
   say(`${stack}: lb.ts CPU per check, 200 servers at 1 s ...`);
   const r = await runScale({
@@ -357,6 +299,8 @@ async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
 // --- run -----------------------------------------------------------------------
 
 const started = performance.now();
+const detectionBench: DetectionBench = { env, quick, say };
+let heartbeats: BenchRecord["heartbeat_costs"];
 try {
   await ensureDefaultFiles(dir);
   for (const stack of stacks) {
@@ -372,8 +316,12 @@ try {
     const out = results[stack]!;
     if (parts.has("memory")) await memory(stack, out);
     if (parts.has("lbcpu")) await lbCpu(stack, out);
-    if (parts.has("detection")) await detection(stack, out);
+    if (parts.has("detection")) {
+      out.detection = await detectionRuns(detectionBench, stack);
+      out.push = await pushLatency(detectionBench, stack);
+    }
   }
+  if (parts.has("heartbeats")) heartbeats = await heartbeatCosts(detectionBench);
 } finally {
   await Promise.all([...children].map((c) => c.stop("SIGKILL")));
   await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -388,6 +336,7 @@ const record: BenchRecord = {
   machine: machine(),
   stacks: results,
   peers,
+  ...(heartbeats ? { heartbeat_costs: heartbeats } : {}),
 };
 console.log(benchTables(record));
 const all = { ...readResults(values.results), bench: record };

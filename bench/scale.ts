@@ -11,7 +11,9 @@
  * Flags: --servers N (100) --interval S (1) --quic STACK (native) --duration S
  * (max(30, 3 intervals)) --procs P (endpoint processes; default N / 2000,
  * at least 2) --warmup S (2 intervals, at least 5 s) --profile FILE (a V8
- * profile of the LB; read it with `node --prof-process FILE`).
+ * profile of the LB; read it with `node --prof-process FILE`),
+ * --heartbeat-interval S and --extensions LIST (passed to lb.ts; the
+ * endpoints accept every extension, as agents do by default).
  *
  * @module
  */
@@ -44,6 +46,8 @@ export interface ScaleOptions {
   warmupS?: number;
   /** Write a V8 CPU profile of the LB to this file (`node --prof-process` reads it). */
   profile?: string;
+  /** More flags for lb.ts (heartbeat interval, extensions, ...). */
+  lbArgs?: readonly string[];
   /** Progress lines (default: stderr). */
   say?: (line: string) => void;
 }
@@ -102,6 +106,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         "0",
         "--lb-id",
         "lb-scale",
+        ...(o.lbArgs ?? []),
       ],
       { QHCP_CERTS_DIR: dir },
       o.profile ? [`--v8-flags=--prof,--logfile=${o.profile},--no-logfile-per-isolate`] : [],
@@ -176,9 +181,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       failed_checks: failed,
       false_downs: t1.downs,
       udp_rcvbuf_drops: udp1.rcvbufErrors - udp0.rcvbufErrors,
+      heartbeat_ms: t1.heartbeat_ms,
+      heartbeats_per_s: r1((t1.heartbeats - t0.heartbeats) / wallS),
+      probes: t1.probes - t0.probes,
       when: new Date().toISOString(),
       holds: allUpS !== null && t1.downs === 0 && failed === 0 && perS >= 0.95 * expected &&
-        late <= 0.01 * checks,
+        late <= 0.01 * checks && t1.probes_failed === 0,
     };
     return result;
   } finally {
@@ -199,6 +207,8 @@ if (import.meta.main) {
       procs: { type: "string" },
       warmup: { type: "string" },
       profile: { type: "string" },
+      "heartbeat-interval": { type: "string" },
+      extensions: { type: "string" },
     },
   });
   const quic = values.quic as QuicStack;
@@ -211,6 +221,12 @@ if (import.meta.main) {
     ...(values.procs ? { procs: Number(values.procs) } : {}),
     ...(values.warmup ? { warmupS: Number(values.warmup) } : {}),
     ...(values.profile ? { profile: values.profile } : {}),
+    lbArgs: [
+      ...(values["heartbeat-interval"]
+        ? ["--heartbeat-interval", values["heartbeat-interval"]]
+        : []),
+      ...(values.extensions ? ["--extensions", values.extensions] : []),
+    ],
   });
   const results = readResults();
   const previous = (results.scale as ScaleResult[] | undefined) ?? [];
@@ -218,7 +234,7 @@ if (import.meta.main) {
   const scale = [
     ...previous.filter((r) =>
       !(r.quic === result.quic && r.servers === result.servers &&
-        r.interval_s === result.interval_s)
+        r.interval_s === result.interval_s && (r.heartbeat_ms ?? 0) === (result.heartbeat_ms ?? 0))
     ),
     result,
   ].sort((a, b) =>

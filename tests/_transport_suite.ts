@@ -252,9 +252,11 @@ export function transportSuite(
       interval_ms: 150,
     });
     assert.ok(outcome?.ok, JSON.stringify(outcome));
+    // The effective config; heartbeat_ms too, as the session negotiated heartbeats.
     assert.deepEqual(outcome.config, {
       interval_ms: 150,
       metrics: ["cpu_percent", "mem_percent", "load_1", "disk_percent"],
+      heartbeat_ms: monitor.heartbeatMs,
     });
     assert.equal(monitor.settings.checkIntervalMs, 150);
     await waitFor(

@@ -91,6 +91,8 @@ const FULL: readonly Message[] = [
     lb_id: "lb-1",
     interval_ms: 1000,
     metrics: ["cpu_percent", "mem_percent", "load1"],
+    capabilities: ["push", "heartbeat", "datagram", "later-extension"],
+    heartbeat_ms: 250,
   },
   {
     type: "ACK",
@@ -99,6 +101,8 @@ const FULL: readonly Message[] = [
     version: 1,
     server_id: "srv-1",
     metrics: ["cpu_percent", "mem_percent"],
+    capabilities: ["push", "heartbeat"],
+    heartbeat_ms: 250,
   },
   { type: "HEALTH_REQUEST", seq: 2, metrics: ["load1"] },
   {
@@ -110,10 +114,24 @@ const FULL: readonly Message[] = [
     ts: 1_700_000_000_000,
   },
   { type: "CONFIG_UPDATE", seq: 3, config: { interval_ms: 500, metrics: ["load1"] } },
-  { type: "CONFIG_ACK", seq: 3, re: 3, config: { interval_ms: 500, metrics: ["load1"] } },
+  {
+    type: "CONFIG_ACK",
+    seq: 3,
+    re: 3,
+    config: { interval_ms: 500, metrics: ["load1"], heartbeat_ms: 100 },
+  },
   { type: "ERROR", seq: 4, re: 3, code: "BAD_CONFIG", message: 'unknown metric "gpu"' },
   { type: "TERMINATE", seq: 5, reason: "shutting down" },
   { type: "TERMINATE_ACK", seq: 5, re: 5 },
+  {
+    type: "STATUS",
+    seq: 6,
+    status: "FAILING",
+    metrics: { cpu_percent: 3, mem_percent: 4 },
+    ts: 1_700_000_000_001,
+    checks: [{ name: "tcp 127.0.0.1:5432", ok: false, detail: "connection refused" }],
+  },
+  { type: "HEARTBEAT", seq: 7, hb: 12, status: "DRAINING", cpu_percent: 99.5, mem_percent: 0 },
 ];
 
 /** Every message type with the optional fields absent (and minimal values). */
@@ -134,6 +152,8 @@ const MINIMAL: readonly Message[] = [
   { type: "ERROR", seq: 1, code: "INTERNAL", message: "" },
   { type: "TERMINATE", seq: 1 },
   { type: "TERMINATE_ACK", seq: 1, re: 1 },
+  { type: "STATUS", seq: 1, status: "UP", metrics: { cpu_percent: 0, mem_percent: 0 }, ts: 0 },
+  { type: "HEARTBEAT", seq: 1, hb: 1, status: "UP", cpu_percent: 0, mem_percent: 100 },
 ];
 
 const SAMPLES: readonly Message[] = [...FULL, ...MINIMAL];
@@ -146,14 +166,14 @@ function fullOf(type: MessageType): Record<string, unknown> {
 
 // --- round trips ---------------------------------------------------------------
 
-Deno.test("encodeMessage() and decodeFrame() round-trip all nine types with optional fields", () => {
+Deno.test("encodeMessage() and decodeFrame() round-trip all types with optional fields", () => {
   assert.deepEqual(FULL.map((m) => m.type), [...MESSAGE_TYPES]);
   for (const m of FULL) {
     assertDecodesTo(encodeMessage(m), m);
   }
 });
 
-Deno.test("encodeMessage() and decodeFrame() round-trip all nine types without optional fields", () => {
+Deno.test("encodeMessage() and decodeFrame() round-trip all types without optional fields", () => {
   assert.deepEqual(MINIMAL.map((m) => m.type), [...MESSAGE_TYPES]);
   for (const m of MINIMAL) {
     const decoded = decodeFrame(encodeMessage(m));
@@ -409,12 +429,12 @@ Deno.test("decodeFrame() rejects a truncated frame and trailing bytes", () => {
 
 Deno.test("decodeFrame() rejects an unknown or missing type with BAD_MESSAGE", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
-    [{ type: "PING", seq: 1 }, /type string "PING" is not one of the nine QHCP\/1 types/],
-    [{ type: "hello", seq: 1 }, /type string "hello" is not one of/],
-    [{ seq: 1 }, /type missing is not one of/],
-    [{ type: 1, seq: 1 }, /type number 1 is not one of/],
-    [{ type: null, seq: 1 }, /type null is not one of/],
-    [{ type: ["HELLO"], seq: 1 }, /type an array is not one of/],
+    [{ type: "PING", seq: 1 }, /type string "PING" is not a QHCP\/1 message type/],
+    [{ type: "hello", seq: 1 }, /type string "hello" is not a QHCP\/1 message type/],
+    [{ seq: 1 }, /type missing is not a QHCP\/1 message type/],
+    [{ type: 1, seq: 1 }, /type number 1 is not a QHCP\/1 message type/],
+    [{ type: null, seq: 1 }, /type null is not a QHCP\/1 message type/],
+    [{ type: ["HELLO"], seq: 1 }, /type an array is not a QHCP\/1 message type/],
     [{}, /type missing/],
   ];
   for (const [obj, message] of cases) {
@@ -466,12 +486,16 @@ const FIELD_CASES: Record<MessageType, { field: string; required: boolean; bad: 
     { field: "lb_id", required: true, bad: ["", 5, null, ["lb"]] },
     { field: "interval_ms", required: false, bad: [99, 3_600_001, 1000.5, "1000", null, -1] },
     { field: "metrics", required: false, bad: ["cpu_percent", [""], [1], {}, null, [null]] },
+    { field: "capabilities", required: false, bad: ["push", [""], [1], {}, null] },
+    { field: "heartbeat_ms", required: false, bad: [49, 60_001, 100.5, "250", null] },
   ],
   ACK: [
     { field: "re", required: true, bad: [0, -1, 1.5, "1", null] },
     { field: "version", required: true, bad: ["1", 1.5, null] },
     { field: "server_id", required: true, bad: ["", 1, null] },
     { field: "metrics", required: true, bad: ["cpu_percent", [""], [1], {}, null] },
+    { field: "capabilities", required: false, bad: ["push", [""], [true], null] },
+    { field: "heartbeat_ms", required: false, bad: [0, 60_001, 2.5, "1000", null] },
   ],
   HEALTH_REQUEST: [
     { field: "metrics", required: false, bad: ["cpu_percent", [""], [7], {}, null] },
@@ -502,6 +526,8 @@ const FIELD_CASES: Record<MessageType, { field: string; required: boolean; bad: 
         { interval_ms: 1000.5, metrics: [] },
         { interval_ms: 1000, metrics: "cpu_percent" },
         { interval_ms: 1000, metrics: [""] },
+        { interval_ms: 1000, metrics: [], heartbeat_ms: 10 },
+        { interval_ms: 1000, metrics: [], heartbeat_ms: "250" },
       ],
     },
   ],
@@ -515,6 +541,18 @@ const FIELD_CASES: Record<MessageType, { field: string; required: boolean; bad: 
   ],
   TERMINATE_ACK: [
     { field: "re", required: true, bad: [0, 1.5, "5", null] },
+  ],
+  STATUS: [
+    { field: "status", required: true, bad: ["DOWN", "", 2, null] },
+    { field: "metrics", required: true, bad: [[], null, { cpu_percent: 1 }] },
+    { field: "ts", required: true, bad: [-1, 0.5, "0", null] },
+    { field: "checks", required: false, bad: [{}, [{ name: "x", ok: "yes", detail: "" }], "x"] },
+  ],
+  HEARTBEAT: [
+    { field: "hb", required: true, bad: [0, -1, 1.5, "1", null] },
+    { field: "status", required: true, bad: ["down", 0, null] },
+    { field: "cpu_percent", required: true, bad: [-0.1, 100.1, "5", null, Infinity] },
+    { field: "mem_percent", required: true, bad: [-1, 101, [], null] },
   ],
 };
 
@@ -538,7 +576,7 @@ Deno.test("decodeFrame() rejects each missing required field with BAD_MESSAGE", 
       checked++;
     }
   }
-  assert.equal(checked, 17);
+  assert.equal(checked, 24);
 });
 
 Deno.test("decodeFrame() rejects each field of the wrong type or range with BAD_MESSAGE", () => {
@@ -1217,7 +1255,7 @@ Deno.test("validateConfigUpdate() rejects unknown keys with BAD_CONFIG", () => {
   for (const key of ["foo", "interval", "Metrics", "status"]) {
     assertCodecError(() => validateConfigUpdate({ [key]: 1 }, KNOWN), {
       code: "BAD_CONFIG",
-      message: new RegExp(`unknown field '${key}', expected interval_ms or metrics`),
+      message: new RegExp(`unknown field '${key}', expected interval_ms, metrics or heartbeat_ms`),
     });
   }
   assertCodecError(() => validateConfigUpdate({ interval_ms: 1000, extra: true }, KNOWN), {

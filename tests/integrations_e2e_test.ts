@@ -53,10 +53,11 @@ Deno.test({
       assert.equal(s.status, "FAILING");
       assert.match(
         s.last_error!,
-        new RegExp(`^server FAILING: tcp 127\\.0\\.0\\.1:${appPort}: .*refused`, "i"),
+        new RegExp(`^server pushed FAILING: tcp 127\\.0\\.0\\.1:${appPort}: .*refused`, "i"),
       );
       assert.equal(s.checks?.[0]?.ok, false);
-      await lb.program.waitForLine(/server DOWN .*cause=failing/);
+      // The agent pushed it (§10): DOWN at once, not after fall failed checks.
+      await lb.program.waitForLine(/server DOWN .*cause=failing evidence=pushed_status/);
       await server.program.waitForLine(/local check fails: reporting FAILING/);
       // The application comes up.
       app = Deno.listen({ hostname: "127.0.0.1", port: appPort });

@@ -42,6 +42,9 @@ function view(over: Partial<WatchView>): WatchView {
     weight: 82,
     load: 20,
     checks: null,
+    suspicion: null,
+    heartbeat_ms: null,
+    extensions: [],
     ...over,
   };
 }

@@ -196,6 +196,10 @@ function sample(type: MessageType, seq: number, re: number): Message {
       return { type, seq, reason: "maintenance" };
     case "TERMINATE_ACK":
       return { type, seq, re };
+    case "STATUS":
+      return { type, seq, status: "UP", metrics: { cpu_percent: 1, mem_percent: 2 }, ts: 0 };
+    case "HEARTBEAT":
+      return { type, seq, hb: 1, status: "UP", cpu_percent: 1, mem_percent: 2 };
   }
 }
 
@@ -224,7 +228,9 @@ Deno.test("LbSession full happy path: HELLO, ACK, check, configure, terminate", 
 
   const ackMsg = { ...ack(1), seq: 1 } as MessageOf<"ACK">;
   f.peerSeq = 2;
-  assert.deepEqual(recv(f, ackMsg, T0 + 30), [{ kind: "ready", ack: ackMsg, setupMs: 30 }]);
+  assert.deepEqual(recv(f, ackMsg, T0 + 30), [
+    { kind: "ready", ack: ackMsg, setupMs: 30, capabilities: [] },
+  ]);
   assert.equal(f.lb.state, "READY");
   assert.equal(f.lb.deadline, undefined);
 

@@ -75,7 +75,7 @@ const SERVER_ID = "web-1";
 const MAX_FRAME = 65_536;
 const MAX_INT = 2 ** 53 - 1;
 
-/** §3: the nine message types. */
+/** §3: the nine message types, and §10's two. */
 const TYPES: readonly MessageType[] = [
   "HELLO",
   "ACK",
@@ -86,7 +86,13 @@ const TYPES: readonly MessageType[] = [
   "ERROR",
   "TERMINATE",
   "TERMINATE_ACK",
+  "STATUS",
+  "HEARTBEAT",
 ];
+/** §10: the capabilities. */
+const CAPS = ["push", "heartbeat", "datagram"] as const;
+type Cap = typeof CAPS[number];
+const STATUSES = ["UP", "DRAINING", "FAILING"];
 
 /** §4: the seven error codes. */
 const CODES: readonly ErrorCode[] = [
@@ -136,6 +142,11 @@ const isStr = (v: unknown): v is string => typeof v === "string";
 const isName = (v: unknown): boolean => isStr(v) && v.length > 0;
 const isNames = (v: unknown): v is string[] => Array.isArray(v) && v.every(isName);
 const isInterval = (v: unknown): boolean => isInt(v, 100, 3_600_000);
+const isHeartbeatMs = (v: unknown): boolean => isInt(v, 50, 60_000);
+const isPercent = (v: unknown): boolean => typeof v === "number" && v >= 0 && v <= 100;
+const isCheckList = (v: unknown): boolean =>
+  Array.isArray(v) &&
+  v.every((c) => isObj(c) && isStr(c.name) && typeof c.ok === "boolean" && isStr(c.detail));
 const req = (o: Obj, k: string, ok: (v: unknown) => boolean) => o[k] !== undefined && ok(o[k]);
 const opt = (o: Obj, k: string, ok: (v: unknown) => boolean) => o[k] === undefined || ok(o[k]);
 const isMetricValues = (v: unknown): boolean =>
@@ -148,20 +159,26 @@ function fieldsOk(type: MessageType, o: Obj): boolean {
   switch (type) {
     case "HELLO":
       return req(o, "version", (v) => v === 1) && req(o, "token", isStr) &&
-        req(o, "lb_id", isName) && opt(o, "interval_ms", isInterval) && opt(o, "metrics", isNames);
+        req(o, "lb_id", isName) && opt(o, "interval_ms", isInterval) &&
+        opt(o, "metrics", isNames) && opt(o, "capabilities", isNames) &&
+        opt(o, "heartbeat_ms", isHeartbeatMs);
     case "ACK":
       return req(o, "re", isSeq) && req(o, "version", (v) => v === 1) &&
-        req(o, "server_id", isName) && req(o, "metrics", isNames);
+        req(o, "server_id", isName) && req(o, "metrics", isNames) &&
+        opt(o, "capabilities", isNames) && opt(o, "heartbeat_ms", isHeartbeatMs);
     case "HEALTH_REQUEST":
       return opt(o, "metrics", isNames);
     case "HEALTH_RESPONSE":
-      return req(o, "re", isSeq) && req(o, "status", (v) => v === "UP" || v === "DRAINING") &&
-        req(o, "metrics", isMetricValues) && req(o, "ts", (v) => isInt(v, 0));
+      return req(o, "re", isSeq) && req(o, "status", (v) => STATUSES.includes(v as string)) &&
+        req(o, "metrics", isMetricValues) && req(o, "ts", (v) => isInt(v, 0)) &&
+        opt(o, "checks", isCheckList);
     case "CONFIG_UPDATE":
       return req(o, "config", isObj);
     case "CONFIG_ACK":
       return req(o, "re", isSeq) &&
-        req(o, "config", (c) => isObj(c) && isInterval(c.interval_ms) && isNames(c.metrics));
+        req(o, "config", (c) =>
+          isObj(c) && isInterval(c.interval_ms) && isNames(c.metrics) &&
+          opt(c, "heartbeat_ms", isHeartbeatMs));
     case "ERROR":
       return opt(o, "re", isSeq) && req(o, "code", (v) => CODES.includes(v as ErrorCode)) &&
         req(o, "message", isStr);
@@ -169,13 +186,23 @@ function fieldsOk(type: MessageType, o: Obj): boolean {
       return opt(o, "reason", isStr);
     case "TERMINATE_ACK":
       return req(o, "re", isSeq);
+    case "STATUS":
+      return req(o, "status", (v) => STATUSES.includes(v as string)) &&
+        req(o, "metrics", isMetricValues) && req(o, "ts", (v) => isInt(v, 0)) &&
+        opt(o, "checks", isCheckList);
+    case "HEARTBEAT":
+      return req(o, "hb", isSeq) && req(o, "status", (v) => STATUSES.includes(v as string)) &&
+        req(o, "cpu_percent", isPercent) && req(o, "mem_percent", isPercent);
   }
 }
 
 /** §3 CONFIG_UPDATE and the BAD_CONFIG row of §4, for this server's metric names. */
 function configBad(c: Obj): boolean {
-  return Object.keys(c).some((k) => k !== "interval_ms" && k !== "metrics") ||
+  return Object.keys(c).some((k) =>
+    k !== "interval_ms" && k !== "metrics" && k !== "heartbeat_ms"
+  ) ||
     (c.interval_ms !== undefined && !isInterval(c.interval_ms)) ||
+    (c.heartbeat_ms !== undefined && !isHeartbeatMs(c.heartbeat_ms)) ||
     (c.metrics !== undefined &&
       (!isNames(c.metrics) || c.metrics.some((n) => !AVAILABLE.includes(n))));
 }
@@ -327,7 +354,18 @@ function normalize(a: ServerAction | LbAction): Norm {
         ? { kind: "check", ok: true, rttMs: a.rttMs, re: a.response.re }
         : { kind: "check", ok: false, failure: a.failure.kind };
     case "ready":
-      return "ack" in a ? { kind: "ready", re: a.ack.re, setupMs: a.setupMs } : { ...a };
+      if (!("ack" in a)) return { ...a };
+      return {
+        kind: "ready",
+        re: a.ack.re,
+        setupMs: a.setupMs,
+        capabilities: a.capabilities,
+        ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }),
+      };
+    case "status":
+      return { kind: "status", status: a.message.status };
+    case "heartbeat":
+      return { kind: "heartbeat", counter: a.counter, missed: a.missed };
     default:
       return { ...a };
   }
@@ -617,6 +655,12 @@ const KEY_POOL = [
   "ts",
   "interval_ms",
   "server_id",
+  "capabilities",
+  "heartbeat_ms",
+  "hb",
+  "cpu_percent",
+  "mem_percent",
+  "checks",
   "extra",
   "",
 ];
@@ -697,8 +741,25 @@ function validMessage(rng: Rng, type: MessageType, seq: number, ctx: GenCtx): Ob
       if (rng.chance(0.4)) o.metrics = rng.subset(METRIC_POOL);
       return o;
     }
-    case "ACK":
-      return { type, seq, re: re(), version: 1, server_id: SERVER_ID, metrics: [...REQUIRED] };
+    case "ACK": {
+      const o: Obj = {
+        type,
+        seq,
+        re: re(),
+        version: 1,
+        server_id: SERVER_ID,
+        metrics: [...REQUIRED],
+      };
+      if (rng.chance(0.5)) {
+        // Mostly what §10 allows; sometimes a stray name or a lone heartbeat_ms.
+        const caps = rng.subset([...CAPS, ...(rng.chance(0.1) ? ["later"] : [])]);
+        o.capabilities = caps;
+        if (caps.includes("heartbeat") !== rng.chance(0.1)) {
+          o.heartbeat_ms = rng.pick([50, 250, 60_000]);
+        }
+      }
+      return o;
+    }
     case "HEALTH_REQUEST":
       return rng.chance(0.3) ? { type, seq, metrics: rng.subset(METRIC_POOL) } : { type, seq };
     case "HEALTH_RESPONSE": {
@@ -726,6 +787,26 @@ function validMessage(rng: Rng, type: MessageType, seq: number, ctx: GenCtx): Ob
         : { type, seq };
     case "TERMINATE_ACK":
       return { type, seq, re: re() };
+    case "STATUS": {
+      const o: Obj = {
+        type,
+        seq,
+        status: rng.pick(STATUSES),
+        metrics: { cpu_percent: rng.int(101), mem_percent: 3 },
+        ts: T0,
+      };
+      if (rng.chance(0.3)) o.checks = [{ name: "tcp :5432", ok: false, detail: "refused" }];
+      return o;
+    }
+    case "HEARTBEAT":
+      return {
+        type,
+        seq,
+        hb: rng.pick([1, 2, 3, 5, 9, 1 + rng.int(12)]),
+        status: rng.pick(STATUSES),
+        cpu_percent: rng.pick([0, 12.5, 100]),
+        mem_percent: rng.pick([0, 50, 100]),
+      };
   }
 }
 
@@ -1224,7 +1305,7 @@ class ServerHarness extends Harness<ServerAction> {
           metrics: config.metrics,
         };
         e = {
-          main: exact([send(ack), { kind: "ready", lbId: h.lb_id, config }]),
+          main: exact([send(ack), { kind: "ready", lbId: h.lb_id, config, capabilities: [] }]),
           apply: () => {
             this.st = "READY";
             this.config = config;
@@ -1295,7 +1376,11 @@ const LB_ACCEPTS: Record<LbState, readonly MessageType[]> = {
 };
 
 class LbHarness extends Harness<LbAction> {
-  readonly lb = new LbSession({ lbId: "lb-1", timeoutMs: LB_TIMEOUT });
+  readonly lb: LbSession;
+  /** §10: what HELLO offers, and what the ACK accepted. */
+  readonly offer: readonly Cap[];
+  caps = new Set<string>();
+  lastHeartbeat = 0;
   st: LbState = "HELLO_SENT";
   check: { seq: number; sentAt: number } | undefined;
   configs: number[] = [];
@@ -1304,10 +1389,20 @@ class LbHarness extends Harness<LbAction> {
   termSeq = 0;
   override readonly errorBug = "D1";
 
-  constructor(name: string, cover: Set<string>) {
+  constructor(name: string, cover: Set<string>, offer: readonly Cap[] = []) {
     super(name, cover);
+    this.offer = offer;
+    this.lb = new LbSession({
+      lbId: "lb-1",
+      timeoutMs: LB_TIMEOUT,
+      capabilities: offer,
+      heartbeatMs: 250,
+    });
     assert.deepEqual(this.lb.connecting(T0), []);
-    const hello = { type: "HELLO", seq: 1, version: 1, token: "tok", lb_id: "lb-1" };
+    // §10: offering nothing leaves HELLO exactly as QHCP/1 has it.
+    const hello: Obj = { type: "HELLO", seq: 1, version: 1, token: "tok", lb_id: "lb-1" };
+    if (offer.length > 0) hello.capabilities = [...offer];
+    if (offer.includes("heartbeat")) hello.heartbeat_ms = 250;
     this.call(
       "connected(tok)",
       { main: exact([send(hello)]), apply: () => {} },
@@ -1364,7 +1459,7 @@ class LbHarness extends Harness<LbAction> {
   ctx(): GenCtx {
     return {
       inSeq: this.inSeq,
-      accepts: this.st === "CLOSED" ? TYPES : LB_ACCEPTS[this.st],
+      accepts: this.st === "CLOSED" ? TYPES : this.acceptsNow(),
       rightRe: {
         ACK: [1],
         HEALTH_RESPONSE: this.check ? [this.check.seq] : [],
@@ -1375,6 +1470,17 @@ class LbHarness extends Harness<LbAction> {
       late: [...this.lateChecks, ...this.lateConfigs],
       reHints: [...this.lateChecks, ...this.lateConfigs, this.outSeq - 1, this.inSeq],
     };
+  }
+
+  /** §8's table, with §10's types in READY and TERMINATING once negotiated. */
+  acceptsNow(): readonly MessageType[] {
+    const base = LB_ACCEPTS[this.st];
+    if (this.st !== "READY" && this.st !== "TERMINATING") return base;
+    return [
+      ...base,
+      ...(this.caps.has("push") ? ["STATUS" as const] : []),
+      ...(this.caps.has("heartbeat") ? ["HEARTBEAT" as const] : []),
+    ];
   }
 
   /** ERROR from the server: failure and close, never with 0x06 (§6), never answered. */
@@ -1401,7 +1507,7 @@ class LbHarness extends Harness<LbAction> {
 
   override expect(payload: Uint8Array | null): Expect {
     if (this.st === "CLOSED") return this.none();
-    const v = judge(payload, this.inSeq, LB_ACCEPTS[this.st]);
+    const v = judge(payload, this.inSeq, this.acceptsNow());
     this.note(v);
     assert.notEqual(v.stage, "config", "the LB never accepts CONFIG_UPDATE");
     if (v.stage !== "ok") return this.failure(v);
@@ -1446,11 +1552,48 @@ class LbHarness extends Harness<LbAction> {
     }
     if (type === "ACK") {
       if (o.re !== 1) return this.wrongRe(seq);
+      // §10: only what was offered, heartbeat_ms with heartbeat only, datagram only with heartbeat.
+      const accepted = (o.capabilities ?? []) as string[];
+      if (
+        accepted.some((c) => !(this.offer as readonly string[]).includes(c)) ||
+        accepted.includes("heartbeat") !== (o.heartbeat_ms !== undefined) ||
+        (accepted.includes("datagram") && !accepted.includes("heartbeat"))
+      ) {
+        this.cover.add("ACK breaks §10");
+        return this.fatal("BAD_MESSAGE", seq);
+      }
+      const caps = [...new Set(accepted)];
+      if (caps.length > 0) this.cover.add("extended READY");
       return {
-        main: exact([{ kind: "ready", re: 1, setupMs: this.now - T0 }]),
+        main: exact([{
+          kind: "ready",
+          re: 1,
+          setupMs: this.now - T0,
+          capabilities: caps,
+          ...(o.heartbeat_ms === undefined ? {} : { heartbeatMs: o.heartbeat_ms }),
+        }]),
         apply: () => {
           step();
           this.st = "READY";
+          this.caps = new Set(caps);
+        },
+      };
+    }
+    if (type === "STATUS") {
+      return { main: exact([{ kind: "status", status: o.status }]), apply: step };
+    }
+    if (type === "HEARTBEAT") {
+      const hb = o.hb as number;
+      if (hb <= this.lastHeartbeat) {
+        this.cover.add("stale heartbeat dropped");
+        return { main: exact([]), apply: step };
+      }
+      const missed = hb - this.lastHeartbeat - 1;
+      return {
+        main: exact([{ kind: "heartbeat", counter: hb, missed }]),
+        apply: () => {
+          step();
+          this.lastHeartbeat = hb;
         },
       };
     }
@@ -1548,6 +1691,13 @@ class LbHarness extends Harness<LbAction> {
   /** Valid LB-side traffic between inputs: checks, config changes, timeouts, answers. */
   randomOp(rng: Rng, allowTerminate = true): void {
     if (this.st !== "READY") return this.checkNow();
+    if (this.caps.has("heartbeat") && rng.chance(0.3)) {
+      // Heartbeats in order, repeated, or after a gap.
+      const hb = Math.max(1, this.lastHeartbeat + rng.pick([0, 1, 1, 3]));
+      const o = { ...validMessage(rng, "HEARTBEAT", this.inSeq, this.ctx()), hb };
+      this.feed(frameOf(payloadOf(o)), "HEARTBEAT", rng);
+      return;
+    }
     const op = rng.int(allowTerminate ? 10 : 9);
     if (op < 3) this.checkNow();
     else if (op < 5) this.configure(rng.pick([{ interval_ms: 1000 }, { metrics: ["load_1"] }, {}]));
@@ -1565,9 +1715,22 @@ class LbHarness extends Harness<LbAction> {
 
 /** An LB session put into `state` with valid traffic. */
 function lbIn(state: LbState, rng: Rng, name: string, cover: Set<string>): LbHarness {
-  const h = new LbHarness(`${name}: LbSession driven to ${state}`, cover);
+  const offer = rng.chance(0.5) ? [] : rng.chance(0.5) ? [...CAPS] : rng.subset(CAPS);
+  const h = new LbHarness(`${name}: LbSession driven to ${state}`, cover, offer);
   if (state !== "HELLO_SENT") {
-    const ack = { type: "ACK", seq: 1, re: 1, version: 1, server_id: SERVER_ID, metrics: REQUIRED };
+    const ack: Obj = {
+      type: "ACK",
+      seq: 1,
+      re: 1,
+      version: 1,
+      server_id: SERVER_ID,
+      metrics: REQUIRED,
+    };
+    if (offer.length > 0 && rng.chance(0.8)) {
+      const caps = rng.chance(0.6) ? [...offer] : rng.subset(offer);
+      ack.capabilities = caps.includes("heartbeat") ? caps : caps.filter((c) => c !== "datagram");
+      if (caps.includes("heartbeat")) ack.heartbeat_ms = 250;
+    }
     h.feed(frameOf(payloadOf(ack)), "ACK", rng);
     if (rng.chance(0.3)) {
       h.checkNow();
@@ -1689,6 +1852,12 @@ Deno.test(
       "late CONFIG_ACK dropped",
       "late ERROR BAD_CONFIG dropped",
       "ERROR BAD_CONFIG refuses a pending CONFIG_UPDATE",
+      "ACK breaks §10",
+      "extended READY",
+      "stale heartbeat dropped",
+      "ok:READY:STATUS",
+      "ok:READY:HEARTBEAT",
+      "ok:TERMINATING:HEARTBEAT",
     ]);
   },
 );

@@ -149,15 +149,15 @@ Deno.test("Every verdict change is logged once with its cause, reason and timing
     );
     assert.match(
       of("10.0.0.1:4243")[1]!,
-      /WARN server DOWN .*cause=terminated reason="server terminated the session: maintenance" took_ms=0 /,
+      /WARN server DOWN .*cause=terminated evidence=terminate reason="server terminated the session: maintenance" took_ms=0 /,
     );
     assert.match(
       of("10.0.0.2:4243")[0]!,
-      /cause=unreachable reason="connect failed: no QUIC handshake/,
+      /cause=unreachable evidence=polls reason="connect failed: no QUIC handshake/,
     );
     assert.match(
       of("10.0.0.3:4243")[0]!,
-      /cause=unauthorized reason="UNAUTHORIZED: Cannot accept HELLO/,
+      /cause=unauthorized evidence=polls reason="UNAUTHORIZED: Cannot accept HELLO/,
     );
     // took_ms of the unreachable server: from its first failed dial to DOWN (3 failures).
     const took = Number(/took_ms=(\d+)/.exec(of("10.0.0.2:4243")[0]!)![1]);

@@ -139,6 +139,10 @@ function sample(type: MessageType, seq: number, re = 1): Message {
       return { type, seq, reason: "bye" };
     case "TERMINATE_ACK":
       return { type, seq, re };
+    case "STATUS":
+      return { type, seq, status: "UP", metrics: { cpu_percent: 1, mem_percent: 2 }, ts: 0 };
+    case "HEARTBEAT":
+      return { type, seq, hb: 1, status: "UP", cpu_percent: 1, mem_percent: 2 };
   }
 }
 
@@ -432,7 +436,7 @@ Deno.test("ServerSession.authenticated() sends ACK with re, version, server_id a
         metrics: ["cpu_percent", "mem_percent"],
       },
     },
-    { kind: "ready", lbId: "lb-1", config },
+    { kind: "ready", lbId: "lb-1", config, capabilities: [] },
   ]);
   assert.equal(f.session.state, "READY");
   assert.equal(f.session.lbId, "lb-1");

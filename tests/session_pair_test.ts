@@ -211,7 +211,7 @@ Deno.test("ServerSession + LbSession: HELLO and ACK bring both sides to READY", 
     interval_ms: 1500,
     metrics: ["cpu_percent", "mem_percent", "load_1"],
   };
-  assert.deepEqual(link.takeServer(), [{ kind: "ready", lbId: "lb-1", config }]);
+  assert.deepEqual(link.takeServer(), [{ kind: "ready", lbId: "lb-1", config, capabilities: [] }]);
   const lbEvents = link.takeLb();
   assert.equal(lbEvents.length, 1);
   const ready = lbEvents[0];

@@ -22,6 +22,9 @@ function view(over: Partial<WatchView>): WatchView {
     weight: 100,
     load: 0,
     checks: null,
+    suspicion: null,
+    heartbeat_ms: null,
+    extensions: [],
     ...over,
   };
 }

@@ -32,6 +32,11 @@ function settings(over: Partial<WatchSettings> = {}): WatchSettings {
     insecure: false,
     idleTimeoutMs: 30_000,
     weights: {},
+    extensions: [],
+    heartbeatMs: 0,
+    suspectPhi: 8,
+    minProbeTimeoutMs: 200,
+    maxProbeTimeoutMs: 1000,
     ...over,
   };
 }

@@ -13,6 +13,7 @@ import { certificateNames, type SubjectName } from "../security/certs.ts";
 import { type Logger, rateLimited, silentLogger } from "../util/log.ts";
 import type { MetricsSource } from "./metrics.ts";
 import {
+  type Capability,
   CLOSE_CODES,
   DEFAULT_SERVER_PORT,
   type LocalCheckResult,
@@ -56,6 +57,12 @@ export interface AgentOptions {
   status?: () => ServerStatus;
   /** Latest local checks of the application, reported in HEALTH_RESPONSE. */
   checks?: () => LocalCheckResult[];
+  /**
+   * Extensions accepted when an LB offers them (docs/PROTOCOL.md §10).
+   * Default all: push, heartbeat, datagram (where the stack has datagrams).
+   * Empty: a plain QHCP/1 agent.
+   */
+  extensions?: readonly Capability[];
   /** Close a connection that sends no HELLO within this time, ms. Default 5000. */
   helloTimeoutMs?: number;
   /** Close a connection silent for this long, ms. Default 30000. */
@@ -186,6 +193,14 @@ export class Agent {
     let unauthenticated = 0;
     for (const s of this.#sessions.values()) if (s.unauthenticated) unauthenticated++;
     return { connections: this.#sessions.size, unauthenticated, refused: this.#refused };
+  }
+
+  /**
+   * The status may have changed (a local check, the drain switch): sessions
+   * with push tell their LB at once if it did.
+   */
+  statusChanged(): void {
+    for (const s of this.#sessions.values()) s.statusChanged();
   }
 
   /** Open sessions. */

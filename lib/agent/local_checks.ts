@@ -23,7 +23,7 @@ export interface LocalChecksOptions {
   intervalMs?: number;
   /** Each check must finish within this, ms. Default 1000. */
   timeoutMs?: number;
-  /** Called when a check's outcome changes (for logging). */
+  /** Called when a check's outcome changes, after `failing` reflects it. */
   onChange?: (result: LocalCheckResult) => void;
 }
 
@@ -89,11 +89,13 @@ export class LocalChecks {
   /** Runs every check once now. */
   async runOnce(): Promise<LocalCheckResult[]> {
     const results = await Promise.all(this.#specs.map((s) => _run(s, this.#timeoutMs)));
-    results.forEach((r, i) => {
+    const changed = results.filter((r, i) => {
       const before = this.#results[i];
-      if (!before || before.ok !== r.ok || before.detail === "not checked yet") this.#onChange(r);
+      return !before || before.ok !== r.ok || before.detail === "not checked yet";
     });
+    // Results first: a listener asks `failing` (to push the new status at once).
     this.#results = results;
+    for (const r of changed) this.#onChange(r);
     return this.results();
   }
 

@@ -1,7 +1,8 @@
 /**
  * The driver of one agent session: runs a {@linkcode ServerSession} over one
- * channel and performs its actions (write frames, verify tokens, close, keep
- * the deadline timer), within the session's budget of messages and bytes.
+ * channel and performs its actions (write frames, send datagrams, verify
+ * tokens, close, keep the deadline and heartbeat timers), within the
+ * session's budget of messages and bytes.
  *
  * @module
  */
@@ -12,7 +13,7 @@ import { CodecError, encodeMessage } from "../protocol/codec.ts";
 import { checkTokenBinding } from "../security/jwt.ts";
 import type { SubjectName } from "../security/certs.ts";
 import type { Logger } from "../util/log.ts";
-import { CLOSE_CODES, type CloseCode } from "../protocol/wire.ts";
+import { CAPABILITIES, CLOSE_CODES, type CloseCode } from "../protocol/wire.ts";
 import { TokenBucket } from "../util/rate.ts";
 import { type AuthResult, type ServerAction, ServerSession } from "../protocol/server_session.ts";
 import type { Channel } from "../transport/transport.ts";
@@ -46,6 +47,7 @@ export class AgentSession {
   readonly #log: Logger;
   readonly #since = Date.now();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: { timer: ReturnType<typeof setInterval>; ms: number } | undefined;
   /** The deadline #timer is armed for. */
   #armedFor: number | undefined;
   #closed = false;
@@ -76,9 +78,14 @@ export class AgentSession {
     this.#log = log.child({ remote: channel.remoteAddress });
     const metrics = options.metrics;
     const status = options.status ?? (() => "UP" as const);
+    // Datagrams only where the stack has them; none of it for a plain QHCP/1 agent.
+    const capabilities = (options.extensions ?? CAPABILITIES).filter((c) =>
+      c !== "datagram" || channel.datagrams !== undefined
+    );
     this.#machine = new ServerSession({
       serverId: options.serverId,
       availableMetrics: metrics.names,
+      capabilities,
       ...(options.defaultMetrics ? { defaultMetrics: options.defaultMetrics } : {}),
       ...(options.helloTimeoutMs === undefined ? {} : { helloTimeoutMs: options.helloTimeoutMs }),
       health: () => {
@@ -113,6 +120,12 @@ export class AgentSession {
     void this.#perform(this.#machine.terminate(reason, Date.now()));
   }
 
+  /** The status may have changed: with push negotiated, tell the LB now if it did. */
+  statusChanged(): void {
+    const actions = this.#machine.push(Date.now());
+    if (actions.length > 0) void this.#perform(actions);
+  }
+
   /** A newer session of the same LB from the same address replaces this one. */
   supersede(): void {
     void this.#refuse(CLOSE_CODES.GOING_AWAY, "superseded by a newer session of the same LB");
@@ -138,6 +151,7 @@ export class AgentSession {
         return chunk;
       },
     } as Channel;
+    void this.#readDatagrams();
     try {
       await _readMessages(metered, () => !this.#closed, async (input) => {
         if (!this.#messages.take(1, Date.now())) {
@@ -169,13 +183,45 @@ export class AgentSession {
       await this.#channel.close(CLOSE_CODES.NO_ERROR, "stream finished", 0);
     }
     clearTimeout(this.#timer);
+    this.#beat(undefined);
     const info = await this.#channel.closed;
     this.#log.debug("connection closed", { by: info.by, code: info.code, reason: info.reason });
+  }
+
+  /** Datagrams (probes), charged to the same budget as messages. */
+  async #readDatagrams(): Promise<void> {
+    const port = this.#channel.datagrams;
+    if (!port) return;
+    for (;;) {
+      const datagram = await port.read();
+      if (datagram === null || this.#closed) return;
+      if (!this.#messages.take(1, Date.now())) {
+        await this.#refuse(CLOSE_CODES.REFUSED, "datagram rate exceeded");
+        return;
+      }
+      await this.#perform(this.#machine.receiveDatagram(datagram, Date.now()));
+    }
+  }
+
+  /** Keeps the heartbeat timer at `ms` (undefined: none). */
+  #beat(ms: number | undefined): void {
+    if (this.#heartbeat?.ms === ms) return;
+    clearInterval(this.#heartbeat?.timer);
+    this.#heartbeat = undefined;
+    if (ms === undefined || this.#closed) return;
+    const timer = setInterval(() => {
+      const actions = this.#machine.heartbeat(Date.now());
+      if (actions.length > 0) void this.#perform(actions);
+    }, ms);
+    this.#heartbeat = { timer, ms };
   }
 
   async #perform(actions: ServerAction[]): Promise<void> {
     for (const action of actions) {
       switch (action.kind) {
+        case "datagram":
+          if (!this.#closed) this.#channel.datagrams?.send(action.bytes);
+          break;
         case "send": {
           if (this.#closed) break;
           let frame: Uint8Array;
@@ -240,7 +286,12 @@ export class AgentSession {
             lb: action.lbId,
             interval_ms: action.config.interval_ms,
             metrics: action.config.metrics.join(","),
+            extensions: action.capabilities.join(","),
+            heartbeat_ms: action.config.heartbeat_ms,
           });
+          this.#beat(action.config.heartbeat_ms);
+          // The first push says where things stand, so the LB need not wait for a check.
+          this.statusChanged();
           break;
         case "configured": {
           // Logged when something changed; a repeated update is debug noise.
@@ -254,11 +305,13 @@ export class AgentSession {
             },
           );
           this.#configText = text;
+          this.#beat(action.config.heartbeat_ms);
           break;
         }
         case "close": {
           this.#closed = true;
           clearTimeout(this.#timer);
+          this.#beat(undefined);
           if (action.error) {
             this.#log.warn("closing session: peer broke the protocol", {
               lb: this.#machine.lbId,

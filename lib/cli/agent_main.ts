@@ -69,27 +69,31 @@ export async function startAgent(
     });
     metrics.start?.();
     undo.push(() => metrics.stop?.());
+    // A status change reaches LBs with push at once; the agent exists once the checks ran.
+    let agent: Agent | undefined;
     const drain = new DrainSwitch({
       ...(config.drainFile ? { file: config.drainFile } : {}),
-      onChange: (draining, cause) =>
+      onChange: (draining, cause) => {
         log.warn(draining ? "draining: asking LBs for no new traffic" : "no longer draining", {
           cause,
-        }),
+        });
+        agent?.statusChanged();
+      },
     });
     drain.start();
     undo.push(() => drain.stop());
     const checks = new LocalChecks(config.localChecks, {
       intervalMs: config.localCheckIntervalMs,
       timeoutMs: config.localCheckTimeoutMs,
-      onChange: (r) =>
-        r.ok
-          ? log.info("local check passes", { check: r.name, detail: r.detail })
-          : log.warn("local check fails: reporting FAILING", { check: r.name, detail: r.detail }),
+      onChange: (r) => {
+        if (r.ok) log.info("local check passes", { check: r.name, detail: r.detail });
+        else log.warn("local check fails: reporting FAILING", { check: r.name, detail: r.detail });
+        agent?.statusChanged();
+      },
     });
     // The first round runs before the first LB can ask, so FAILING is never missed at start.
     await checks.start();
     undo.push(() => checks.stop());
-    let agent: Agent;
     try {
       agent = await Agent.start({
         transport,
@@ -111,6 +115,7 @@ export async function startAgent(
         maxSessionsPerLb: config.maxSessionsPerLb,
         sessionRate: config.sessionRate,
         idleTimeoutMs: config.idleTimeoutMs,
+        extensions: config.extensions,
         log,
       });
     } catch (e) {

@@ -11,6 +11,7 @@ import { CERTS_DIR_ENV } from "../security/files.ts";
 import { COMMON_DEFAULTS, seconds } from "../util/defaults.ts";
 import type { LogLevel } from "../util/log.ts";
 import { QUIC_STACKS, type QuicStack } from "../transport/transport.ts";
+import { CAPABILITIES, type Capability } from "../protocol/wire.ts";
 
 /** A bad command line; the entry point prints it on one line and exits 2. */
 export class CliError extends Error {
@@ -167,6 +168,21 @@ export function parseList(flag: string, value: FlagValue): string[] | undefined 
   return items;
 }
 
+/** Reads a list of QHCP extensions; `none` is the empty list. Default all of them. */
+export function parseExtensions(flag: string, value: FlagValue): Capability[] {
+  if (value === "none") return [];
+  const names = parseList(flag, value) ?? [...CAPABILITIES];
+  const unknown = names.find((n) => !(CAPABILITIES as readonly string[]).includes(n));
+  if (unknown !== undefined) {
+    throw new CliError(
+      `--${flag}: unknown extension ${JSON.stringify(unknown)}, expected ${
+        CAPABILITIES.join(", ")
+      } or none`,
+    );
+  }
+  return [...new Set(names as Capability[])];
+}
+
 /** Reads a non-empty string flag. */
 export function parseText(flag: string, value: FlagValue): string | undefined {
   if (value === undefined) return undefined;
@@ -233,6 +249,14 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
       "QUIC stack: matrixai (@matrixai/quic) or native (Deno's own, about 4x faster and cheaper per check)",
   },
   {
+    name: "extensions",
+    type: "string",
+    arg: "NAME,...",
+    default: CAPABILITIES.join(","),
+    help:
+      "QHCP extensions to negotiate: push, heartbeat, datagram, or none for plain QHCP/1 (docs/PROTOCOL.md §10)",
+  },
+  {
     name: "log-level",
     type: "string",
     arg: "LEVEL",
@@ -255,6 +279,8 @@ export interface CommonConfig {
   certsDir: string | undefined;
   idleTimeoutMs: number;
   quic: QuicStack;
+  /** Extensions to offer (LB) or accept (agent); empty for plain QHCP/1. */
+  extensions: Capability[];
   logLevel: LogLevel;
   logFormat: "text" | "json";
   help: boolean;
@@ -270,6 +296,7 @@ export function parseCommon(f: ParsedFlags): CommonConfig {
       max: 3600,
     }),
     quic: parseChoice("quic", f.quic, COMMON_DEFAULTS.quic, QUIC_STACKS),
+    extensions: parseExtensions("extensions", f.extensions),
     logLevel: parseChoice(
       "log-level",
       f["log-level"],

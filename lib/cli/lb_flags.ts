@@ -23,6 +23,8 @@ import {
   parseSeconds,
   parseText,
 } from "./flags.ts";
+import type { FlagValue } from "./flags.ts";
+import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../protocol/wire.ts";
 import { parseServerAddress } from "../protocol/address.ts";
 import type { ServerAddress } from "../lb/watch.ts";
 
@@ -48,6 +50,12 @@ export interface LbConfig extends CommonConfig {
   maxFailAttempts: number;
   rise: number;
   fastIntervalMs: number;
+  /** Heartbeat interval asked of servers (undefined: the stack's default; 0: off). */
+  heartbeatMs: number | undefined;
+  /** Heartbeats per second from all servers at most (undefined: the stack's default). */
+  heartbeatBudget: number | undefined;
+  /** Suspicion level of heartbeat silence that triggers a probe. */
+  suspectPhi: number;
   /** Fraction, 0..0.5. */
   jitter: number;
   checkIntervalMs: number;
@@ -176,6 +184,33 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     arg: "SECONDS",
     default: seconds(LB_DEFAULTS.fastIntervalMs),
     help: "time between checks while a verdict is in doubt (after a failure, or while rising)",
+  },
+  {
+    name: "heartbeat-interval",
+    type: "string",
+    arg: "SECONDS",
+    default: `${seconds(LB_DEFAULTS.heartbeatMs.native)} (native), ${
+      seconds(LB_DEFAULTS.heartbeatMs.matrixai)
+    } (matrixai)`,
+    help:
+      "heartbeat interval asked of servers; 0 turns heartbeats off (detection then comes from checks alone)",
+  },
+  {
+    name: "heartbeat-budget",
+    type: "string",
+    arg: "N",
+    default:
+      `${LB_DEFAULTS.heartbeatBudget.native} (native), ${LB_DEFAULTS.heartbeatBudget.matrixai} (matrixai)`,
+    help:
+      "heartbeats per second the LB takes from all servers together; a larger fleet gets longer intervals",
+  },
+  {
+    name: "suspect-phi",
+    type: "string",
+    arg: "PHI",
+    default: String(LB_DEFAULTS.suspectPhi),
+    help:
+      "suspicion level of heartbeat silence at which a server is probed (higher: fewer probes, slower detection)",
   },
   {
     name: "jitter",
@@ -425,6 +460,14 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
       min: 0.1,
       max: 3600,
     }),
+    heartbeatMs: _heartbeatMs(f["heartbeat-interval"]),
+    heartbeatBudget: f["heartbeat-budget"] === undefined
+      ? undefined
+      : parseInteger("heartbeat-budget", f["heartbeat-budget"], 0, { min: 1, max: 1_000_000 }),
+    suspectPhi: parseInteger("suspect-phi", f["suspect-phi"], LB_DEFAULTS.suspectPhi, {
+      min: 1,
+      max: 100,
+    }),
     jitter: parseInteger("jitter", f.jitter, LB_DEFAULTS.jitter * 100, { min: 0, max: 50 }) / 100,
     checkIntervalMs,
     checkTimeoutMs,
@@ -460,4 +503,18 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     table: parseChoice("table", f.table, LB_DEFAULTS.table, ["auto", "plain", "off"] as const),
     ...parseCommon(f),
   };
+}
+
+/** --heartbeat-interval: 0 (off) or 0.05..60 s; undefined keeps the stack's default. */
+function _heartbeatMs(value: FlagValue): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseSeconds("heartbeat-interval", value, 0, { min: 0, max: MAX_HEARTBEAT_MS / 1000 });
+  if (ms !== 0 && ms < MIN_HEARTBEAT_MS) {
+    throw new CliError(
+      `--heartbeat-interval: expected 0 (off) or ${MIN_HEARTBEAT_MS / 1000}..${
+        MAX_HEARTBEAT_MS / 1000
+      } seconds, got ${JSON.stringify(String(value))}`,
+    );
+  }
+  return ms;
 }

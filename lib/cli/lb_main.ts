@@ -118,6 +118,10 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
       maxServers: config.maxServers,
       weightFloor: config.weightFloor,
       loadMetrics: config.loadMetrics,
+      extensions: config.extensions,
+      ...(config.heartbeatMs === undefined ? {} : { heartbeatMs: config.heartbeatMs }),
+      ...(config.heartbeatBudget === undefined ? {} : { heartbeatBudget: config.heartbeatBudget }),
+      suspectPhi: config.suspectPhi,
       log,
       events: { onTransition: () => table?.changed() },
     });
@@ -147,6 +151,8 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
       fast_ms: settings.fastIntervalMs,
       jitter: settings.jitter,
       reconnect_ms: settings.reconnectIntervalMs,
+      extensions: settings.extensions.join(",") || "none",
+      heartbeat_ms: settings.heartbeatMs,
     });
     m.start();
     undo.push(async () => {

@@ -6,15 +6,13 @@
  * @module
  */
 
-import { COMMON_DEFAULTS, LB_DEFAULTS } from "../util/defaults.ts";
+import { LB_DEFAULTS } from "../util/defaults.ts";
 import { DialGate } from "./dial_gate.ts";
 import { Scheduler } from "./timers.ts";
-import type { TokenSigner } from "../security/jwt.ts";
 import type { Transition } from "./verdict.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import { validateConfigUpdate } from "../protocol/codec.ts";
 import { MAX_INTERVAL_MS, MIN_INTERVAL_MS, type SessionConfig } from "../protocol/wire.ts";
-import type { Transport } from "../transport/transport.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import {
   type ConfigOutcome,
@@ -27,72 +25,12 @@ import {
   type WatchView,
 } from "./watch.ts";
 import type { CheckRecord } from "./history.ts";
-import type { Random } from "./schedule.ts";
 import { type PickResult, Selector, type Strategy } from "./select.ts";
+import { LoopHealth } from "./loop_health.ts";
+import { heartbeatInterval } from "./liveness.ts";
+import { buildSettings, heartbeatPlan, type MonitorOptions } from "./settings.ts";
 
-/** Options of {@linkcode Monitor}. */
-export interface MonitorOptions {
-  /** The QUIC stack. */
-  transport: Transport;
-  /** Signs HELLO tokens; its `lbId` is the id sent in HELLO. */
-  signer: TokenSigner;
-  /** The LB's id; when given it must equal `signer.lbId`. */
-  lbId?: string;
-  /** Servers to watch. */
-  servers: readonly ServerAddress[];
-  /** Check interval, ms. Default 10000. */
-  checkIntervalMs?: number;
-  /** Reply timeout per check, ms. Default: the smaller of the interval and 2000. */
-  checkTimeoutMs?: number;
-  /** Consecutive failures before DOWN (fall). Default 3. */
-  maxFailAttempts?: number;
-  /** Consecutive good checks before a DOWN server is UP again. Default 2. */
-  rise?: number;
-  /** Check interval while a verdict is in doubt, ms. Default 1000. */
-  fastIntervalMs?: number;
-  /** Spread of every interval, a fraction in [0, 0.5]. Default 0.1 (±10 %). */
-  jitter?: number;
-  /** Longest wait between redials of a DOWN server (backoff cap), ms. Default 30000. */
-  reconnectIntervalMs?: number;
-  /** Metric names to ask for in HELLO. Default: the server's default. */
-  metrics?: readonly string[];
-  /** CA bundle (PEM) to verify servers with. Required unless `insecure`. */
-  caPem?: string;
-  /** Skip certificate verification. */
-  insecure?: boolean;
-  /** QUIC idle timeout, ms. Default 30000. */
-  idleTimeoutMs?: number;
-  /** Logger. Default: silent. */
-  log?: Logger;
-  /** Verdict changes and check outcomes. */
-  events?: WatchEvents;
-  /** Uniform random numbers in [0, 1) for jitter and backoff. Default Math.random. */
-  random?: Random;
-  /** Weight of a healthy server at full load, 0..100. Default 10. */
-  weightFloor?: number;
-  /** Metrics whose highest value is the load behind the weight. Default cpu_percent, mem_percent. */
-  loadMetrics?: readonly string[];
-  /**
-   * Checks and deadlines due within this many ms run in one timer wake-up
-   * (so each runs up to this late). Default 25: at 1,000 checks a second it
-   * cut the LB's CPU per check from 192 to 133 µs (native stack).
-   */
-  timerSlackMs?: number;
-  /**
-   * QUIC handshakes in flight at most, all servers together. Default 16: an
-   * LB starting with 3,500 servers at 1 s (native stack) overflowed UDP
-   * receive buffers with 64 and marked 18 healthy servers DOWN, with 16 none
-   * and all were UP sooner; on matrixai (14 ms of CPU per handshake) 500
-   * servers at 1 s gave 3 false DOWNs with 64 and none with 16.
-   */
-  maxConcurrentDials?: number;
-  /**
-   * Servers watched at most; adding more fails with a {@linkcode ServerSetError}
-   * of kind "limit". Default 10000 (what one LB was measured to hold at a
-   * 10 s interval on the native stack).
-   */
-  maxServers?: number;
-}
+export type { MonitorOptions };
 
 /** Why a server could not be added: it is watched already, or the LB is full. */
 export class ServerSetError extends RangeError {
@@ -124,6 +62,12 @@ export interface MonitorTotals {
   downs: number;
   /** Dials after each server's first one. */
   reconnects: number;
+  /** The heartbeat interval asked of servers now, ms (0: off). */
+  heartbeat_ms: number;
+  /** Heartbeats received, probes sent on suspicion, and probes that found a server DOWN. */
+  heartbeats: number;
+  probes: number;
+  probes_failed: number;
 }
 
 /**
@@ -157,6 +101,8 @@ export class Monitor {
   #started = false;
   #stopped = false;
   readonly #maxServers: number;
+  readonly #loopHealth = new LoopHealth();
+  readonly #heartbeats: { heartbeatMs: number; budget: number };
 
   constructor(options: MonitorOptions) {
     this.#maxServers = options.maxServers ?? LB_DEFAULTS.maxServers;
@@ -171,26 +117,14 @@ export class Monitor {
         }`,
       );
     }
-    this.#scheduler = new Scheduler({ slackMs: options.timerSlackMs ?? LB_DEFAULTS.timerSlackMs });
+    // Every late wake-up of the shared timers is a stall of the LB's own loop.
+    this.#scheduler = new Scheduler({
+      slackMs: options.timerSlackMs ?? LB_DEFAULTS.timerSlackMs,
+      onFire: (dueAt, firedAt) => this.#loopHealth.observe(dueAt, firedAt),
+    });
+    this.#heartbeats = heartbeatPlan(options);
     this.#dialGate = new DialGate(options.maxConcurrentDials ?? LB_DEFAULTS.maxConcurrentDials);
-    this.#settings = {
-      lbId: options.signer.lbId,
-      checkIntervalMs: interval,
-      checkTimeoutMs: options.checkTimeoutMs ?? Math.min(interval, LB_DEFAULTS.maxCheckTimeoutMs),
-      maxFailAttempts: options.maxFailAttempts ?? LB_DEFAULTS.maxFailAttempts,
-      rise: options.rise ?? LB_DEFAULTS.rise,
-      fastIntervalMs: options.fastIntervalMs ?? LB_DEFAULTS.fastIntervalMs,
-      jitter: options.jitter ?? LB_DEFAULTS.jitter,
-      reconnectIntervalMs: options.reconnectIntervalMs ?? LB_DEFAULTS.reconnectIntervalMs,
-      metrics: options.metrics,
-      caPem: options.caPem,
-      insecure: options.insecure ?? false,
-      idleTimeoutMs: options.idleTimeoutMs ?? COMMON_DEFAULTS.idleTimeoutMs,
-      weights: {
-        floor: options.weightFloor ?? LB_DEFAULTS.weightFloor,
-        loadMetrics: options.loadMetrics ?? LB_DEFAULTS.loadMetrics,
-      },
-    };
+    this.#settings = buildSettings(options, interval);
     // The interval travels in HELLO as interval_ms, which QHCP/1 bounds.
     if (!Number.isInteger(interval) || interval < MIN_INTERVAL_MS || interval > MAX_INTERVAL_MS) {
       throw new RangeError(
@@ -201,6 +135,31 @@ export class Monitor {
       throw new Error("Monitor needs a CA bundle (caPem) unless insecure is set");
     }
     for (const s of options.servers) this.#add(s);
+    this.#rebudget();
+  }
+
+  /** The heartbeat interval asked of servers now (after the budget), ms; 0 when off. */
+  get heartbeatMs(): number {
+    return this.#settings.heartbeatMs;
+  }
+
+  /** The fleet's size changed: keep the heartbeats within the budget. */
+  #rebudget(): void {
+    const { heartbeatMs, budget } = this.#heartbeats;
+    const next = heartbeatInterval(
+      this.#settings.heartbeatMs,
+      heartbeatMs,
+      this.#watches.size,
+      budget,
+    );
+    if (next === this.#settings.heartbeatMs) return;
+    this.#log.info("heartbeat interval follows the fleet's size", {
+      heartbeat_ms: next,
+      servers: this.#watches.size,
+      budget_per_s: budget,
+    });
+    this.#settings.heartbeatMs = next;
+    for (const w of this.#watches.values()) w.settingsChanged();
   }
 
   /** Current settings (read-only copy). */
@@ -270,6 +229,10 @@ export class Monitor {
       checks_late: 0,
       downs: 0,
       reconnects: 0,
+      heartbeat_ms: this.#settings.heartbeatMs,
+      heartbeats: 0,
+      probes: 0,
+      probes_failed: 0,
     };
     for (const w of this.#watches.values()) {
       const state = w.state;
@@ -283,6 +246,9 @@ export class Monitor {
       t.checks_late += c.late;
       t.downs += c.downs;
       t.reconnects += Math.max(0, c.dials - 1);
+      t.heartbeats += c.heartbeats;
+      t.probes += c.probes;
+      t.probes_failed += c.probesFailed;
     }
     return t;
   }
@@ -375,6 +341,7 @@ export class Monitor {
   /** Adds a server and starts watching it (if the monitor runs). Returns its address. */
   addServer(address: ServerAddress): string {
     const w = this.#add(address);
+    this.#rebudget();
     if (this.#started && !this.#stopped) w.start();
     this.#log.info("server added", { server: w.address });
     return w.address;
@@ -386,6 +353,7 @@ export class Monitor {
     const w = this.#watches.get(key);
     if (!w) return false;
     this.#watches.delete(key);
+    this.#rebudget();
     await w.stop(true, "server removed");
     this.#log.info("server removed", { server: key });
     return true;
@@ -429,6 +397,7 @@ export class Monitor {
       events: this.#events(),
       scheduler: this.#scheduler,
       dialGate: this.#dialGate,
+      loopHealth: this.#loopHealth,
       ...(this.#options.random ? { random: this.#options.random } : {}),
     });
     this.#watches.set(key, w);

@@ -8,12 +8,18 @@
  */
 
 import { describeFailure, failureCause } from "../protocol/failure.ts";
-import type { CheckAction, Failure, LbSessionState } from "../protocol/lb_session.ts";
+import type {
+  CheckAction,
+  Failure,
+  HeartbeatAction,
+  LbSessionState,
+} from "../protocol/lb_session.ts";
 import type {
   HealthResponseMessage,
   LocalCheckResult,
   MetricValues,
   ServerStatus,
+  StatusMessage,
 } from "../protocol/wire.ts";
 import { clip } from "../util/text.ts";
 import { CheckHistory, type CheckRecord } from "./history.ts";
@@ -76,6 +82,22 @@ export interface WatchView {
   checks: LocalCheckResult[] | null;
   /** The load the weight comes from (0..100), or null without metrics. */
   load: number | null;
+  /**
+   * The suspicion level (phi) of the heartbeat silence right now: about 0
+   * while heartbeats come on time, 8 where the LB probes. Null without
+   * heartbeats (a plain QHCP/1 server, or heartbeats off).
+   */
+  suspicion: number | null;
+  /** The session's heartbeat interval, ms, or null without heartbeats. */
+  heartbeat_ms: number | null;
+  /** The extensions the session negotiated (empty for plain QHCP/1 or no session). */
+  extensions: string[];
+}
+
+/** What a session's heartbeats say now, for the view. */
+export interface LivenessView {
+  phi: number;
+  heartbeatMs: number;
 }
 
 /** Counters for `/metrics`. */
@@ -92,11 +114,30 @@ export interface WatchCounters {
   /** Dials made, the first included. */
   dials: number;
   durations: DurationHistogram;
+  /** Heartbeats taken, and heartbeats the counters say never came (or came out of order). */
+  heartbeats: number;
+  heartbeatsMissed: number;
+  /** Probes sent on suspicion, and those that went unanswered. */
+  probes: number;
+  probesFailed: number;
+  /** STATUS messages pushed by the server. */
+  pushes: number;
+  /** Changes to DOWN, by the evidence that decided them. */
+  downsBy: Record<Evidence, number>;
 }
 
-/** A verdict change and what caused it ("timeout", "check_ok", …). */
+/**
+ * Which evidence decided a verdict: `polls` (checks counted against fall or
+ * rise, a failed session among them), `heartbeat_silence+probe` (heartbeats
+ * stopped and a probe went unanswered), `pushed_status` (the server pushed
+ * FAILING, or UP again), `terminate` (the server ended the session).
+ */
+export type Evidence = "polls" | "heartbeat_silence+probe" | "pushed_status" | "terminate";
+
+/** A verdict change, what caused it ("timeout", "check_ok", …) and the evidence. */
 export interface CausedTransition extends Transition {
   cause: string;
+  evidence: Evidence;
 }
 
 /** Most local checks kept per server, and the longest name or detail kept. */
@@ -126,6 +167,12 @@ export class ServerRecord {
     late: 0,
     dials: 0,
     durations: new DurationHistogram(),
+    heartbeats: 0,
+    heartbeatsMissed: 0,
+    probes: 0,
+    probesFailed: 0,
+    pushes: 0,
+    downsBy: { polls: 0, "heartbeat_silence+probe": 0, pushed_status: 0, terminate: 0 },
   };
   #rtt: number | null = null;
   #metrics: MetricValues | null = null;
@@ -133,6 +180,7 @@ export class ServerRecord {
   #checks: LocalCheckResult[] | null = null;
   #checkAt: number | null = null;
   #serverId: string | null = null;
+  #extensions: string[] = [];
 
   constructor(address: string, thresholds: { fall: number; rise: number }, now: number) {
     this.address = address;
@@ -142,6 +190,11 @@ export class ServerRecord {
   /** The verdict. */
   get state(): HealthState {
     return this.#health.state;
+  }
+
+  /** The status the server last reported (a reply, a push or a heartbeat). */
+  get status(): ServerStatus | null {
+    return this.#status;
   }
 
   /** A failure since the last UP, or a good check since the last DOWN. */
@@ -160,8 +213,14 @@ export class ServerRecord {
   }
 
   /** The session reached READY with a server calling itself `serverId`. */
-  ready(serverId: string): void {
+  ready(serverId: string, extensions: readonly string[] = []): void {
     this.#serverId = serverId;
+    this.#extensions = [...extensions];
+  }
+
+  /** The session ended. */
+  sessionEnded(): void {
+    this.#extensions = [];
   }
 
   /** A dial began. */
@@ -187,7 +246,55 @@ export class ServerRecord {
       cpu: action.response.metrics.cpu_percent ?? null,
       mem: action.response.metrics.mem_percent ?? null,
     });
-    return this.#count(this.#health.success(now), "check_ok");
+    return this.#count(this.#health.success(now), "check_ok", "polls");
+  }
+
+  /** A heartbeat: the load and status it carries replace what the last reply said. */
+  heartbeat(beat: HeartbeatAction): void {
+    this.counters.heartbeats++;
+    this.counters.heartbeatsMissed += beat.missed;
+    this.#status = beat.status;
+    this.#metrics = {
+      ...this.#metrics,
+      cpu_percent: beat.cpuPercent,
+      mem_percent: beat.memPercent,
+    };
+  }
+
+  /**
+   * The server pushed its status. FAILING is DOWN at once (the agent knows
+   * its application is down); UP or DRAINING from a DOWN server counts as
+   * one good check toward rise.
+   */
+  pushed(message: StatusMessage, now: number): CausedTransition | undefined {
+    this.counters.pushes++;
+    this.#noteStatus(message);
+    if (message.status === "FAILING") {
+      const reason = clip(`server pushed FAILING: ${_failingText(message.checks)}`, 300);
+      return this.#count(this.#health.down(reason, now), "failing", "pushed_status");
+    }
+    if (this.#health.state !== "DOWN") return undefined;
+    return this.#count(this.#health.success(now), "check_ok", "pushed_status");
+  }
+
+  /** A probe was sent on suspicion. */
+  probed(): void {
+    this.counters.probes++;
+  }
+
+  /** Heartbeats stopped and the probe went unanswered: DOWN at once. */
+  silent(reason: string, now: number): CausedTransition | undefined {
+    this.counters.probesFailed++;
+    this.counters.failed++;
+    this.#history.add({
+      time: now,
+      result: "fail",
+      rtt_ms: null,
+      cpu: null,
+      mem: null,
+      error: reason,
+    });
+    return this.#count(this.#health.down(reason, now), "timeout", "heartbeat_silence+probe");
   }
 
   /** A failed check or a failed session: counts as one failure. */
@@ -202,17 +309,17 @@ export class ServerRecord {
       mem: null,
       error: reason,
     });
-    return this.#count(this.#health.failure(reason, now), failureCause(failure));
+    return this.#count(this.#health.failure(reason, now), failureCause(failure), "polls");
   }
 
   /** The server ended the session with TERMINATE: DOWN at once. */
   terminated(reason: string, now: number): CausedTransition | undefined {
     const why = clip(`server terminated the session: ${reason || "no reason"}`, 300);
-    return this.#count(this.#health.down(why, now), "terminated");
+    return this.#count(this.#health.down(why, now), "terminated", "terminate");
   }
 
-  /** The view for `/status` and the table. */
-  view(session: LbSessionState, weights: WeightOptions): WatchView {
+  /** The view for `/status` and the table; `liveness` while heartbeats flow. */
+  view(session: LbSessionState, weights: WeightOptions, liveness?: LivenessView): WatchView {
     return {
       address: this.address,
       state: this.#health.state,
@@ -233,6 +340,9 @@ export class ServerRecord {
       ),
       load: loadOf(this.#metrics, weights),
       checks: this.#checks,
+      suspicion: liveness ? Math.round(liveness.phi * 100) / 100 : null,
+      heartbeat_ms: liveness?.heartbeatMs ?? null,
+      extensions: this.#extensions,
     };
   }
 
@@ -243,6 +353,11 @@ export class ServerRecord {
 
   #noteReply(response: HealthResponseMessage, rttMs: number, now: number): void {
     this.#rtt = rttMs;
+    this.#noteStatus(response);
+    this.#checkAt = now;
+  }
+
+  #noteStatus(response: HealthResponseMessage | StatusMessage): void {
     this.#metrics = response.metrics;
     this.#status = response.status;
     // Stored per server and shown everywhere: a peer must not make it large.
@@ -253,13 +368,25 @@ export class ServerRecord {
         detail: clip(c.detail, _MAX_CHECK_TEXT),
       }))
       : null;
-    this.#checkAt = now;
   }
 
-  #count(t: Transition | undefined, cause: string): CausedTransition | undefined {
+  #count(
+    t: Transition | undefined,
+    cause: string,
+    evidence: Evidence,
+  ): CausedTransition | undefined {
     if (!t) return undefined;
     this.counters.stateChanges++;
-    if (t.to === "DOWN") this.counters.downs++;
-    return { ...t, cause };
+    if (t.to === "DOWN") {
+      this.counters.downs++;
+      this.counters.downsBy[evidence]++;
+    }
+    return { ...t, cause, evidence };
   }
+}
+
+/** The failing local checks in words. */
+function _failingText(checks: readonly LocalCheckResult[] | undefined): string {
+  const failed = (checks ?? []).filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+  return failed.length ? failed.join("; ") : "a local check fails";
 }

@@ -23,6 +23,11 @@ export interface SchedulerOptions {
    * inject a manual one and move the clock themselves.
    */
   timer?: TimerFunctions;
+  /**
+   * Told, before the callbacks of a wake-up run, when the earliest of them was
+   * due and when they ran: how late the event loop let them be.
+   */
+  onFire?: (dueAt: number, firedAt: number) => void;
 }
 
 /** What the scheduler needs of a timer. */
@@ -66,6 +71,7 @@ export class Scheduler {
   /** Slot numbers, a min-heap; may hold slots whose callbacks were all cancelled. */
   readonly #heap: number[] = [];
   readonly #timerFns: TimerFunctions;
+  readonly #onFire: ((dueAt: number, firedAt: number) => void) | undefined;
   #timer: unknown;
   #armedSlot = Infinity;
   #size = 0;
@@ -74,6 +80,7 @@ export class Scheduler {
     this.#slack = Math.max(0, options.slackMs ?? 10);
     this.#now = options.now ?? (() => performance.timeOrigin + performance.now());
     this.#timerFns = options.timer ?? _realTimer;
+    this.#onFire = options.onFire;
   }
 
   /** Callbacks waiting to run. */
@@ -144,6 +151,7 @@ export class Scheduler {
     this.#timer = undefined;
     this.#armedSlot = Infinity;
     const now = this.#now();
+    if (this.#onFire && this.#heap.length > 0) this.#onFire(this.#slotTime(this.#heap[0]!), now);
     while (this.#heap.length > 0 && this.#slotTime(this.#heap[0]!) <= now) {
       const slot = _pop(this.#heap);
       const bucket = this.#slots.get(slot);

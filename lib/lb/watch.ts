@@ -11,14 +11,17 @@
  * - when DOWN, the session is closed and a dial happens every reconnect
  *   interval; the first good check marks the server UP;
  * - TERMINATE from the server marks it DOWN at once, except with reason
- *   "token_expired", which is answered by reconnecting at once with a fresh token.
+ *   "token_expired", which is answered by reconnecting at once with a fresh token;
+ * - with heartbeats negotiated, a {@linkcode HeartbeatWatch} probes on
+ *   suspicious silence, and silence with an unanswered probe is DOWN at once;
+ * - a pushed FAILING is DOWN at once, and the session stays (the agent is
+ *   alive and will push its recovery).
  *
  * @module
  */
 
 import type { TokenSigner } from "../security/jwt.ts";
-import { _readMessages } from "../transport/read_messages.ts";
-import { CodecError, encodeMessage } from "../protocol/codec.ts";
+import { CodecError } from "../protocol/codec.ts";
 import { describeFailure } from "../protocol/failure.ts";
 import {
   type Failure,
@@ -27,7 +30,7 @@ import {
   type LbSessionState,
 } from "../protocol/lb_session.ts";
 import type { Logger } from "../util/log.ts";
-import { CLOSE_CODES, type SessionConfig } from "../protocol/wire.ts";
+import { type Capability, CLOSE_CODES, type SessionConfig } from "../protocol/wire.ts";
 import type { CheckRecord } from "./history.ts";
 import {
   type CausedTransition,
@@ -38,9 +41,12 @@ import {
 import { checkDelay, type Random, redialDelay } from "./schedule.ts";
 import { type ScheduledTimer, Scheduler } from "./timers.ts";
 import type { DialGate } from "./dial_gate.ts";
+import { HeartbeatWatch } from "./heartbeat_watch.ts";
+import type { LoopHealth } from "./loop_health.ts";
 import type { HealthState } from "./verdict.ts";
 import type { ConfigOutcome, WatchEvents, WatchResources, WatchSettings } from "./watch_types.ts";
-import { type Channel, type Transport, TransportError } from "../transport/transport.ts";
+import type { Channel, Transport } from "../transport/transport.ts";
+import { Link } from "./link.ts";
 import { formatAddress, type HostPort } from "../protocol/address.ts";
 
 export type { WatchCounters, WatchView };
@@ -67,6 +73,8 @@ export interface WatchDeps {
   scheduler?: Scheduler;
   /** Limits the handshakes in flight across watches. Default: no limit. */
   dialGate?: DialGate;
+  /** The LB's own event-loop stalls, fed by the scheduler. Default: none known. */
+  loopHealth?: LoopHealth;
 }
 
 /** Watches one server. */
@@ -79,16 +87,17 @@ export class Watch {
   readonly #random: Random;
   readonly #machine: LbSession;
   readonly #record: ServerRecord;
-  #channel: Channel | undefined;
-  #closing = new Set<Promise<void>>();
+  readonly #link: Link;
   readonly #scheduler: Scheduler;
   #nextTimer: ScheduledTimer | undefined;
   #deadlineTimer: ScheduledTimer | undefined;
-  #dialAbort: AbortController | undefined;
+  /** A reply deadline already put off once for the LB's own stall. */
+  #deferred: number | undefined;
+  /** Heartbeat detection of the READY session, when negotiated. */
+  #heartbeats: HeartbeatWatch | undefined;
   #configWaiters = new Map<number, (o: ConfigOutcome) => void>();
   #stopped = false;
   #lastAttempt = 0;
-  #dialing = false;
   /** Redials since the server went DOWN, for the backoff. */
   #redials = 0;
   /** When the armed timer is due, when the last action was, and when the check in flight was (for `late`). */
@@ -110,12 +119,27 @@ export class Watch {
       timeoutMs: s.checkTimeoutMs,
       intervalMs: s.checkIntervalMs,
       ...(s.metrics ? { metrics: s.metrics } : {}),
+      capabilities: this.#offer(),
+      ...(s.heartbeatMs > 0 ? { heartbeatMs: s.heartbeatMs } : {}),
     });
     this.#record = new ServerRecord(
       this.address,
       { fall: s.maxFailAttempts, rise: s.rise },
       this.#now(),
     );
+    this.#link = new Link({
+      input: (input, channel) =>
+        this.#perform(
+          input instanceof CodecError
+            ? this.#machine.receiveInvalid(input, this.#now())
+            : this.#machine.receive(input, this.#now()),
+          channel,
+        ),
+      datagram: (bytes, channel) =>
+        void this.#perform(this.#machine.receiveDatagram(bytes, this.#now()), channel),
+      closed: ({ message, cause }, channel) =>
+        this.#perform(this.#machine.closed(message, this.#now(), cause), channel),
+    });
   }
 
   /** The verdict. */
@@ -139,6 +163,12 @@ export class Watch {
     this.#machine.setTimeout(s.checkTimeoutMs);
     this.#machine.setInterval(s.checkIntervalMs);
     if (s.metrics) this.#machine.setMetrics(s.metrics);
+    this.#machine.setExtensions(this.#offer(), s.heartbeatMs > 0 ? s.heartbeatMs : undefined);
+    const beating = this.#heartbeats?.liveness.heartbeatMs;
+    if (beating !== undefined && s.heartbeatMs > 0 && beating !== s.heartbeatMs) {
+      // The fleet's size moved the heartbeat budget: tell the server.
+      void this.configure({ heartbeat_ms: s.heartbeatMs });
+    }
     this.#record.configure({ fall: s.maxFailAttempts, rise: s.rise });
     if (!this.#stopped && this.#machine.state === "READY" && !this.#machine.checkPending) {
       this.#planCheck();
@@ -148,15 +178,21 @@ export class Watch {
   /** Timers and sessions held right now. */
   resources(): WatchResources {
     return {
-      timers: (this.#nextTimer === undefined ? 0 : 1) + (this.#deadlineTimer === undefined ? 0 : 1),
-      sessions: this.#channel || this.#dialing ? 1 : 0,
-      closing: this.#closing.size,
+      timers: (this.#nextTimer === undefined ? 0 : 1) +
+        (this.#deadlineTimer === undefined ? 0 : 1) + (this.#heartbeats?.timers ?? 0),
+      sessions: this.#link.sessions,
+      closing: this.#link.closing,
     };
   }
 
   /** A snapshot for the status table and the HTTP API. */
   view(): WatchView {
-    return this.#record.view(this.#machine.state, this.#deps.settings.weights);
+    const hw = this.#heartbeats;
+    return this.#record.view(
+      this.#machine.state,
+      this.#deps.settings.weights,
+      hw ? { phi: hw.phi(), heartbeatMs: hw.liveness.heartbeatMs } : undefined,
+    );
   }
 
   /** The checks of the last five minutes, oldest first; only the last `limit` if given. */
@@ -184,7 +220,7 @@ export class Watch {
     const result = new Promise<ConfigOutcome>((resolve) => {
       this.#configWaiters.set(send.message.seq, resolve);
     });
-    void this.#perform(actions, this.#channel);
+    void this.#perform(actions, this.#link.channel);
     return result;
   }
 
@@ -195,8 +231,8 @@ export class Watch {
   async stop(terminate: boolean, reason = "shutdown"): Promise<void> {
     this.#stopped = true;
     this.#clearNext();
-    this.#dialAbort?.abort();
-    const channel = this.#channel;
+    this.#link.abortDial();
+    const channel = this.#link.channel;
     if (terminate && channel) {
       await this.#perform(this.#machine.terminate(reason, this.#now()), channel);
       if (this.#machine.state === "TERMINATING") await channel.closed;
@@ -204,7 +240,16 @@ export class Watch {
       await this.#perform(this.#machine.abandon(CLOSE_CODES.GOING_AWAY, reason), channel);
     }
     this.#clearDeadline();
-    await Promise.all(this.#closing);
+    this.#endHeartbeats();
+    await this.#link.settled();
+  }
+
+  /** The extensions to offer: the settings', without heartbeats when off or datagrams the stack lacks. */
+  #offer(): Capability[] {
+    const s = this.#deps.settings;
+    return s.extensions.filter((c) =>
+      (c === "push" || s.heartbeatMs > 0) && (c !== "datagram" || this.#deps.transport.datagrams)
+    );
   }
 
   // --- scheduling ---------------------------------------------------------------
@@ -241,7 +286,7 @@ export class Watch {
         const actions = this.#machine.check(this.#now(), undefined, timeout);
         // The next check is planned when this one's outcome arrives.
         if (actions.length === 0) this.#planCheck();
-        void this.#perform(actions, this.#channel);
+        void this.#perform(actions, this.#link.channel);
         break;
       }
       case "DISCONNECTED":
@@ -284,10 +329,23 @@ export class Watch {
     this.#clearDeadline();
     const deadline = this.#machine.deadline;
     if (deadline === undefined) return;
-    const channel = this.#channel;
+    const channel = this.#link.channel;
     this.#deadlineTimer = this.#scheduler.at(deadline, () => {
       this.#deadlineTimer = undefined;
-      void this.#perform(this.#machine.tick(this.#now()), channel);
+      const now = this.#now();
+      // The LB's own stall is not the server's fault: once per deadline, let
+      // the replies the stall held up arrive before timing anything out.
+      const stalled =
+        this.#deps.loopHealth?.stalledBetween(now - this.#deps.settings.checkTimeoutMs, now) ?? 0;
+      if (stalled > 0 && this.#deferred !== deadline) {
+        this.#deferred = deadline;
+        this.#deadlineTimer = this.#scheduler.at(now + Math.min(stalled, 1000), () => {
+          this.#deadlineTimer = undefined;
+          void this.#perform(this.#machine.tick(this.#now()), channel);
+        });
+        return;
+      }
+      void this.#perform(this.#machine.tick(now), channel);
     });
   }
 
@@ -301,48 +359,18 @@ export class Watch {
   async #dial(): Promise<void> {
     const s = this.#deps.settings;
     await this.#perform(this.#machine.connecting(this.#now()), undefined);
-    const abort = new AbortController();
-    this.#dialAbort = abort;
-    this.#dialing = true;
     this.#record.dialled();
-    let channel: Channel;
-    let release: (() => void) | undefined;
-    try {
-      // Wait for a handshake slot; the dial's own timeout starts after it.
-      // Servers UP a moment ago go before ones long dead: priority is how
-      // long the verdict has not been UP (0 while UP).
-      const priority = this.#record.state === "UP" ? 0 : this.#now() - this.#record.lastChange;
-      release = await this.#deps.dialGate?.acquire(abort.signal, priority);
-      channel = await this.#deps.transport.dial({
-        host: this.#target.host,
-        port: this.#target.port,
-        timeoutMs: s.checkTimeoutMs,
-        idleTimeoutMs: s.idleTimeoutMs,
-        insecure: s.insecure,
-        ...(s.caPem === undefined ? {} : { caPem: s.caPem }),
-        signal: abort.signal,
-      });
-    } catch (e) {
-      if (this.#stopped) return;
-      const message = e instanceof TransportError
-        ? e.message
-        : `dial failed: ${(e as Error).message}`;
-      const cause = e instanceof TransportError && e.kind === "certificate"
-        ? "certificate"
-        : "unreachable";
+    // Servers UP a moment ago go before ones long dead: priority is how
+    // long the verdict has not been UP (0 while UP).
+    const priority = this.#record.state === "UP" ? 0 : this.#now() - this.#record.lastChange;
+    const opened = await this.#link.open(this.#target, s, this.#deps, priority);
+    if ("aborted" in opened) return;
+    if ("failure" in opened) {
+      const { message, cause } = opened.failure;
       await this.#perform(this.#machine.connectFailed(message, this.#now(), cause), undefined);
       return;
-    } finally {
-      release?.();
-      this.#dialAbort = undefined;
-      this.#dialing = false;
     }
-    if (this.#stopped) {
-      await channel.close(CLOSE_CODES.GOING_AWAY, "LB stopping", 0);
-      return;
-    }
-    this.#channel = channel;
-    void this.#readLoop(channel);
+    const channel = opened.channel;
     let token: string;
     try {
       // Bound to the server as dialled, so that it cannot be replayed to
@@ -361,85 +389,79 @@ export class Watch {
     await this.#perform(this.#machine.connected(token, this.#now()), channel);
   }
 
-  async #readLoop(channel: Channel): Promise<void> {
-    await _readMessages(channel, () => this.#channel === channel, async (input) => {
-      await this.#perform(
-        input instanceof CodecError
-          ? this.#machine.receiveInvalid(input, this.#now())
-          : this.#machine.receive(input, this.#now()),
-        channel,
-      );
-    });
-    const info = await channel.closed;
-    if (this.#channel === channel) {
-      const why = info.by === "remote"
-        ? `connection closed by peer${
-          info.code === undefined ? "" : ` (code ${info.code})`
-        }: ${info.reason}`
-        : info.by === "transport"
-        ? `connection lost: ${info.reason}`
-        : `connection closed: ${info.reason}`;
-      const cause = info.by === "remote" ? "closed_by_peer" : "connection_lost";
-      await this.#perform(this.#machine.closed(why, this.#now(), cause), channel);
-    }
-  }
-
   /** Carries out the machine's actions; `channel` is the one they belong to. */
   async #perform(actions: LbAction[], channel: Channel | undefined): Promise<void> {
+    // A heartbeat that changes nothing shown is the common case: no deadline, no event.
+    let changed = false;
+    const status = this.#record.status;
     for (const action of actions) {
+      if (action.kind !== "heartbeat" && action.kind !== "datagram") changed = true;
       switch (action.kind) {
         case "send": {
-          if (!channel || channel !== this.#channel) break;
-          let frame: Uint8Array;
-          try {
-            frame = encodeMessage(action.message);
-          } catch (e) {
+          const written = await this.#link.write(channel, action.message);
+          if (written.ok || written.stale) break;
+          const error = written.error.message;
+          if (written.encode) {
             // Our own message is invalid: a bug, not the server's fault or the network's.
-            this.#log.error("cannot encode a message; closing the session", {
-              error: (e as Error).message,
-            });
+            this.#log.error("cannot encode a message; closing the session", { error });
             await this.#perform(
               this.#machine.abandon(CLOSE_CODES.INTERNAL, "internal error"),
               channel,
             );
-            this.#onFailure({ kind: "protocol", code: "INTERNAL", message: (e as Error).message });
+            this.#onFailure({ kind: "protocol", code: "INTERNAL", message: error });
             return;
           }
-          try {
-            await channel.write(frame);
-          } catch (e) {
-            await this.#perform(
-              this.#machine.closed(
-                `write failed: ${(e as Error).message}`,
-                this.#now(),
-                "connection_lost",
-              ),
-              channel,
-            );
-          }
+          const lost = this.#machine.closed(
+            `write failed: ${error}`,
+            this.#now(),
+            "connection_lost",
+          );
+          await this.#perform(lost, channel);
           break;
         }
         case "close":
-          if (channel && channel === this.#channel) {
-            this.#channel = undefined;
-            const p = channel.close(action.code, action.reason);
-            this.#closing.add(p);
-            void p.then(() => this.#closing.delete(p));
-          }
+          this.#link.close(channel, action.code, action.reason);
           break;
         case "ready":
-          this.#record.ready(action.ack.server_id);
+          this.#record.ready(action.ack.server_id, action.capabilities);
           this.#log.debug("session ready", {
             server_id: action.ack.server_id,
             setup_ms: Math.round(action.setupMs),
+            extensions: action.capabilities.join(","),
           });
+          if (action.heartbeatMs !== undefined && channel) {
+            this.#startHeartbeats(action.heartbeatMs, channel);
+          }
           // The first check follows the handshake at once.
           this.#plan(0);
+          break;
+        case "datagram":
+          this.#link.datagram(channel, action.bytes);
+          break;
+        case "heartbeat": {
+          this.#heartbeats?.heartbeat();
+          const before = this.#record.status;
+          this.#record.heartbeat(action);
+          if (action.status !== before) {
+            changed = true;
+            // FAILING without push: poll now for the details (and the verdict).
+            if (action.status === "FAILING" && !this.#machine.capabilities.has("push")) {
+              this.#plan(0);
+            }
+          }
+          break;
+        }
+        case "status":
+          this.#onPushed(action.message);
           break;
         case "check":
           this.#onCheck(action);
           break;
         case "config": {
+          const beat = action.ok ? action.config.heartbeat_ms : undefined;
+          if (beat !== undefined && channel && beat !== this.#heartbeats?.liveness.heartbeatMs) {
+            this.#startHeartbeats(beat, channel);
+          }
           const waiter = this.#configWaiters.get(action.seq);
           this.#configWaiters.delete(action.seq);
           waiter?.(
@@ -457,20 +479,87 @@ export class Watch {
           break;
       }
     }
+    if (this.#heartbeats && this.#machine.state !== "READY") this.#endHeartbeats();
+    const now = this.#record.status;
+    if (now !== status && (now === "DRAINING" || status === "DRAINING")) {
+      // A drain takes traffic away without a verdict change: say so once.
+      this.#log.info(now === "DRAINING" ? "server draining" : "server no longer draining", {
+        status: now,
+      });
+    }
+    if (!changed) return;
     this.#armDeadline();
-    if (actions.length > 0) this.#deps.events?.onChange?.(this.address);
+    this.#deps.events?.onChange?.(this.address);
+  }
+
+  #startHeartbeats(heartbeatMs: number, channel: Channel): void {
+    const first = !this.#heartbeats;
+    this.#heartbeats?.stop();
+    const s = this.#deps.settings;
+    this.#heartbeats = new HeartbeatWatch(
+      {
+        heartbeatMs,
+        suspectPhi: s.suspectPhi,
+        minProbeTimeoutMs: s.minProbeTimeoutMs,
+        maxProbeTimeoutMs: s.maxProbeTimeoutMs,
+      },
+      {
+        scheduler: this.#scheduler,
+        now: this.#now,
+        log: this.#log,
+        loopHealth: this.#deps.loopHealth,
+        probe: (timeoutMs) => {
+          this.#record.probed();
+          void this.#perform(this.#machine.probe(this.#now(), timeoutMs), this.#link.channel);
+        },
+        probeDatagram: this.#machine.capabilities.has("datagram")
+          ? () => void this.#perform([this.#machine.probeDatagram()], this.#link.channel)
+          : undefined,
+      },
+    );
+    if (first && this.#machine.capabilities.has("datagram")) this.#link.readDatagrams(channel);
+  }
+
+  #endHeartbeats(): void {
+    this.#heartbeats?.stop();
+    this.#heartbeats = undefined;
+    this.#record.sessionEnded();
+  }
+
+  /** The server pushed its status: FAILING is DOWN at once; recovery is confirmed by a check now. */
+  #onPushed(message: Parameters<ServerRecord["pushed"]>[0]): void {
+    this.#transition(this.#record.pushed(message, this.#now()));
+    if (this.#record.inDoubt && !this.#machine.checkPending) this.#plan(0);
   }
 
   #onCheck(action: Extract<LbAction, { kind: "check" }>): void {
     const now = this.#now();
+    const hw = this.#heartbeats;
+    const rtt = action.ok ? action.rttMs : action.reply?.rttMs;
+    if (hw && rtt !== undefined) hw.reply(rtt);
+    if (
+      hw && action.probe && !action.ok && action.failure.kind === "timeout" && hw.probeTimedOut()
+    ) {
+      // Heartbeats stopped and the probe went unanswered: DOWN without waiting for fall.
+      const l = hw.liveness;
+      const reason = `no heartbeat for ${
+        Math.round(now - l.lastEvidence)
+      } ms (every ${l.heartbeatMs} ms expected) and ${action.failure.message}`;
+      this.#deps.events?.onCheck?.(this.address, false, null);
+      this.#transition(this.#record.silent(reason, now));
+      return this.#giveUp();
+    }
     // Answered more than one interval after it was due: the LB cannot keep up.
     const late = now - this.#checkDueAt > this.#deps.settings.checkIntervalMs;
     const t = this.#record.checked(action, now, late);
     this.#deps.events?.onCheck?.(this.address, action.ok, action.ok ? action.rttMs : null);
     if (!action.ok) this.#log.debug("check failed", { reason: describeFailure(action.failure) });
     this.#transition(t);
-    // DOWN (just now, or still): close the session and redial with backoff.
-    if (!action.ok && this.#record.state === "DOWN") this.#giveUp();
+    // DOWN (just now, or still): close the session and redial with backoff. A
+    // FAILING server with push keeps its session: it will push its recovery.
+    const keep = !action.ok && action.failure.kind === "failing" &&
+      this.#machine.capabilities.has("push");
+    if (!action.ok && this.#record.state === "DOWN" && !keep) this.#giveUp();
     else this.#planCheck();
   }
 
@@ -497,7 +586,7 @@ export class Watch {
   #giveUp(): void {
     void this.#perform(
       this.#machine.abandon(CLOSE_CODES.CHECK_FAILED, "marked DOWN after failed checks"),
-      this.#channel,
+      this.#link.channel,
     );
     this.#planRedial();
   }
@@ -510,6 +599,7 @@ export class Watch {
       from: t.from,
       to: t.to,
       cause: t.cause,
+      evidence: t.evidence,
       reason: t.reason,
       took_ms: Math.round(t.tookMs),
       after_ms: Math.round(t.afterMs),

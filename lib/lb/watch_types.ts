@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ErrorCode, SessionConfig } from "../protocol/wire.ts";
+import type { Capability, ErrorCode, SessionConfig } from "../protocol/wire.ts";
 import type { ScheduleSettings } from "./schedule.ts";
 import type { Transition } from "./verdict.ts";
 import type { WeightOptions } from "./weights.ts";
@@ -26,6 +26,15 @@ export interface WatchSettings extends ScheduleSettings {
   idleTimeoutMs: number;
   /** How weights are computed from metrics. */
   weights: WeightOptions;
+  /** Extensions offered in HELLO (§10 of docs/PROTOCOL.md). */
+  extensions: readonly Capability[];
+  /** Heartbeat interval asked of servers, ms (after the fleet's budget); 0: no heartbeats. */
+  heartbeatMs: number;
+  /** Suspicion level (phi) of heartbeat silence that triggers a probe. */
+  suspectPhi: number;
+  /** Bounds of the probe timeout, ms. */
+  minProbeTimeoutMs: number;
+  maxProbeTimeoutMs: number;
 }
 
 /** The outcome of one CONFIG_UPDATE to one server. */
@@ -50,7 +59,7 @@ export interface WatchEvents {
 
 /** Timers and sessions a watch holds, for leak checks. */
 export interface WatchResources {
-  /** Armed timers (at most two: the next action and the reply deadline). */
+  /** Armed timers (the next action, the reply deadline, and with heartbeats the suspicion and probe timers). */
   timers: number;
   /** 1 while a channel is open or being dialled. */
   sessions: number;

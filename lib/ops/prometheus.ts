@@ -6,7 +6,7 @@
  */
 
 import type { Monitor } from "../lb/monitor.ts";
-import { DURATION_BUCKETS, type DurationHistogram } from "../lb/record.ts";
+import { DURATION_BUCKETS, type DurationHistogram, type Evidence } from "../lb/record.ts";
 
 /** One server in a metrics snapshot. */
 export interface ServerMetrics {
@@ -22,6 +22,14 @@ export interface ServerMetrics {
   /** Good checks answered more than one interval after they were due. */
   checksLate: number;
   durations: DurationHistogram;
+  /** Suspicion (phi) of the heartbeat silence, or null without heartbeats. */
+  suspicion: number | null;
+  heartbeats: number;
+  heartbeatsMissed: number;
+  probes: number;
+  probesFailed: number;
+  pushes: number;
+  downsBy: Readonly<Record<Evidence, number>>;
 }
 
 /** What `/metrics` shows. */
@@ -54,6 +62,13 @@ export function metricsSnapshot(monitor: Monitor, version: string): MetricsSnaps
       stateChanges: c.stateChanges,
       checksLate: c.late,
       durations: c.durations,
+      suspicion: v.suspicion,
+      heartbeats: c.heartbeats,
+      heartbeatsMissed: c.heartbeatsMissed,
+      probes: c.probes,
+      probesFailed: c.probesFailed,
+      pushes: c.pushes,
+      downsBy: c.downsBy,
     };
   });
   return { lbId: monitor.settings.lbId, version, servers, sessions, reconnects };
@@ -155,6 +170,51 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     "Good checks answered more than one check interval after they were due (the LB is overloaded).",
     (m) => m.checksLate,
   );
+  perServer(
+    "qhcp_server_suspicion",
+    "gauge",
+    "Suspicion level (phi) of the heartbeat silence: about 0 while heartbeats come on time; the LB probes at --suspect-phi. Absent without heartbeats.",
+    (m) => m.suspicion,
+  );
+  perServer(
+    "qhcp_heartbeats_total",
+    "counter",
+    "Heartbeats received (datagrams or stream messages).",
+    (m) => m.heartbeats,
+  );
+  perServer(
+    "qhcp_heartbeats_missed_total",
+    "counter",
+    "Heartbeats the server's counter says never arrived (lost, or out of order).",
+    (m) => m.heartbeatsMissed,
+  );
+  perServer(
+    "qhcp_probes_total",
+    "counter",
+    "Probes sent because the heartbeat silence turned suspicious.",
+    (m) => m.probes,
+  );
+  perServer(
+    "qhcp_probes_failed_total",
+    "counter",
+    "Probes unanswered while the heartbeats stayed silent (each marked the server DOWN).",
+    (m) => m.probesFailed,
+  );
+  perServer(
+    "qhcp_pushes_total",
+    "counter",
+    "Status changes pushed by the server (STATUS).",
+    (m) => m.pushes,
+  );
+  family(
+    "qhcp_downs_total",
+    "counter",
+    "Changes to DOWN, all servers, by the evidence that decided them.",
+  );
+  for (const evidence of _EVIDENCE) {
+    const n = s.servers.reduce((sum, m) => sum + m.downsBy[evidence], 0);
+    out.push(`qhcp_downs_total${labels({ evidence })} ${n}`);
+  }
   family("qhcp_servers", "gauge", "Servers watched, by verdict.");
   for (const state of ["UP", "DOWN", "UNKNOWN"]) {
     out.push(
@@ -171,6 +231,13 @@ export function renderPrometheus(s: MetricsSnapshot): string {
   out.push(`qhcp_reconnects_total ${s.reconnects}`);
   return out.join("\n") + "\n";
 }
+
+const _EVIDENCE: readonly Evidence[] = [
+  "polls",
+  "heartbeat_silence+probe",
+  "pushed_status",
+  "terminate",
+];
 
 function _escape(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');

@@ -17,11 +17,13 @@ import {
   isErrorCode,
   isMessageType,
   MAX_FRAME_LENGTH,
+  MAX_HEARTBEAT_MS,
   MAX_INTERVAL_MS,
   MAX_METRIC_NAME_LENGTH,
   MAX_METRIC_NAMES,
   type Message,
   type MessageType,
+  MIN_HEARTBEAT_MS,
   MIN_INTERVAL_MS,
   PROTOCOL_VERSION,
   REQUIRED_METRICS,
@@ -155,6 +157,8 @@ export function decodeFrame(bytes: Uint8Array): Message {
  * The codec calls it without `knownMetrics` while decoding, so a bad config
  * is reported as `BAD_CONFIG` (which keeps the session) rather than
  * `BAD_MESSAGE`; the server calls it again with the names it can report.
+ * `heartbeat_ms` passes here; a server refuses it (BAD_CONFIG) in a session
+ * that did not negotiate `heartbeat`.
  *
  * @param config the received `config` object
  * @param knownMetrics metric names the server can report; omit to skip that check
@@ -169,25 +173,26 @@ export function validateConfigUpdate(
     new ConfigError(field, expected, `Cannot apply config: ${message}`, where);
   const out: Partial<SessionConfig> = {};
   for (const key of Object.keys(config)) {
-    if (key !== "interval_ms" && key !== "metrics") {
+    if (key !== "interval_ms" && key !== "metrics" && key !== "heartbeat_ms") {
       throw fail(
         key,
-        "absent: known fields are interval_ms and metrics",
-        `unknown field '${key}', expected interval_ms or metrics`,
+        "absent: known fields are interval_ms, metrics and heartbeat_ms",
+        `unknown field '${key}', expected interval_ms, metrics or heartbeat_ms`,
       );
     }
   }
-  if (config.interval_ms !== undefined) {
-    const v = config.interval_ms;
-    const range = `${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`;
-    if (!_isInteger(v) || v < MIN_INTERVAL_MS || v > MAX_INTERVAL_MS) {
+  for (const [key, min, max] of _CONFIG_RANGES) {
+    const v = config[key];
+    if (v === undefined) continue;
+    const range = `${min}..${max}`;
+    if (!_isInteger(v) || v < min || v > max) {
       throw fail(
-        "interval_ms",
+        key,
         `an integer in ${range}`,
-        `interval_ms ${_describe(v)} is not an integer in ${range}`,
+        `${key} ${_describe(v)} is not an integer in ${range}`,
       );
     }
-    out.interval_ms = v;
+    out[key] = v;
   }
   if (config.metrics !== undefined) {
     const v = config.metrics;
@@ -220,6 +225,12 @@ export function validateConfigUpdate(
   }
   return out;
 }
+
+/** The integer fields of a config with their bounds. */
+const _CONFIG_RANGES = [
+  ["interval_ms", MIN_INTERVAL_MS, MAX_INTERVAL_MS],
+  ["heartbeat_ms", MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS],
+] as const;
 
 // --- validation -------------------------------------------------------------
 
@@ -277,8 +288,22 @@ const _config: _Check = (v) => {
     return `an object whose interval_ms is an integer in ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`;
   }
   if (!_isNameArray(c.metrics)) return "an object whose metrics is an array of non-empty strings";
+  if (c.heartbeat_ms !== undefined && _heartbeatMs(c.heartbeat_ms) !== undefined) {
+    return `an object whose heartbeat_ms is an integer in ${MIN_HEARTBEAT_MS}..${MAX_HEARTBEAT_MS}`;
+  }
   return undefined;
 };
+const _heartbeatMs = _int(MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS);
+const _percent: _Check = (v) =>
+  typeof v === "number" && Number.isFinite(v) && v >= 0 && v <= 100
+    ? undefined
+    : "a number in 0..100";
+const _copyChecks = (v: unknown) =>
+  (v as { name: string; ok: boolean; detail: string }[]).map((c) => ({
+    name: c.name,
+    ok: c.ok,
+    detail: c.detail,
+  }));
 
 const _req = (name: string, check: _Check, canon?: _Field["canon"]): _Field =>
   canon ? { name, required: true, check, canon } : { name, required: true, check };
@@ -294,12 +319,16 @@ const _FIELDS: Record<MessageType, readonly _Field[]> = {
     _req("lb_id", _nonEmptyString),
     _opt("interval_ms", _int(MIN_INTERVAL_MS, MAX_INTERVAL_MS)),
     _opt("metrics", _names),
+    _opt("capabilities", _names),
+    _opt("heartbeat_ms", _heartbeatMs),
   ],
   ACK: [
     _req("re", _seqField),
     _req("version", _int(1)),
     _req("server_id", _nonEmptyString),
     _req("metrics", _names),
+    _opt("capabilities", _names),
+    _opt("heartbeat_ms", _heartbeatMs),
   ],
   HEALTH_REQUEST: [_opt("metrics", _names)],
   HEALTH_RESPONSE: [
@@ -307,28 +336,33 @@ const _FIELDS: Record<MessageType, readonly _Field[]> = {
     _req("status", _status),
     _req("metrics", _metricValues),
     _req("ts", _int(0)),
-    _opt(
-      "checks",
-      _checks,
-      (v) =>
-        (v as { name: string; ok: boolean; detail: string }[]).map((c) => ({
-          name: c.name,
-          ok: c.ok,
-          detail: c.detail,
-        })),
-    ),
+    _opt("checks", _checks, _copyChecks),
   ],
   CONFIG_UPDATE: [_req("config", _object)],
   CONFIG_ACK: [
     _req("re", _seqField),
     _req("config", _config, (v) => {
       const c = v as SessionConfig;
-      return { interval_ms: c.interval_ms, metrics: [...c.metrics] };
+      const out: SessionConfig = { interval_ms: c.interval_ms, metrics: [...c.metrics] };
+      if (c.heartbeat_ms !== undefined) out.heartbeat_ms = c.heartbeat_ms;
+      return out;
     }),
   ],
   ERROR: [_opt("re", _seqField), _req("code", _errorCode), _req("message", _string)],
   TERMINATE: [_opt("reason", _string)],
   TERMINATE_ACK: [_req("re", _seqField)],
+  STATUS: [
+    _req("status", _status),
+    _req("metrics", _metricValues),
+    _req("ts", _int(0)),
+    _opt("checks", _checks, _copyChecks),
+  ],
+  HEARTBEAT: [
+    _req("hb", _int(1)),
+    _req("status", _status),
+    _req("cpu_percent", _percent),
+    _req("mem_percent", _percent),
+  ],
 };
 
 /** Validates a parsed object and rebuilds it with only the known fields. */
@@ -340,7 +374,7 @@ function _validateMessage(obj: Record<string, unknown>): Message {
     throw new CodecError(
       "BAD_MESSAGE",
       "remote",
-      `Cannot decode message: type ${_describe(type)} is not one of the nine QHCP/1 types`,
+      `Cannot decode message: type ${_describe(type)} is not a QHCP/1 message type`,
       seq,
     );
   }

@@ -5,8 +5,16 @@
  * @module
  */
 
-import type { CloseAction, SendAction } from "./session_rules.ts";
-import type { AckMessage, ErrorCode, HealthResponseMessage, SessionConfig } from "./wire.ts";
+import type { CloseAction, DatagramAction, SendAction } from "./session_rules.ts";
+import type {
+  AckMessage,
+  Capability,
+  ErrorCode,
+  HealthResponseMessage,
+  ServerStatus,
+  SessionConfig,
+  StatusMessage,
+} from "./wire.ts";
 
 /** Why a check or a session failed. */
 export type FailureKind =
@@ -45,6 +53,27 @@ export interface LbReadyAction {
   ack: AckMessage;
   /** From `connecting()` to ACK, in ms. */
   setupMs: number;
+  /** The extensions the server accepted (empty for a plain QHCP/1 server). */
+  capabilities: Capability[];
+  /** The server's heartbeat interval, ms, when `heartbeat` was accepted. */
+  heartbeatMs?: number;
+}
+
+/** A heartbeat arrived (a HEARTBEAT message or a DATAGRAM); duplicates and stale ones are dropped. */
+export interface HeartbeatAction {
+  kind: "heartbeat";
+  counter: number;
+  /** Heartbeats skipped since the previous one (lost, or still to come out of order). */
+  missed: number;
+  status: ServerStatus;
+  cpuPercent: number;
+  memPercent: number;
+}
+
+/** The server pushed a status change (STATUS). */
+export interface StatusAction {
+  kind: "status";
+  message: StatusMessage;
 }
 
 /**
@@ -53,13 +82,15 @@ export interface LbReadyAction {
  * reply, so that its metrics and local checks can be shown.
  */
 export type CheckAction =
-  | { kind: "check"; ok: true; rttMs: number; response: HealthResponseMessage }
+  | { kind: "check"; ok: true; rttMs: number; response: HealthResponseMessage; probe?: true }
   | {
     kind: "check";
     ok: false;
     failure: Failure;
     /** The FAILING reply, with its round trip. */
     reply?: { rttMs: number; response: HealthResponseMessage };
+    /** Set when the check was a probe (`LbSession.probe()`). */
+    probe?: true;
   };
 
 /** The outcome of one CONFIG_UPDATE. */
@@ -88,7 +119,10 @@ export interface TerminatedAction {
 /** Everything an {@linkcode LbSession} can ask of its driver or report to it. */
 export type LbAction =
   | SendAction
+  | DatagramAction
   | CloseAction
+  | HeartbeatAction
+  | StatusAction
   | LbReadyAction
   | CheckAction
   | ConfigAction

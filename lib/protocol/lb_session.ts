@@ -10,6 +10,9 @@
  *      +------ terminate() --> TERMINATING --TERMINATE_ACK or timeout-----------------------+
  * ```
  *
+ * Extensions (§10) are offered in HELLO; those the ACK accepts let READY take
+ * STATUS and heartbeats (HEARTBEAT messages or DATAGRAMs) and `probe()`.
+ *
  * @module
  */
 
@@ -28,8 +31,10 @@ import type {
   FailedAction,
   Failure,
   FailureKind,
+  HeartbeatAction,
   LbAction,
   LbReadyAction,
+  StatusAction,
   TerminatedAction,
 } from "./lb_actions.ts";
 
@@ -39,23 +44,30 @@ export type {
   FailedAction,
   Failure,
   FailureKind,
+  HeartbeatAction,
   LbAction,
   LbReadyAction,
+  StatusAction,
   TerminatedAction,
 };
-import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
+import { CodecError, ProtocolError, QhcpError } from "./errors.ts";
+import { decodeDatagram, encodeDatagram } from "./datagram.ts";
 import {
   type AckMessage,
+  type Capability,
   CLOSE_CODES,
   type CloseCode,
   type ConfigAckMessage,
   type ErrorMessage,
   type HealthResponseMessage,
+  type HeartbeatMessage,
   type Message,
   type MessageOf,
   type MessageType,
   PROTOCOL_VERSION,
+  type ServerStatus,
   type SessionConfig,
+  type StatusMessage,
   type TerminateAckMessage,
   type TerminateMessage,
   type UnsequencedMessage,
@@ -74,6 +86,10 @@ export interface LbSessionOptions {
   intervalMs?: number;
   /** Metric names asked for in HELLO. */
   metrics?: readonly string[];
+  /** Extensions offered in HELLO (§10). Default none: a plain QHCP/1 HELLO. */
+  capabilities?: readonly Capability[];
+  /** `heartbeat_ms` asked for in HELLO when `heartbeat` is offered. */
+  heartbeatMs?: number;
 }
 
 type _Handler<T extends MessageType> = (s: LbSession, m: MessageOf<T>, now: number) => LbAction[];
@@ -101,12 +117,17 @@ export class LbSession {
   #startedAt = 0;
   #helloSeq = 0;
   #ackDeadline: number | undefined;
-  #check: { seq: number; sentAt: number; deadline: number } | undefined;
+  #check: { seq: number; sentAt: number; deadline: number; probe: boolean } | undefined;
   #configs = new Map<number, number>();
   /** Seqs of timed-out requests, so that their late replies are ignored. */
   #lateChecks: number[] = [];
   #lateConfigs: number[] = [];
   #terminate: { seq: number; deadline: number } | undefined;
+  /** The extensions the server accepted in this session. */
+  #caps = new Set<Capability>();
+  /** The last heartbeat counter taken, so duplicates and stale ones are dropped. */
+  #heartbeat = 0;
+  #probeNonce = 0;
 
   constructor(options: LbSessionOptions) {
     this.#options = { ...options };
@@ -137,6 +158,18 @@ export class LbSession {
     this.#options.metrics = [...names];
   }
 
+  /** Changes the extensions and heartbeat interval offered in later HELLOs. */
+  setExtensions(capabilities: readonly Capability[], heartbeatMs?: number): void {
+    this.#options.capabilities = [...capabilities];
+    if (heartbeatMs === undefined) delete this.#options.heartbeatMs;
+    else this.#options.heartbeatMs = heartbeatMs;
+  }
+
+  /** The extensions negotiated in this session (empty before READY and for plain servers). */
+  get capabilities(): ReadonlySet<Capability> {
+    return this.#caps;
+  }
+
   /** When `tick()` must next be called (ms since epoch), or undefined. */
   get deadline(): number | undefined {
     let d: number | undefined = this.#ackDeadline;
@@ -151,8 +184,14 @@ export class LbSession {
 
   /** Returns true when the current state accepts this message type. */
   accepts(type: MessageType): boolean {
-    return _TABLE[this.#state][type] !== undefined;
+    return this.#negotiated(type) && _TABLE[this.#state][type] !== undefined;
   }
+
+  /** False for a type of an extension this session did not negotiate. */
+  #negotiated = (type: MessageType): boolean =>
+    type === "STATUS"
+      ? this.#caps.has("push")
+      : type !== "HEARTBEAT" || this.#caps.has("heartbeat");
 
   /** The driver starts dialing. */
   connecting(now: number): LbAction[] {
@@ -165,6 +204,8 @@ export class LbSession {
   /** The QUIC connection and control stream are up: send HELLO with this token. */
   connected(token: string, now: number): LbAction[] {
     if (this.#state !== "CONNECTING") return [];
+    const offered = this.#options.capabilities ?? [];
+    const heartbeatMs = offered.includes("heartbeat") ? this.#options.heartbeatMs : undefined;
     const hello: UnsequencedMessage = {
       type: "HELLO",
       version: PROTOCOL_VERSION,
@@ -172,6 +213,9 @@ export class LbSession {
       lb_id: this.#options.lbId,
       ...(this.#options.intervalMs === undefined ? {} : { interval_ms: this.#options.intervalMs }),
       ...(this.#options.metrics === undefined ? {} : { metrics: [...this.#options.metrics] }),
+      // Offering nothing keeps the HELLO exactly QHCP/1's.
+      ...(offered.length === 0 ? {} : { capabilities: [...offered] }),
+      ...(heartbeatMs === undefined ? {} : { heartbeat_ms: heartbeatMs }),
     };
     const send = this.#send(hello);
     this.#helloSeq = send.message.seq;
@@ -203,8 +247,34 @@ export class LbSession {
         : { type: "HEALTH_REQUEST", metrics: [...metrics] },
     );
     const deadline = now + (timeoutMs ?? this.#options.timeoutMs);
-    this.#check = { seq: send.message.seq, sentAt: now, deadline };
+    this.#check = { seq: send.message.seq, sentAt: now, deadline, probe: false };
     return [send];
+  }
+
+  /**
+   * Probes a suspected server: a HEALTH_REQUEST that must be answered within
+   * `timeoutMs` (a check already pending is held to that instead), plus a
+   * probe DATAGRAM when `datagram` was negotiated. The outcome is a `check`
+   * action with `probe` set. Returns [] unless READY.
+   */
+  probe(now: number, timeoutMs: number): LbAction[] {
+    if (this.#state !== "READY") return [];
+    const out: LbAction[] = [];
+    if (this.#check) {
+      this.#check.deadline = Math.min(this.#check.deadline, now + timeoutMs);
+      this.#check.probe = true;
+    } else {
+      out.push(...this.check(now, undefined, timeoutMs));
+      this.#check!.probe = true;
+    }
+    if (this.#caps.has("datagram")) out.push(this.probeDatagram());
+    return out;
+  }
+
+  /** A probe DATAGRAM (the server answers with a heartbeat at once); only with `datagram`. */
+  probeDatagram(): LbAction {
+    this.#probeNonce = (this.#probeNonce + 1) % 0x1_0000_0000;
+    return { kind: "datagram", bytes: encodeDatagram({ kind: "probe", nonce: this.#probeNonce }) };
   }
 
   /**
@@ -249,9 +319,50 @@ export class LbSession {
   /** Feeds one decoded message from the server. */
   receive(message: Message, now: number): LbAction[] {
     if (this.#state === "DISCONNECTED" || this.#state === "CONNECTING") return [];
-    const handler = _route(this.#seq, message, this.#state, _TABLE[this.#state]);
+    const handler = _route(this.#seq, message, this.#state, _TABLE[this.#state], this.#negotiated);
     if (handler instanceof QhcpError) return this.#fail(handler);
     return (handler as _Handler<MessageType>)(this, message, now);
+  }
+
+  /**
+   * Feeds one QUIC DATAGRAM from the server. Outside READY datagrams are
+   * ignored (they may overtake the ACK on the stream); in a session without
+   * `datagram`, or malformed, one is a breach.
+   */
+  receiveDatagram(bytes: Uint8Array, _now: number): LbAction[] {
+    if (this.#state !== "READY") return [];
+    if (!this.#caps.has("datagram")) {
+      return this.#fail(
+        new ProtocolError(
+          "UNEXPECTED_MESSAGE",
+          "remote",
+          "Cannot accept a datagram: this session did not negotiate datagram",
+        ),
+      );
+    }
+    let datagram;
+    try {
+      datagram = decodeDatagram(bytes);
+    } catch (e) {
+      if (e instanceof CodecError) return this.#fail(e);
+      throw e;
+    }
+    if (datagram === null) return [];
+    if (datagram.kind !== "heartbeat") {
+      return this.#fail(
+        new ProtocolError(
+          "UNEXPECTED_MESSAGE",
+          "remote",
+          "Cannot accept a probe datagram: only an LB sends probes",
+        ),
+      );
+    }
+    return this.#heartbeatAction(
+      datagram.counter,
+      datagram.status,
+      datagram.cpuPercent,
+      datagram.memPercent,
+    );
   }
 
   /** Feeds a frame or message from the server that failed to decode. */
@@ -277,6 +388,7 @@ export class LbSession {
     }
     if (this.#check && now >= this.#check.deadline) {
       const { seq, sentAt } = this.#check;
+      const probe = this.#check.probe;
       this.#check = undefined;
       _remember(this.#lateChecks, seq);
       out.push({
@@ -286,6 +398,7 @@ export class LbSession {
           kind: "timeout",
           message: `no HEALTH_RESPONSE within ${Math.round(now - sentAt)} ms`,
         },
+        ...(probe ? { probe: true as const } : {}),
       });
     }
     for (const [seq, deadline] of this.#configs) {
@@ -325,15 +438,76 @@ export class LbSession {
   /** @internal */
   _onAck(m: AckMessage, now: number): LbAction[] {
     if (m.re !== this.#helloSeq) return this.#fail(this.#badRe(m, `HELLO ${this.#helloSeq}`));
+    const offered = this.#options.capabilities ?? [];
+    const accepted = m.capabilities ?? [];
+    const stray = accepted.find((c) => !(offered as readonly string[]).includes(c));
+    const bad = (what: string) =>
+      this.#fail(
+        new ProtocolError("BAD_MESSAGE", "remote", `Cannot accept ACK: ${what}`, {
+          seq: m.seq,
+          messageType: "ACK",
+        }),
+      );
+    if (stray !== undefined) {
+      return bad(`it accepts ${JSON.stringify(stray)}, which HELLO did not offer`);
+    }
+    const caps = new Set(accepted as Capability[]);
+    if (caps.has("heartbeat") !== (m.heartbeat_ms !== undefined)) {
+      return bad("heartbeat_ms must come with the heartbeat capability, and only with it");
+    }
+    if (caps.has("datagram") && !caps.has("heartbeat")) {
+      return bad("it accepts datagram without heartbeat");
+    }
+    this.#caps = caps;
     this.#state = "READY";
     this.#ackDeadline = undefined;
-    return [{ kind: "ready", ack: m, setupMs: now - this.#startedAt }];
+    const ready: LbReadyAction = {
+      kind: "ready",
+      ack: m,
+      setupMs: now - this.#startedAt,
+      capabilities: [...caps],
+    };
+    if (m.heartbeat_ms !== undefined) ready.heartbeatMs = m.heartbeat_ms;
+    return [ready];
+  }
+
+  /** @internal */
+  _onStatus(m: StatusMessage): LbAction[] {
+    const action: StatusAction = { kind: "status", message: m };
+    return [action];
+  }
+
+  /** @internal */
+  _onHeartbeat(m: HeartbeatMessage): LbAction[] {
+    return this.#heartbeatAction(m.hb, m.status, m.cpu_percent, m.mem_percent);
+  }
+
+  #heartbeatAction(
+    counter: number,
+    status: ServerStatus,
+    cpuPercent: number,
+    memPercent: number,
+  ): LbAction[] {
+    // Counters only grow (2^32 - 1 is followed by 1): an older or repeated one says nothing new.
+    const last = this.#heartbeat;
+    if (counter <= last && last - counter < 2 ** 31) return [];
+    this.#heartbeat = counter;
+    const action: HeartbeatAction = {
+      kind: "heartbeat",
+      counter,
+      missed: counter > last ? counter - last - 1 : 0,
+      status,
+      cpuPercent,
+      memPercent,
+    };
+    return [action];
   }
 
   /** @internal */
   _onHealthResponse(m: HealthResponseMessage, now: number): LbAction[] {
     if (this.#check && m.re === this.#check.seq) {
       const rttMs = now - this.#check.sentAt;
+      const probe = this.#check.probe ? { probe: true as const } : {};
       this.#check = undefined;
       if (m.status === "FAILING") {
         const failed = (m.checks ?? []).filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
@@ -345,9 +519,10 @@ export class LbSession {
           ok: false,
           failure: { kind: "failing", message },
           reply: { rttMs, response: m },
+          ...probe,
         }];
       }
-      return [{ kind: "check", ok: true, rttMs, response: m }];
+      return [{ kind: "check", ok: true, rttMs, response: m, ...probe }];
     }
     // A late reply is dropped once; a second reply to the same request answers nothing.
     if (_forget(this.#lateChecks, m.re)) return [];
@@ -459,6 +634,8 @@ export class LbSession {
     this.#lateChecks = [];
     this.#lateConfigs = [];
     this.#terminate = undefined;
+    this.#caps = new Set();
+    this.#heartbeat = 0;
   }
 }
 
@@ -489,10 +666,14 @@ const _TABLE: _Table = {
     CONFIG_ACK: (s, m) => s._onConfigAck(m),
     ERROR: (s, m) => s._onError(m),
     TERMINATE: (s, m) => s._onTerminate(m),
+    STATUS: (s, m) => s._onStatus(m),
+    HEARTBEAT: (s, m) => s._onHeartbeat(m),
   },
   TERMINATING: {
     HEALTH_RESPONSE: (s) => s._ignore(),
     CONFIG_ACK: (s) => s._ignore(),
+    STATUS: (s) => s._ignore(),
+    HEARTBEAT: (s) => s._ignore(),
     ERROR: (s) => s._ignore(),
     TERMINATE: (s, m) => s._onTerminate(m),
     TERMINATE_ACK: (s, m) => s._onTerminateAck(m),

@@ -10,6 +10,7 @@ export * from "./wire.ts";
 export * from "./errors.ts";
 export * from "./codec.ts";
 export * from "./framing.ts";
+export * from "./datagram.ts";
 export * from "./lb_actions.ts";
 export * from "./address.ts";
 export * from "./server_session.ts";

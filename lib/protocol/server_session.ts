@@ -14,6 +14,11 @@
  *                        terminate() or token expiry --> TERMINATING --TERMINATE_ACK or 1 s--> CLOSED
  * ```
  *
+ * With the extensions negotiated in HELLO and ACK (§10), a READY session also
+ * sends STATUS when `push()` finds the status changed, and a heartbeat on
+ * every `heartbeat()` (a DATAGRAM with `datagram`, else a HEARTBEAT message),
+ * and answers a probe datagram with a heartbeat at once.
+ *
  * @module
  */
 
@@ -25,16 +30,20 @@ import {
   _route,
   _Sequencer,
   type CloseAction,
+  type DatagramAction,
   type SendAction,
 } from "./session_rules.ts";
 import { validateConfigUpdate } from "./codec.ts";
-import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
+import { decodeDatagram, encodeDatagram } from "./datagram.ts";
+import { CodecError, ConfigError, ProtocolError, QhcpError } from "./errors.ts";
 import {
+  type Capability,
   CLOSE_CODES,
   type ConfigUpdateMessage,
   type HealthRequestMessage,
   type HelloMessage,
   type LocalCheckResult,
+  MAX_HEARTBEAT_MS,
   type Message,
   type MessageOf,
   type MessageType,
@@ -78,6 +87,15 @@ export interface ServerSessionOptions {
   /** `interval_ms` assumed when HELLO names none. Default 10000 ms. */
   defaultIntervalMs?: number;
   /**
+   * The extensions (§10) this server accepts when an LB offers them. Default
+   * none: every session is plain QHCP/1.
+   */
+  capabilities?: readonly Capability[];
+  /** Heartbeat interval when HELLO offers `heartbeat` without `heartbeat_ms`. Default 1000 ms. */
+  defaultHeartbeatMs?: number;
+  /** Shortest heartbeat interval this server keeps, whatever the LB asks. Default 100 ms. */
+  minHeartbeatMs?: number;
+  /**
    * Returns the status and the named metric values right now. Called while
    * answering HEALTH_REQUEST, so it must return cached values, not probe.
    */
@@ -96,6 +114,8 @@ export interface ServerReadyAction {
   kind: "ready";
   lbId: string;
   config: SessionConfig;
+  /** The extensions negotiated (empty for a plain QHCP/1 session). */
+  capabilities: Capability[];
 }
 
 /** Reports a configuration change accepted by CONFIG_UPDATE. */
@@ -107,6 +127,7 @@ export interface ConfiguredAction {
 /** Everything a {@linkcode ServerSession} can ask of its driver. */
 export type ServerAction =
   | SendAction
+  | DatagramAction
   | CloseAction
   | AuthenticateAction
   | ServerReadyAction
@@ -155,6 +176,11 @@ export class ServerSession {
   #lbId: string | undefined;
   #config: SessionConfig;
   #terminateSeq: number | undefined;
+  /** The negotiated extensions. */
+  #caps = new Set<Capability>();
+  #heartbeats = 0;
+  /** The status (with its failing checks) the LB last heard, so that STATUS says only news. */
+  #reported: string | undefined;
 
   constructor(options: ServerSessionOptions, now: number) {
     this.#options = {
@@ -162,6 +188,9 @@ export class ServerSession {
       helloTimeoutMs: AGENT_DEFAULTS.helloTimeoutMs,
       terminateAckTimeoutMs: AGENT_DEFAULTS.terminateAckTimeoutMs,
       defaultIntervalMs: AGENT_DEFAULTS.sessionIntervalMs,
+      capabilities: [],
+      defaultHeartbeatMs: AGENT_DEFAULTS.heartbeatMs,
+      minHeartbeatMs: AGENT_DEFAULTS.minHeartbeatMs,
       ...options,
     };
     this.#config = {
@@ -183,7 +212,17 @@ export class ServerSession {
 
   /** The session's effective configuration. */
   get config(): SessionConfig {
-    return { interval_ms: this.#config.interval_ms, metrics: [...this.#config.metrics] };
+    const c: SessionConfig = {
+      interval_ms: this.#config.interval_ms,
+      metrics: [...this.#config.metrics],
+    };
+    if (this.#config.heartbeat_ms !== undefined) c.heartbeat_ms = this.#config.heartbeat_ms;
+    return c;
+  }
+
+  /** The negotiated extensions (empty until READY, and for a plain session). */
+  get capabilities(): Capability[] {
+    return [...this.#caps];
   }
 
   /** When `tick()` must next be called, in ms since epoch; undefined for never. */
@@ -247,6 +286,7 @@ export class ServerSession {
       );
     }
     this.#lbId = hello.lb_id;
+    this.#caps = this.#negotiate(hello.capabilities);
     this.#config = {
       interval_ms: hello.interval_ms ?? this.#options.defaultIntervalMs,
       metrics: _withRequired(
@@ -255,8 +295,15 @@ export class ServerSession {
         this.#options.availableMetrics,
       ),
     };
+    if (this.#caps.has("heartbeat")) {
+      this.#config.heartbeat_ms = this.#heartbeatMs(
+        hello.heartbeat_ms ?? this.#options.defaultHeartbeatMs,
+      );
+    }
     this.#state = "READY";
     this.#deadline = result.expiresAt;
+    // A plain QHCP/1 HELLO gets a plain ACK: no extension field at all.
+    const heartbeat = this.#config.heartbeat_ms;
     return [
       this.#send({
         type: "ACK",
@@ -264,9 +311,90 @@ export class ServerSession {
         version: PROTOCOL_VERSION,
         server_id: this.#options.serverId,
         metrics: [...this.#config.metrics],
+        ...(hello.capabilities === undefined ? {} : { capabilities: [...this.#caps] }),
+        ...(heartbeat === undefined ? {} : { heartbeat_ms: heartbeat }),
       }),
-      { kind: "ready", lbId: hello.lb_id, config: this.config },
+      { kind: "ready", lbId: hello.lb_id, config: this.config, capabilities: [...this.#caps] },
     ];
+  }
+
+  /**
+   * With `push` negotiated and READY: STATUS when the status (or the set of
+   * failing local checks) differs from what the LB last heard; else nothing.
+   */
+  push(now: number): ServerAction[] {
+    if (this.#state !== "READY" || !this.#caps.has("push")) return [];
+    const report = this.#report(this.#config.metrics, now);
+    if (report.key === this.#reported) return [];
+    this.#reported = report.key;
+    return [this.#send({ type: "STATUS", ...report.body })];
+  }
+
+  /**
+   * With `heartbeat` negotiated and READY: one heartbeat, as a DATAGRAM when
+   * `datagram` was negotiated, else a HEARTBEAT message. The driver calls it
+   * every `config.heartbeat_ms`.
+   */
+  heartbeat(_now: number): ServerAction[] {
+    if (this.#state !== "READY" || !this.#caps.has("heartbeat")) return [];
+    const snapshot = this.#options.health(REQUIRED_METRICS);
+    const percent = (name: string) => Math.min(100, Math.max(0, snapshot.metrics[name] ?? 0));
+    this.#heartbeats = this.#heartbeats >= 0xffff_ffff ? 1 : this.#heartbeats + 1;
+    if (this.#caps.has("datagram")) {
+      return [{
+        kind: "datagram",
+        bytes: encodeDatagram({
+          kind: "heartbeat",
+          counter: this.#heartbeats,
+          status: snapshot.status,
+          cpuPercent: percent("cpu_percent"),
+          memPercent: percent("mem_percent"),
+        }),
+      }];
+    }
+    return [this.#send({
+      type: "HEARTBEAT",
+      hb: this.#heartbeats,
+      status: snapshot.status,
+      cpu_percent: percent("cpu_percent"),
+      mem_percent: percent("mem_percent"),
+    })];
+  }
+
+  /**
+   * Feeds one QUIC DATAGRAM from the LB. A probe is answered with a heartbeat
+   * at once. Outside READY datagrams are ignored (they are not ordered with
+   * the stream); in a session without `datagram`, or malformed, one is a breach.
+   */
+  receiveDatagram(bytes: Uint8Array, now: number): ServerAction[] {
+    if (this.#state !== "READY") return [];
+    if (!this.#caps.has("datagram")) {
+      return this.#fail(
+        new ProtocolError(
+          "UNEXPECTED_MESSAGE",
+          "remote",
+          "Cannot accept a datagram: this session did not negotiate datagram",
+        ),
+      );
+    }
+    let datagram;
+    try {
+      datagram = decodeDatagram(bytes);
+    } catch (e) {
+      if (e instanceof CodecError) return this.#fail(e);
+      throw e;
+    }
+    if (datagram === null) return [];
+    if (datagram.kind !== "probe") {
+      return this.#fail(
+        new ProtocolError(
+          "UNEXPECTED_MESSAGE",
+          "remote",
+          "Cannot accept a heartbeat datagram: only a server sends heartbeats",
+        ),
+      );
+    }
+    return this.heartbeat(now);
   }
 
   /**
@@ -322,20 +450,9 @@ export class ServerSession {
       message.metrics.filter((m) => this.#options.availableMetrics.includes(m)),
       this.#options.availableMetrics,
     );
-    const snapshot = this.#options.health(names);
-    const metrics: MetricValues = {};
-    for (const name of names) {
-      const value = snapshot.metrics[name];
-      if (value !== undefined) metrics[name] = value;
-    }
-    return [this.#send({
-      type: "HEALTH_RESPONSE",
-      re: message.seq,
-      status: snapshot.status,
-      metrics,
-      ts: Math.floor(now),
-      ...(snapshot.checks && snapshot.checks.length > 0 ? { checks: snapshot.checks } : {}),
-    })];
+    const report = this.#report(names, now);
+    this.#reported = report.key;
+    return [this.#send({ type: "HEALTH_RESPONSE", re: message.seq, ...report.body })];
   }
 
   /** @internal */
@@ -350,11 +467,23 @@ export class ServerSession {
       const err = e as QhcpError;
       return [this.#send({ type: "ERROR", re: message.seq, code: err.code, message: err.message })];
     }
+    if (change.heartbeat_ms !== undefined && !this.#caps.has("heartbeat")) {
+      const err = new ConfigError(
+        "heartbeat_ms",
+        "absent: this session did not negotiate heartbeat",
+        "Cannot apply config: heartbeat_ms needs the heartbeat capability, which this session did not negotiate",
+      );
+      return [this.#send({ type: "ERROR", re: message.seq, code: err.code, message: err.message })];
+    }
+    const heartbeat = change.heartbeat_ms === undefined
+      ? this.#config.heartbeat_ms
+      : this.#heartbeatMs(change.heartbeat_ms);
     this.#config = {
       interval_ms: change.interval_ms ?? this.#config.interval_ms,
       metrics: change.metrics === undefined
         ? this.#config.metrics
         : _withRequired(change.metrics, this.#options.availableMetrics),
+      ...(heartbeat === undefined ? {} : { heartbeat_ms: heartbeat }),
     };
     return [
       this.#send({ type: "CONFIG_ACK", re: message.seq, config: this.config }),
@@ -393,6 +522,38 @@ export class ServerSession {
   /** @internal Messages still in flight when we asked to terminate. */
   _ignore(): ServerAction[] {
     return [];
+  }
+
+  /** The extensions to accept: offered, known here, and `datagram` only with `heartbeat`. */
+  #negotiate(offered: readonly string[] | undefined): Set<Capability> {
+    const caps = new Set(this.#options.capabilities.filter((c) => offered?.includes(c)));
+    if (!caps.has("heartbeat")) caps.delete("datagram");
+    return caps;
+  }
+
+  #heartbeatMs(asked: number): number {
+    return Math.min(MAX_HEARTBEAT_MS, Math.max(this.#options.minHeartbeatMs, asked));
+  }
+
+  /** The body of a HEALTH_RESPONSE or STATUS, and the key of its status and failing checks. */
+  #report(names: readonly string[], now: number) {
+    const snapshot = this.#options.health(names);
+    const metrics: MetricValues = {};
+    for (const name of names) {
+      const value = snapshot.metrics[name];
+      if (value !== undefined) metrics[name] = value;
+    }
+    const checks = snapshot.checks && snapshot.checks.length > 0 ? snapshot.checks : undefined;
+    const failing = checks?.filter((c) => !c.ok).map((c) => c.name) ?? [];
+    return {
+      key: `${snapshot.status} ${JSON.stringify(failing)}`,
+      body: {
+        status: snapshot.status,
+        metrics,
+        ts: Math.floor(now),
+        ...(checks ? { checks } : {}),
+      },
+    };
   }
 
   #send(message: Parameters<_Sequencer["stamp"]>[0]): SendAction {

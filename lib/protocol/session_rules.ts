@@ -21,6 +21,12 @@ export interface SendAction {
   message: Message;
 }
 
+/** Send these bytes in one QUIC DATAGRAM frame (a negotiated extension, §10). */
+export interface DatagramAction {
+  kind: "datagram";
+  bytes: Uint8Array;
+}
+
 /** Close the QUIC connection with this application code. */
 export interface CloseAction {
   kind: "close";
@@ -82,17 +88,20 @@ export function _classifyInvalid(
 
 /**
  * Checks a received message's `seq`, then finds the handler its state has for
- * its type. Returns the handler, or the error to report when there is none.
+ * its type (unless `negotiated` says the session lacks the extension that
+ * type needs). Returns the handler, or the error to report when there is none.
  */
 export function _route(
   sequencer: _Sequencer,
   message: { type: MessageType; seq: number },
   state: string,
   row: { readonly [T in MessageType]?: unknown },
+  negotiated: (type: MessageType) => boolean = () => true,
 ): unknown {
   const outOfOrder = sequencer.accept(message.seq, message.type);
   if (outOfOrder) return outOfOrder;
-  return row[message.type] ?? _unexpected(message.type, message.seq, state);
+  const handler = negotiated(message.type) ? row[message.type] : undefined;
+  return handler ?? _unexpected(message.type, message.seq, state);
 }
 
 /** The error for a message type that the current state does not accept. */

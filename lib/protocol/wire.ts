@@ -1,5 +1,6 @@
 /**
- * QHCP/1 wire vocabulary: constants and the typed shape of the nine messages.
+ * QHCP/1 wire vocabulary: constants and the typed shape of the nine messages
+ * of QHCP/1 and the two of its negotiated extensions (push and heartbeats).
  *
  * Nothing here does I/O; see `codec.ts` for turning bytes into these types and
  * `docs/PROTOCOL.md` for the normative description.
@@ -50,7 +51,7 @@ export const TOKEN_BINDING_PREFIX = "qhcp:";
 /** Metrics every HEALTH_RESPONSE carries, whatever was negotiated. */
 export const REQUIRED_METRICS = ["cpu_percent", "mem_percent"] as const;
 
-/** The nine message types of QHCP/1. */
+/** The nine message types of QHCP/1, then the two its extensions add (§10). */
 export const MESSAGE_TYPES = [
   "HELLO",
   "ACK",
@@ -61,10 +62,28 @@ export const MESSAGE_TYPES = [
   "ERROR",
   "TERMINATE",
   "TERMINATE_ACK",
+  "STATUS",
+  "HEARTBEAT",
 ] as const;
 
-/** One of the nine message type names. */
+/** One of the message type names. */
 export type MessageType = typeof MESSAGE_TYPES[number];
+
+/**
+ * Capabilities an LB may offer in HELLO and a server accept in ACK (§10):
+ * `push`, the server sends STATUS when its status changes; `heartbeat`, it
+ * sends a heartbeat every `heartbeat_ms`; `datagram`, heartbeats and probes
+ * travel in QUIC DATAGRAM frames (RFC 9221) instead of the control stream.
+ */
+export const CAPABILITIES = ["push", "heartbeat", "datagram"] as const;
+
+/** One of the capabilities this implementation knows. */
+export type Capability = typeof CAPABILITIES[number];
+
+/** Bounds of `heartbeat_ms` in HELLO, ACK and CONFIG_UPDATE. */
+export const MIN_HEARTBEAT_MS = 50;
+/** Upper bound of `heartbeat_ms` (one minute). */
+export const MAX_HEARTBEAT_MS = 60_000;
 
 /** Protocol error codes carried by ERROR messages. */
 export const ERROR_CODES = [
@@ -135,6 +154,8 @@ export interface SessionConfig {
   interval_ms: number;
   /** The metric names reported in HEALTH_RESPONSE. */
   metrics: string[];
+  /** Time between heartbeats, ms; only in sessions that negotiated `heartbeat`. */
+  heartbeat_ms?: number;
 }
 
 /** Fields shared by every message. */
@@ -151,6 +172,10 @@ export interface HelloMessage extends MessageBase {
   lb_id: string;
   interval_ms?: number;
   metrics?: string[];
+  /** Capabilities offered (§10); names this receiver does not know are ignored. */
+  capabilities?: string[];
+  /** Heartbeat interval asked for, ms, when `heartbeat` is offered. */
+  heartbeat_ms?: number;
 }
 
 /** Server to LB: accepts HELLO. */
@@ -160,6 +185,10 @@ export interface AckMessage extends MessageBase {
   version: number;
   server_id: string;
   metrics: string[];
+  /** The offered capabilities the server accepts; present when HELLO offered any. */
+  capabilities?: string[];
+  /** The heartbeat interval the server will keep, ms; present when it accepts `heartbeat`. */
+  heartbeat_ms?: number;
 }
 
 /** LB to server: asks for health and load. */
@@ -216,7 +245,33 @@ export interface TerminateAckMessage extends MessageBase {
   re: number;
 }
 
-/** Any QHCP/1 message. */
+/**
+ * Server to LB, with `push` negotiated: the server's status changed (or the
+ * set of failing local checks did). Not a reply; carries what a
+ * HEALTH_RESPONSE would.
+ */
+export interface StatusMessage extends MessageBase {
+  type: "STATUS";
+  status: ServerStatus;
+  metrics: MetricValues;
+  ts: number;
+  checks?: LocalCheckResult[];
+}
+
+/**
+ * Server to LB, with `heartbeat` negotiated and `datagram` not: one heartbeat
+ * on the control stream (the DATAGRAM form is in `datagram.ts`).
+ */
+export interface HeartbeatMessage extends MessageBase {
+  type: "HEARTBEAT";
+  /** The server's heartbeat counter: 1 for the session's first, then +1. */
+  hb: number;
+  status: ServerStatus;
+  cpu_percent: number;
+  mem_percent: number;
+}
+
+/** Any message. */
 export type Message =
   | HelloMessage
   | AckMessage
@@ -226,7 +281,9 @@ export type Message =
   | ConfigAckMessage
   | ErrorMessage
   | TerminateMessage
-  | TerminateAckMessage;
+  | TerminateAckMessage
+  | StatusMessage
+  | HeartbeatMessage;
 
 /** Distributes `Omit` over a union so each member keeps its own fields. */
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -237,7 +294,7 @@ export type UnsequencedMessage = DistributiveOmit<Message, "seq">;
 /** Narrows `Message` by its `type`. */
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
-/** Returns true when `value` is one of the nine message type names. */
+/** Returns true when `value` is one of the message type names. */
 export function isMessageType(value: unknown): value is MessageType {
   return typeof value === "string" && (MESSAGE_TYPES as readonly string[]).includes(value);
 }

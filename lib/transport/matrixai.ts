@@ -123,6 +123,8 @@ export function createMatrixaiTransport(options: MatrixaiTransportOptions = {}):
   const sockets = options.shareClientSocket === false ? undefined : new _ClientSockets();
   return {
     name: "matrixai",
+    // The library keeps quiche's DATAGRAM support switched off and has no API for it.
+    datagrams: false,
     listen: async (options, onChannel) => {
       const listener = await _listenRetrying(options, onChannel, () => listeners.delete(listener));
       listeners.add(listener);

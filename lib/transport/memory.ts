@@ -12,6 +12,7 @@
 import {
   type Channel,
   type CloseInfo,
+  type DatagramPort,
   type DialOptions,
   type Listener,
   type ListenOptions,
@@ -43,6 +44,7 @@ interface _Endpoint {
  */
 export class MemoryTransport implements Transport {
   readonly name = "memory";
+  readonly datagrams = true;
   readonly #endpoints = new Map<string, _Endpoint>();
   readonly #dialled = new Set<_MemoryChannel>();
   #nextPort = 40000;
@@ -114,9 +116,15 @@ export class MemoryTransport implements Transport {
   }
 }
 
+/** Datagrams the peer has not read yet, at most; more are dropped, as a full socket drops them. */
+const _DATAGRAM_QUEUE = 256;
+
 class _MemoryChannel implements Channel {
   readonly remoteAddress: string;
   readonly closed: Promise<CloseInfo>;
+  readonly datagrams: DatagramPort;
+  #datagrams: Uint8Array[] = [];
+  #datagramWaiter: ((d: Uint8Array | null) => void) | undefined;
   readonly #dropping: () => boolean;
   #peer: _MemoryChannel | undefined;
   #queue: (Uint8Array | null)[] = [];
@@ -131,6 +139,29 @@ class _MemoryChannel implements Channel {
     this.remoteAddress = remote;
     this.#dropping = dropping;
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.datagrams = {
+      maxSize: 1200,
+      send: (data) => {
+        if (this.#info || this.#dropping() || data.length > 1200) return;
+        const copy = data.slice();
+        const peer = this.#peer;
+        queueMicrotask(() => peer?._deliverDatagram(copy));
+      },
+      read: () => {
+        if (this.#datagrams.length > 0) return Promise.resolve(this.#datagrams.shift()!);
+        if (this.#info) return Promise.resolve(null);
+        return new Promise((resolve) => (this.#datagramWaiter = resolve));
+      },
+    };
+  }
+
+  /** A datagram from the peer. */
+  _deliverDatagram(data: Uint8Array): void {
+    if (this.#info) return;
+    const waiter = this.#datagramWaiter;
+    this.#datagramWaiter = undefined;
+    if (waiter) waiter(data);
+    else if (this.#datagrams.length < _DATAGRAM_QUEUE) this.#datagrams.push(data);
   }
 
   _pair(peer: _MemoryChannel): void {
@@ -219,6 +250,9 @@ class _MemoryChannel implements Channel {
       this.#waiter = undefined;
       w(null);
     }
+    this.#datagramWaiter?.(null);
+    this.#datagramWaiter = undefined;
+    this.#datagrams = [];
     for (const w of this.#finWaiters.splice(0)) w();
     this.#resolveClosed(info);
   }

@@ -35,6 +35,7 @@ import {
 import {
   type Channel,
   type CloseInfo,
+  type DatagramPort,
   type DialOptions,
   type Listener,
   type ListenOptions,
@@ -95,6 +96,7 @@ export function createNativeTransport(options: NativeTransportOptions = {}): Tra
   const listeners = new Set<Listener>();
   return {
     name: "native",
+    datagrams: true,
     listen: async (listenOptions, onChannel) => {
       const listener = await _listen(listenOptions, onChannel, () => listeners.delete(listener));
       listeners.add(listener);
@@ -425,6 +427,7 @@ const _READ_BUFFER = 16 * 1024;
 class _NativeChannel extends _StreamChannel {
   // Dropped once closed: quinn keeps the socket while anything refers to them.
   #conn: Deno.QuicConn | undefined;
+  override readonly datagrams: DatagramPort;
   #reader: ReadableStreamBYOBReader | undefined;
   /**
    * Reused for every read: the default reader allocates a fresh 64 KiB
@@ -436,6 +439,7 @@ class _NativeChannel extends _StreamChannel {
   constructor(conn: Deno.QuicConn, stream: Promise<Deno.QuicBidirectionalStream | null>) {
     super(formatAddress(conn.remoteAddr.hostname, conn.remoteAddr.port));
     this.#conn = conn;
+    this.datagrams = new _NativeDatagrams(() => this.#conn);
     this._arrival = stream.then((s) => {
       if (s && this.#conn) {
         this.#reader = s.readable.getReader({ mode: "byob" });
@@ -473,6 +477,31 @@ class _NativeChannel extends _StreamChannel {
     this._readable = false;
     this._writer = undefined;
     super._finish(info);
+  }
+}
+
+/** A connection's datagrams; `conn` is undefined once it closed. */
+class _NativeDatagrams implements DatagramPort {
+  constructor(readonly conn: () => Deno.QuicConn | undefined) {}
+
+  get maxSize(): number {
+    return this.conn()?.maxDatagramSize ?? 0;
+  }
+
+  send(data: Uint8Array): void {
+    const c = this.conn();
+    if (!c || data.length > c.maxDatagramSize) return;
+    c.sendDatagram(data).catch(() => {});
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    const c = this.conn();
+    if (!c) return null;
+    try {
+      return await c.readDatagram();
+    } catch {
+      return null; // the connection closed
+    }
   }
 }
 

@@ -8,13 +8,15 @@
  * @module
  */
 
-import { type Channel, type CloseInfo, TransportError } from "./transport.ts";
+import { type Channel, type CloseInfo, type DatagramPort, TransportError } from "./transport.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import { formatAddress } from "../protocol/address.ts";
 
 /** A channel over one QUIC connection's control stream. */
 export abstract class _StreamChannel implements Channel {
   readonly remoteAddress: string;
+  /** Set by a stack that has datagrams. */
+  readonly datagrams?: DatagramPort;
   readonly closed: Promise<CloseInfo>;
   #resolveClosed!: (info: CloseInfo) => void;
   #closeInfo: CloseInfo | undefined;

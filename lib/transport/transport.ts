@@ -28,10 +28,25 @@ export interface CloseInfo {
   reason: string;
 }
 
+/** The QUIC DATAGRAM frames (RFC 9221) of one connection. */
+export interface DatagramPort {
+  /** Largest datagram the peer takes, bytes (0 when it takes none). */
+  readonly maxSize: number;
+  /**
+   * Sends one datagram. Datagrams may be lost; one larger than `maxSize`, or
+   * sent once the connection is gone, is dropped. Never throws.
+   */
+  send(data: Uint8Array): void;
+  /** The next datagram from the peer, or null once the connection is gone. Never rejects. */
+  read(): Promise<Uint8Array | null>;
+}
+
 /** One QUIC connection and its control stream. */
 export interface Channel {
   /** The peer's address as `host:port` (IPv6 in brackets). */
   readonly remoteAddress: string;
+  /** The connection's datagrams, on a stack that has them (undefined on @matrixai/quic). */
+  readonly datagrams?: DatagramPort;
   /**
    * The next bytes from the control stream, or null once the peer finished
    * the stream or the connection closed. Never rejects.
@@ -110,6 +125,8 @@ export interface DialOptions {
 export interface Transport {
   /** Short name, e.g. "matrixai" or "memory". */
   readonly name: string;
+  /** True when its channels carry QUIC DATAGRAM frames (`Channel.datagrams`). */
+  readonly datagrams: boolean;
   /** Starts a server; `onChannel` is called once per accepted connection. */
   listen(options: ListenOptions, onChannel: (channel: Channel) => void): Promise<Listener>;
   /**

@@ -61,6 +61,21 @@ export const LB_DEFAULTS = {
   maxSubscribers: 100,
   /** Status table mode. */
   table: "auto",
+  /**
+   * Heartbeat interval asked of servers (0: no heartbeats), on the native
+   * stack (DATAGRAM frames) and on @matrixai/quic (the control stream, where
+   * each costs about ten times the CPU).
+   */
+  heartbeatMs: { native: 250, matrixai: 1000 },
+  /** Heartbeats per second the LB takes at most from all its servers; beyond, intervals grow. */
+  heartbeatBudget: { native: 4000, matrixai: 500 },
+  /** Ask servers to push status changes. */
+  push: true,
+  /** Suspicion level (phi) of heartbeat silence at which the LB probes a server. */
+  suspectPhi: 8,
+  /** Shortest and longest wait for a probe's answer; between, 4 x the slowest recent round trip. */
+  minProbeTimeoutMs: 100,
+  maxProbeTimeoutMs: 1000,
 } as const;
 
 /** Defaults of the server agent (`server.ts`, `Agent`, `ServerSession`). */
@@ -94,6 +109,9 @@ export const AGENT_DEFAULTS = {
   drainPollMs: 1000,
   /** Metrics reported when an LB asks for none. */
   metrics: ["cpu_percent", "mem_percent"] as readonly string[],
+  /** Heartbeat interval when an LB offers heartbeats without naming one, and the shortest kept. */
+  heartbeatMs: 1000,
+  minHeartbeatMs: 100,
 } as const;
 
 /** `ms` as seconds for `--help` ("10", "0.5"). */

@@ -76,7 +76,7 @@ Deno.test("scaleTable() marks a row that does not hold", () => {
     holds: false,
   };
   const text = scaleTable([row]);
-  assert.match(text, /\| native \| 5000 \| 1 s \| 3100 \(5000\) \|/);
+  assert.match(text, /\| native \| 5000 \| 1 s \| – \| 3100 \(5000\) \|/);
   assert.match(text, /\| never \| \*\*no\*\* \|$/);
 });
 

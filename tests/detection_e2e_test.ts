@@ -142,12 +142,12 @@ const secret = new TextEncoder().encode("detection-e2e-secret-0123456789-abcdef"
 Deno.test({
   ...opts,
   name:
-    "[native] 8 agents behind relays with 10 % loss and 50 ms jitter for 15 s: heartbeats and probes, zero false DOWN",
+    "[native] 6 agents behind relays with 10 % loss and 50 ms jitter for 10 s: heartbeats and probes, zero false DOWN",
   async fn() {
     const transport = createNativeTransport();
     const agents: Agent[] = [];
     const relays: UdpRelay[] = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 6; i++) {
       const agent = await Agent.start({
         transport,
         host: "127.0.0.1",
@@ -171,19 +171,19 @@ Deno.test({
     });
     try {
       monitor.start();
-      await waitFor("all UP", () => monitor.totals().up === 8, 10_000);
+      await waitFor("all UP", () => monitor.totals().up === 6, 10_000);
       for (const r of relays) r.set({ dropPercent: 10, jitterMs: 50 });
-      await sleep(15_000);
+      await sleep(10_000);
       const records = monitor.records();
       const beats = records.reduce((n, r) => n + r.counters.heartbeats, 0);
       const probes = records.reduce((n, r) => n + r.counters.probes, 0);
       const dropped = relays.reduce((n, r) => n + r.stats.dropped, 0);
       assert.deepEqual(downs, [], "no false DOWN");
-      assert.ok(beats > 8 * 15 * 2, `${beats} heartbeats`);
-      assert.ok(dropped > 100, `the relays dropped ${dropped} datagrams`);
+      assert.ok(beats > 6 * 10 * 2, `${beats} heartbeats`);
+      assert.ok(dropped > 50, `the relays dropped ${dropped} datagrams`);
       record(
         "detection",
-        "heartbeats through 10 % loss, 50 ms jitter (8 servers, 15 s)",
+        "heartbeats through 10 % loss, 50 ms jitter (6 servers, 10 s)",
         beats,
         "heartbeats",
       );

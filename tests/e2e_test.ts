@@ -71,6 +71,9 @@ Deno.test({
       "off",
       "--lb-id",
       "lb-e2e",
+      // Polls alone, whose bounds this test holds (heartbeats: detection_e2e_test.ts).
+      "--extensions",
+      "none",
     ]);
     const programs = fleet.programs;
     let restarted: Program | undefined;

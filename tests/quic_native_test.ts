@@ -104,7 +104,10 @@ Deno.test("createNativeTransport({ onlyGivenCa }) trusts only the dial's CA, not
   const probe = async (mode: string) => {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL("./_roots_probe.ts", import.meta.url).pathname, mode],
-      env: { NO_COLOR: "1" },
+      // Nothing inherited: an in-process LB of another test may have pinned this
+      // process's roots through DENO_TLS_CA_STORE and SSL_CERT_FILE.
+      clearEnv: true,
+      env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "/" },
     }).output();
     return new TextDecoder().decode(out.stdout).trim();
   };

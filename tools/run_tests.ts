@@ -40,12 +40,18 @@ await Promise.all(files.map(async (file) => {
   if (info.modules.some((m) => m.specifier?.startsWith("npm:/@matrixai/quic@"))) native.add(file);
 }));
 
-// The longest files start first so that the two workers finish close together.
-const SLOW_FIRST = ["tests/cycles_test.ts", "tests/hostile_test.ts", "tests/faults_test.ts"];
+// The longest jobs start first so that the two workers finish close together:
+// the group of every file without the addon (the longest by far), then the
+// slowest files of their own.
+const SLOW_FIRST = [
+  "tests/crash_modes_test.ts",
+  "tests/cycles_test.ts",
+  "tests/quic_interop_test.ts",
+];
 const rank = (f: string) => (SLOW_FIRST.includes(f) ? SLOW_FIRST.indexOf(f) : SLOW_FIRST.length);
 const jobs: string[][] = [
-  ...[...native].sort((a, b) => rank(a) - rank(b)).map((f) => [f]),
   files.filter((f) => !native.has(f)),
+  ...[...native].sort((a, b) => rank(a) - rank(b)).map((f) => [f]),
 ].filter((j) => j.length > 0);
 
 interface Result {

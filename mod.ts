@@ -31,4 +31,5 @@ export * from "./lib/transport/mod.ts";
 export * from "./lib/lb/mod.ts";
 export * from "./lib/agent/mod.ts";
 export * from "./lib/ops/mod.ts";
+export * from "./lib/fleet/mod.ts";
 export * from "./lib/cli/mod.ts";

@@ -3,7 +3,8 @@
  * without anyone remembering them (docs/ARCHITECTURE.md explains them):
  *
  * - imports run one way: util, then protocol, security, transport, then lb
- *   and agent (which never import each other), then ops, then cli;
+ *   and agent (which never import each other), then ops and fleet (nor do
+ *   they), then cli;
  * - each dependency has one home: one module imports each QUIC stack, jose,
  *   systeminformation, @peculiar/x509 and node:crypto;
  * - the root mod.ts does not load the native QUIC addon.
@@ -22,6 +23,7 @@ const LAYERS: Record<string, number> = {
   lb: 4,
   agent: 4,
   ops: 5,
+  fleet: 5,
   cli: 6,
 };
 

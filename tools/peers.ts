@@ -1,6 +1,6 @@
 #!/usr/bin/env -S deno run -A
 /**
- * The real programs some tests drive (HAProxy, promtool, Chromium), in one
+ * The real programs some tests drive (HAProxy, promtool, Chromium, etcd), in one
  * table: `./run_quic.sh test` installs the missing ones with apt-get before
  * the suite when it can (as root, or with passwordless sudo), and says what to
  * install when it cannot; the tests call {@linkcode requirePeer} so that a
@@ -27,6 +27,7 @@ export const PEERS = {
   haproxy: { path: "/usr/sbin/haproxy", pkg: "haproxy", usedBy: "the HAProxy agent-check tests" },
   promtool: { path: "/usr/bin/promtool", pkg: "prometheus", usedBy: "the /metrics test" },
   chromium: { path: "/usr/bin/chromium", pkg: "chromium", usedBy: "the dashboard test" },
+  etcd: { path: "/usr/bin/etcd", pkg: "etcd-server", usedBy: "the fleet tests" },
 } as const satisfies Record<string, Peer>;
 
 /** A peer's short name. */

@@ -104,6 +104,8 @@ export interface AgentSessionInfo {
   state: ServerSessionState;
   lbId: string | undefined;
   config: SessionConfig;
+  /** The extensions negotiated (empty for plain QHCP/1, and before READY). */
+  extensions: Capability[];
   /** When the connection was accepted (ms since epoch). */
   since: number;
 }

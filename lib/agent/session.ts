@@ -112,6 +112,7 @@ export class AgentSession {
       state: this.#machine.state,
       lbId: this.#machine.lbId,
       config: this.#machine.config,
+      extensions: this.#machine.capabilities,
       since: this.#since,
     };
   }

@@ -74,6 +74,13 @@ export interface LbConfig extends CommonConfig {
   lbId: string;
   metrics: string[] | undefined;
   table: "auto" | "plain" | "off";
+  /** Fleet mode: etcd client URLs (undefined: standalone). */
+  etcd: string[] | undefined;
+  etcdPrefix: string;
+  /** LBs that check each server in fleet mode (K). */
+  checkersPerServer: number;
+  /** The fleet lease's TTL, seconds. */
+  leaseTtlSec: number;
 }
 
 /** The LB's flags, in help order. */
@@ -320,6 +327,34 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     default: LB_DEFAULTS.table,
     help: "status table: auto (redraw on a TTY, lines otherwise), plain, off",
   },
+  {
+    name: "etcd",
+    type: "string",
+    arg: "URL,...",
+    help:
+      "fleet mode: share the checking and the verdict with the other LBs of these etcd client URLs (docs/FLEET.md)",
+  },
+  {
+    name: "etcd-prefix",
+    type: "string",
+    arg: "PREFIX",
+    default: LB_DEFAULTS.etcdPrefix,
+    help: "fleet mode: the fleet's keys in etcd (one fleet per prefix)",
+  },
+  {
+    name: "checkers-per-server",
+    type: "string",
+    arg: "K",
+    default: String(LB_DEFAULTS.checkersPerServer),
+    help: "fleet mode: LBs that check each server",
+  },
+  {
+    name: "lease-ttl",
+    type: "string",
+    arg: "SECONDS",
+    default: String(LB_DEFAULTS.leaseTtlSec),
+    help: "fleet mode: an LB gone this long has its servers taken over",
+  },
   ...COMMON_FLAGS,
 ];
 
@@ -501,8 +536,33 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     lbId: parseText("lb-id", f["lb-id"]) ?? `lb-${hostname()}`,
     metrics: parseList("metrics", f.metrics),
     table: parseChoice("table", f.table, LB_DEFAULTS.table, ["auto", "plain", "off"] as const),
+    etcd: _etcdUrls(f.etcd),
+    etcdPrefix: parseText("etcd-prefix", f["etcd-prefix"]) ?? LB_DEFAULTS.etcdPrefix,
+    checkersPerServer: parseInteger(
+      "checkers-per-server",
+      f["checkers-per-server"],
+      LB_DEFAULTS.checkersPerServer,
+      { min: 1, max: 16 },
+    ),
+    leaseTtlSec: parseInteger("lease-ttl", f["lease-ttl"], LB_DEFAULTS.leaseTtlSec, {
+      min: 2,
+      max: 300,
+    }),
     ...parseCommon(f),
   };
+}
+
+/** --etcd: comma-separated http(s) URLs of etcd's client port. */
+function _etcdUrls(value: FlagValue): string[] | undefined {
+  const urls = parseList("etcd", value);
+  if (urls === undefined) return undefined;
+  for (const u of urls) {
+    const url = URL.canParse(u) ? new URL(u) : undefined;
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      throw new CliError(`--etcd: expected http:// or https:// URLs, got ${JSON.stringify(u)}`);
+    }
+  }
+  return urls;
 }
 
 /** --heartbeat-interval: 0 (off) or 0.05..60 s; undefined keeps the stack's default. */

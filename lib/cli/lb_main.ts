@@ -8,7 +8,14 @@
  */
 
 import { Discovery, watchDnsName, watchServersFile } from "../lb/discovery.ts";
+import type { ServerDirectory, ServerSet } from "../lb/directory.ts";
 import { Monitor } from "../lb/monitor.ts";
+import { FleetDirectory } from "../fleet/directory.ts";
+import { createEtcdStore } from "../fleet/etcd.ts";
+import { Fleet } from "../fleet/fleet.ts";
+import { FleetKeys } from "../fleet/keys.ts";
+import { formatAddress } from "../protocol/address.ts";
+import { CliError } from "./flags.ts";
 import { type AgentCheckServer, startAgentCheckServer } from "../ops/agent_check.ts";
 import { createHttpApi, type HttpApi } from "../ops/http_api.ts";
 import { type HttpServer, serveHttp } from "../ops/http_server.ts";
@@ -25,7 +32,12 @@ import type { LbConfig } from "./lb_flags.ts";
 
 /** A running LB. */
 export interface RunningLb {
+  /** The servers this LB checks. */
   readonly monitor: Monitor;
+  /** What it serves: the monitor's servers, or in fleet mode the fleet's. */
+  readonly directory: ServerDirectory;
+  /** This LB's part in the fleet (fleet mode only). */
+  readonly fleet: Fleet | undefined;
   /** The HTTP endpoint's address. */
   readonly http: Deno.NetAddr;
   /** The agent-check port, when served. */
@@ -66,9 +78,10 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     columns: () => _columns(),
   });
   let monitor: Monitor | undefined;
+  let directory: ServerDirectory | undefined;
   const drawTable = () => {
-    if (!monitor) return;
-    const rows = monitor.status();
+    if (!directory) return;
+    const rows = directory.status();
     screen?.draw(rows, `QHCP LB ${config.lbId}  ${summarize(rows)}  ${new Date().toISOString()}`);
   };
   // Drawn at once, within a moment of every verdict change (and, on a
@@ -99,11 +112,17 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
   const undo: (() => Promise<void> | void)[] = [];
   if (!options.transport) undo.push(() => transport.close());
   try {
+    if (config.etcd && config.lbId.includes("/")) {
+      throw new CliError(
+        `--lb-id: a fleet LB's id cannot contain '/', got ${JSON.stringify(config.lbId)}`,
+      );
+    }
     monitor = new Monitor({
       transport,
       signer: credentials.signer,
       lbId: config.lbId,
-      servers: config.servers,
+      // In fleet mode the fleet decides which servers this LB checks.
+      servers: config.etcd ? [] : config.servers,
       checkIntervalMs: config.checkIntervalMs,
       ...(config.checkTimeoutMs === undefined ? {} : { checkTimeoutMs: config.checkTimeoutMs }),
       maxFailAttempts: config.maxFailAttempts,
@@ -127,9 +146,31 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     });
     const m = monitor;
     _warnings(config, credentials.httpTls !== undefined, log);
+    let fleet: Fleet | undefined;
+    let serverSet: ServerSet = m;
+    if (config.etcd) {
+      const store = createEtcdStore({ endpoints: config.etcd });
+      const f = new Fleet({
+        store,
+        keys: new FleetKeys(config.etcdPrefix),
+        lbId: config.lbId,
+        monitor: m,
+        checkersPerServer: config.checkersPerServer,
+        leaseTtlSec: config.leaseTtlSec,
+        info: { version: VERSION },
+        log,
+      });
+      fleet = f;
+      directory = new FleetDirectory(f, m);
+      serverSet = f.entries();
+      undo.push(() => store.close());
+    } else {
+      directory = m;
+    }
+    const dir = directory;
 
     const api = createHttpApi({
-      monitor: m,
+      monitor: dir,
       lbId: config.lbId,
       startedAt: Date.now(),
       version: VERSION,
@@ -158,9 +199,29 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     undo.push(async () => {
       await settlesWithin(m.stop("shutdown"), 1500);
     });
+    if (fleet) {
+      const f = fleet;
+      await f.start();
+      // Leaving first (the lease is revoked) lets the others take over at once.
+      undo.push(() => f.stop());
+      for (const s of config.servers) {
+        await f.addServer(formatAddress(s.host, s.port)).catch((e) =>
+          log.warn("cannot add a server to the fleet yet", {
+            server: formatAddress(s.host, s.port),
+            error: (e as Error).message,
+          })
+        );
+      }
+      log.info("fleet mode", {
+        etcd: config.etcd!.join(","),
+        prefix: config.etcdPrefix,
+        checkers_per_server: config.checkersPerServer,
+        lease_ttl_s: config.leaseTtlSec,
+      });
+    }
 
     // Discovery: a servers file and DNS names add and remove servers as they change.
-    const discovery = new Discovery(m, log);
+    const discovery = new Discovery(serverSet, log);
     const followers: { refresh(): Promise<void>; close(): void }[] = [];
     undo.push(() => followers.forEach((f) => f.close()));
     if (config.serversFile) {
@@ -181,7 +242,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     if (config.agentPort !== undefined) {
       try {
         agentCheck = startAgentCheckServer({
-          monitor: m,
+          monitor: dir,
           host: config.httpHost,
           port: config.agentPort,
           maxConnections: http.agentCap!,
@@ -208,6 +269,8 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     let stopped: Promise<void> | undefined;
     return {
       monitor: m,
+      directory: dir,
+      fleet,
       http: http.server.addr,
       agentCheckPort: agentCheck?.port,
       log,

@@ -13,7 +13,8 @@
  */
 
 import { type Logger, silentLogger } from "../util/log.ts";
-import { type Monitor, ServerSetError } from "./monitor.ts";
+import { ServerSetError } from "./monitor.ts";
+import type { ServerSet } from "./directory.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import type { ServerAddress } from "./watch.ts";
 
@@ -49,9 +50,9 @@ export function parseServersFile(text: string): ServersFile {
   return { servers, errors };
 }
 
-/** Reconciles the monitor's servers with what the discovery sources list. */
+/** Reconciles a set of servers (the monitor's, or this LB's part of a fleet's) with what the discovery sources list. */
 export class Discovery {
-  readonly #monitor: Monitor;
+  readonly #monitor: ServerSet;
   readonly #log: Logger;
   readonly #sources = new Map<string, Set<string>>();
   /** Servers this discovery added (and so may remove). */
@@ -59,7 +60,7 @@ export class Discovery {
   /** Updates run one after another, so two sources never interleave. */
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(monitor: Monitor, log: Logger = silentLogger) {
+  constructor(monitor: ServerSet, log: Logger = silentLogger) {
     this.#monitor = monitor;
     this.#log = log;
   }
@@ -99,7 +100,7 @@ export class Discovery {
     for (const address of wanted) {
       if (present.has(address)) continue;
       try {
-        this.#monitor.addServer(parseServerAddress(address));
+        await this.#monitor.addServer(parseServerAddress(address));
       } catch (e) {
         if (!(e instanceof ServerSetError)) throw e;
         if (e.kind === "limit") full++;

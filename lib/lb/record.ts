@@ -59,11 +59,24 @@ export class DurationHistogram {
   }
 }
 
+/** Where a server's verdict comes from in fleet mode (docs/FLEET.md). */
+export interface FleetView {
+  /** The LBs that check it (its owners). */
+  checked_by: string[];
+  /** The owners whose verdicts make the one shown. */
+  verdict_of: string[];
+  /** When the verdict shown was written (null: by this LB, live). */
+  written_at: string | null;
+  /** How long etcd has not answered, ms; null while it does (the verdicts are current). */
+  stale_ms: number | null;
+}
+
 /** What one server looks like in `/status`, the table and the dashboard. */
 export interface WatchView {
   address: string;
   state: HealthState;
-  session: LbSessionState;
+  /** The session's state; `ELSEWHERE` in fleet mode for a server other LBs check. */
+  session: LbSessionState | "ELSEWHERE";
   consecutive_failures: number;
   last_rtt_ms: number | null;
   metrics: MetricValues | null;
@@ -92,6 +105,8 @@ export interface WatchView {
   heartbeat_ms: number | null;
   /** The extensions the session negotiated (empty for plain QHCP/1 or no session). */
   extensions: string[];
+  /** In fleet mode: who checks it and whose verdict this is. */
+  fleet?: FleetView;
 }
 
 /** What a session's heartbeats say now, for the view. */

@@ -18,7 +18,7 @@
 import { acceptLoop } from "./accept_loop.ts";
 import { within } from "../util/timeout.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
-import type { Monitor } from "../lb/monitor.ts";
+import type { ServerDirectory } from "../lb/directory.ts";
 import { oneLine } from "../util/text.ts";
 import type { WatchView } from "../lb/watch.ts";
 
@@ -46,7 +46,7 @@ export function agentReply(name: string, view: WatchView | undefined): string {
 
 /** Options of {@linkcode startAgentCheckServer}. */
 export interface AgentCheckServerOptions {
-  monitor: Monitor;
+  monitor: ServerDirectory;
   /** Address to bind. Default "0.0.0.0". */
   host?: string;
   /** TCP port; 0 picks a free one. */

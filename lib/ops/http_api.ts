@@ -2,7 +2,7 @@
  * The LB's HTTP API: the verdict for people (a live dashboard), for data
  * planes (`/health/{address}`, `/api/pick`), for Prometheus (`/metrics`) and
  * for operators (runtime configuration and server changes), as a route
- * table over a {@linkcode Monitor}. A plain `(Request) => Response` handler,
+ * table over a {@linkcode ServerDirectory} (a `Monitor`, or the fleet). A plain `(Request) => Response` handler,
  * tested without a socket and served by `http_server.ts`.
  *
  * Reads are open. Mutating endpoints require `Authorization: Bearer <token>`
@@ -13,7 +13,8 @@
  */
 
 import { LB_DEFAULTS } from "../util/defaults.ts";
-import { type Monitor, ServerSetError } from "../lb/monitor.ts";
+import { ServerSetError } from "../lb/monitor.ts";
+import type { ServerDirectory } from "../lb/directory.ts";
 import { isStrategy, STRATEGIES } from "../lb/select.ts";
 import type { WatchView } from "../lb/watch.ts";
 import { parseServerAddress } from "../protocol/address.ts";
@@ -28,7 +29,7 @@ import { HttpError, json, Router } from "./routes.ts";
 
 /** Options of {@linkcode createHttpApi}. */
 export interface HttpApiOptions {
-  monitor: Monitor;
+  monitor: ServerDirectory;
   lbId: string;
   /** When the LB started (ms since epoch). */
   startedAt: number;
@@ -154,7 +155,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       }
       let address: string;
       try {
-        address = monitor.addServer(target);
+        address = await monitor.addServer(target);
       } catch (e) {
         if (!(e instanceof ServerSetError)) throw e;
         throw new HttpError(e.kind === "already_watched" ? 409 : 507, e.message);
@@ -198,7 +199,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       if (Object.keys(config).length === 0) {
         throw new HttpError(400, "nothing to change: give 'interval_ms' and/or 'metrics'");
       }
-      let results: Awaited<ReturnType<Monitor["configure"]>>;
+      let results: Awaited<ReturnType<ServerDirectory["configure"]>>;
       try {
         results = await monitor.configure(config, servers);
       } catch (e) {
@@ -260,7 +261,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
 }
 
 /** The `servers` field of POST /api/config: watched addresses, in their canonical form. */
-function _knownServers(monitor: Monitor, v: unknown): string[] {
+function _knownServers(monitor: ServerDirectory, v: unknown): string[] {
   if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
     throw new HttpError(400, "field 'servers' must be a non-empty array of host:port strings");
   }
@@ -298,7 +299,7 @@ function _intParam(url: URL, name: string, fallback: number, min: number, max: n
 }
 
 /** One page of the server list (`offset`, `limit`), with the total and the next offset. */
-function _page(url: URL, monitor: Monitor): Record<string, unknown> {
+function _page(url: URL, monitor: ServerDirectory): Record<string, unknown> {
   const offset = _intParam(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
   const limit = _intParam(url, "limit", _PAGE, 1, 10_000);
   const servers = monitor.status(offset, limit);
@@ -308,7 +309,7 @@ function _page(url: URL, monitor: Monitor): Record<string, unknown> {
 }
 
 /** One server by its address in a path, or 404. */
-function _server(monitor: Monitor, address: string): WatchView {
+function _server(monitor: ServerDirectory, address: string): WatchView {
   let v: WatchView | undefined;
   try {
     v = monitor.server(address);

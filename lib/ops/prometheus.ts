@@ -5,12 +5,19 @@
  * @module
  */
 
-import type { Monitor } from "../lb/monitor.ts";
-import { DURATION_BUCKETS, type DurationHistogram, type Evidence } from "../lb/record.ts";
+import type { ServerDirectory } from "../lb/directory.ts";
+import {
+  DURATION_BUCKETS,
+  DurationHistogram,
+  type Evidence,
+  type WatchCounters,
+} from "../lb/record.ts";
 
 /** One server in a metrics snapshot. */
 export interface ServerMetrics {
   address: string;
+  /** False in fleet mode for a server other LBs check: it has gauges, not counters, here. */
+  checkedHere: boolean;
   up: boolean;
   state: string;
   weight: number;
@@ -44,14 +51,16 @@ export interface MetricsSnapshot {
 }
 
 /** What `/metrics` shows of `monitor`'s servers. */
-export function metricsSnapshot(monitor: Monitor, version: string): MetricsSnapshot {
+export function metricsSnapshot(monitor: ServerDirectory, version: string): MetricsSnapshot {
   let sessions = 0;
   let reconnects = 0;
-  const servers = monitor.records().map(({ view: v, counters: c }) => {
+  const servers = monitor.records().map(({ view: v, counters }) => {
+    const c = counters ?? _NONE;
     if (v.session === "READY") sessions++;
     reconnects += Math.max(0, c.dials - 1);
     return {
       address: v.address,
+      checkedHere: counters !== undefined,
       up: v.state === "UP",
       state: v.state,
       weight: v.weight,
@@ -90,6 +99,8 @@ export function renderPrometheus(s: MetricsSnapshot): string {
   ) => {
     family(name, type, help);
     for (const m of s.servers) {
+      // Counters belong to the LB that checks; elsewhere a server has gauges only.
+      if (type === "counter" && !m.checkedHere) continue;
       const v = value(m);
       if (v !== null) out.push(`${name}${labels({ server: m.address })} ${_num(v)}`);
     }
@@ -135,6 +146,7 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     "Round trip of successful checks (HEALTH_REQUEST to HEALTH_RESPONSE).",
   );
   for (const m of s.servers) {
+    if (!m.checkedHere) continue;
     const h = m.durations;
     DURATION_BUCKETS.forEach((le, i) => {
       out.push(
@@ -155,6 +167,7 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     "Checks by outcome (a failed dial counts as a failed check).",
   );
   for (const m of s.servers) {
+    if (!m.checkedHere) continue;
     out.push(`qhcp_checks_total${labels({ server: m.address, result: "ok" })} ${m.checksOk}`);
     out.push(`qhcp_checks_total${labels({ server: m.address, result: "fail" })} ${m.checksFailed}`);
   }
@@ -231,6 +244,23 @@ export function renderPrometheus(s: MetricsSnapshot): string {
   out.push(`qhcp_reconnects_total ${s.reconnects}`);
   return out.join("\n") + "\n";
 }
+
+/** The counters of a server this LB does not check. */
+const _NONE: Readonly<WatchCounters> = {
+  ok: 0,
+  failed: 0,
+  stateChanges: 0,
+  downs: 0,
+  late: 0,
+  dials: 0,
+  durations: new DurationHistogram(),
+  heartbeats: 0,
+  heartbeatsMissed: 0,
+  probes: 0,
+  probesFailed: 0,
+  pushes: 0,
+  downsBy: { polls: 0, "heartbeat_silence+probe": 0, pushed_status: 0, terminate: 0 },
+};
 
 const _EVIDENCE: readonly Evidence[] = [
   "polls",

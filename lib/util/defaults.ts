@@ -76,6 +76,10 @@ export const LB_DEFAULTS = {
   /** Shortest and longest wait for a probe's answer; between, 4 x the slowest recent round trip. */
   minProbeTimeoutMs: 100,
   maxProbeTimeoutMs: 1000,
+  /** Fleet mode: the fleet's keys in etcd, LBs per server, and the lease TTL (seconds). */
+  etcdPrefix: "/qhcp/",
+  checkersPerServer: 2,
+  leaseTtlSec: 3,
 } as const;
 
 /** Defaults of the server agent (`server.ts`, `Agent`, `ServerSession`). */

@@ -1,0 +1,553 @@
+/**
+ * Fleet mode: several LBs share the checking and the verdict through etcd
+ * (a {@linkcode Store}). This is the driver of one LB in the fleet:
+ *
+ * - **membership**: a lease (TTL 3 s by default, renewed every third of it)
+ *   and a member key under it; every LB watches the member list, and a
+ *   change is applied once it has held for the debounce time;
+ * - **assignment**: each server is checked by its top K members by
+ *   rendezvous hash (`assign.ts`); this LB claims its servers with an owner
+ *   key created in a transaction under its lease, and checks them with its
+ *   local {@linkcode Monitor};
+ * - **fencing**: every verdict write is a transaction that holds only while
+ *   this LB's owner key still has the revision it was created with, so an
+ *   LB that was paused or cut off past its lease cannot write over the
+ *   servers' new owners; a refused write ends its claim;
+ * - **shared verdict**: owners write each server's verdict on every change
+ *   and every refresh interval (with the figures of that moment), and every
+ *   LB combines the owners' verdicts (`verdicts.ts`) for what it serves;
+ * - **etcd unreachable**: the LB keeps checking what it owns and serving the
+ *   last known verdicts, marked stale with their age; it writes nothing and
+ *   marks no server DOWN for it; when etcd answers again it takes a new
+ *   lease if its old one expired, re-lists, re-claims and resumes.
+ *
+ * @module
+ */
+
+import type { Logger } from "../util/log.ts";
+import { settlesWithin } from "../util/timeout.ts";
+import type { Monitor } from "../lb/monitor.ts";
+import type { ServerSet } from "../lb/directory.ts";
+import { formatAddress, parseServerAddress } from "../protocol/address.ts";
+import { owners } from "./assign.ts";
+import type { FleetKeys } from "./keys.ts";
+import type { Store, StoreError, WatchEvent, Watching } from "./store.ts";
+import {
+  combine,
+  type FleetVerdict,
+  type OwnerVerdict,
+  ownerVerdict,
+  parseVerdict,
+  verdictChanged,
+} from "./verdicts.ts";
+
+/** Options of {@linkcode Fleet}. */
+export interface FleetOptions {
+  store: Store;
+  keys: FleetKeys;
+  /** This LB's id (unique in the fleet). */
+  lbId: string;
+  /** The local checker: the fleet adds and removes the servers this LB owns. */
+  monitor: Monitor;
+  /** Lease TTL, seconds. Default 3. */
+  leaseTtlSec?: number;
+  /** LBs that check each server (K). Default 2. */
+  checkersPerServer?: number;
+  /** A member change is applied once it has held this long, ms. Default 500. */
+  debounceMs?: number;
+  /** Owners rewrite their verdicts this often, ms (figures for the other LBs). Default 10000. */
+  refreshMs?: number;
+  /** What this LB tells the others about itself (its HTTP address, version). */
+  info?: Record<string, string>;
+  log: Logger;
+  /** Clock, ms. Default Date.now. */
+  now?: () => number;
+}
+
+/** What the fleet knows of one server. */
+export interface FleetServer {
+  address: string;
+  /** The LBs that should check it now (top K of the live members). */
+  owners: string[];
+  /** The combined verdict, or undefined before any owner wrote one. */
+  verdict: FleetVerdict | undefined;
+  /** True when this LB checks it. */
+  mine: boolean;
+}
+
+/** The fleet as this LB sees it. */
+export interface FleetState {
+  lbId: string;
+  members: string[];
+  /** Milliseconds since etcd last answered, when that is longer than a lease renewal should take. */
+  staleMs: number | undefined;
+  servers: Map<string, FleetServer>;
+}
+
+/** The driver of this LB's part in the fleet. */
+export class Fleet {
+  readonly lbId: string;
+  readonly #o: Required<Omit<FleetOptions, "info" | "now">> & { info: Record<string, string> };
+  readonly #now: () => number;
+  readonly #log: Logger;
+  #lease: string | undefined;
+  #watching: Watching | undefined;
+  #keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+  #refreshTimer: ReturnType<typeof setInterval> | undefined;
+  #debounce: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #unsubscribe: (() => void) | undefined;
+  /** When etcd last answered. */
+  #contact = 0;
+  #staleLogged = false;
+  /** Live members as in etcd, and as applied (after the debounce). */
+  #seenMembers = new Set<string>();
+  #members: string[] = [];
+  /** servers/<address>/<lb> entries. */
+  #entries = new Map<string, Set<string>>();
+  /** owners/<address>/<lb>, with each key's creation revision. */
+  #ownerKeys = new Map<string, Map<string, number>>();
+  #verdicts = new Map<string, Map<string, OwnerVerdict>>();
+  /** This LB's claims: owner key revision by address. */
+  #claims = new Map<string, number>();
+  /** What this LB last wrote per server. */
+  #written = new Map<string, OwnerVerdict>();
+  #listeners = new Set<(address: string) => void>();
+  #assigning: Promise<void> = Promise.resolve();
+  /** True once the fleet was listed under the current lease. */
+  #listed = false;
+
+  constructor(options: FleetOptions) {
+    if (options.lbId.includes("/")) throw new RangeError("a fleet LB id cannot contain '/'");
+    this.lbId = options.lbId;
+    this.#o = {
+      leaseTtlSec: 3,
+      checkersPerServer: 2,
+      debounceMs: 500,
+      refreshMs: 10_000,
+      ...options,
+      info: options.info ?? {},
+    };
+    this.#now = options.now ?? Date.now;
+    this.#log = options.log.child({ fleet: options.lbId });
+  }
+
+  /**
+   * Joins the fleet: a lease, the member key, a full listing, a watch, the
+   * first claims. When etcd cannot be reached yet, it says so and keeps
+   * trying (every lease renewal interval) instead of failing.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.#join();
+    } catch (e) {
+      this.#log.warn("etcd unreachable at start; joining the fleet when it answers", {
+        error: (e as Error).message,
+      });
+    }
+    this.#keepAliveTimer = setInterval(
+      () => void this.#keepAlive(),
+      Math.max(200, (this.#o.leaseTtlSec * 1000) / 3),
+    );
+    this.#refreshTimer = setInterval(() => void this.#refresh(), this.#o.refreshMs);
+    this.#unsubscribe = this.#o.monitor.subscribe((address) => void this.#changed(address));
+  }
+
+  /** Leaves the fleet: revokes the lease so that the others take over at once. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#keepAliveTimer);
+    clearInterval(this.#refreshTimer);
+    clearTimeout(this.#debounce);
+    this.#unsubscribe?.();
+    this.#watching?.close();
+    await this.#assigning;
+    // Bounded: with etcd away the lease just expires on its own.
+    if (this.#lease) await settlesWithin(this.#o.store.revoke(this.#lease).catch(() => {}), 1000);
+  }
+
+  /** Calls `listener` when what the fleet shows of a server changes. */
+  subscribe(listener: (address: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The fleet now. */
+  state(): FleetState {
+    const servers = new Map<string, FleetServer>();
+    for (const address of this.#addresses()) servers.set(address, this.#server(address));
+    const since = this.#now() - this.#contact;
+    return {
+      lbId: this.lbId,
+      members: [...this.#members],
+      staleMs: since > this.#o.leaseTtlSec * 1000 ? since : undefined,
+      servers,
+    };
+  }
+
+  /** One server, or undefined when the fleet does not know it. */
+  server(address: string): FleetServer | undefined {
+    return this.#entries.has(address) ? this.#server(address) : undefined;
+  }
+
+  /** Servers in the fleet's set, sorted. */
+  addresses(): string[] {
+    return this.#addresses();
+  }
+
+  /**
+   * This LB's entries of the fleet's set, as a {@linkcode ServerSet} for its
+   * discovery sources: adding writes an entry of this LB, removing deletes
+   * only that entry (the server stays while another LB lists it).
+   */
+  entries(): ServerSet {
+    return {
+      maxServers: this.#o.monitor.maxServers,
+      addresses: () => [...this.#entries].filter(([, lbs]) => lbs.has(this.lbId)).map(([a]) => a),
+      addServer: async (address) => {
+        const key = formatAddress(address.host, address.port);
+        await this.addServer(key);
+        return key;
+      },
+      removeServer: (address) => this.removeServer(address, false),
+    };
+  }
+
+  /** Adds a server to the fleet's set (an entry of this LB). */
+  async addServer(address: string): Promise<void> {
+    const key = this.#o.keys.server(address, this.lbId);
+    const value = JSON.stringify({ at: new Date(this.#now()).toISOString() });
+    const revision = await this.#o.store.put(key, value);
+    this.#contacted();
+    // Seen at once here; the watch brings the same change again, which changes nothing.
+    this.#apply({ type: "put", key, value, modRevision: revision }, revision);
+    this.#reassign();
+  }
+  /**
+   * Removes this LB's entry of a server, or with `everywhere` every LB's
+   * (the server leaves the fleet). False when the fleet does not list it.
+   */
+  async removeServer(address: string, everywhere: boolean): Promise<boolean> {
+    const lbs = this.#entries.get(address);
+    if (!lbs || (!everywhere && !lbs.has(this.lbId))) return false;
+    const key = everywhere
+      ? `${this.#o.keys.of("servers")}${address}/`
+      : this.#o.keys.server(address, this.lbId);
+    await this.#o.store.delete(key, everywhere);
+    this.#contacted();
+    for (const lb of everywhere ? [...lbs] : [this.lbId]) {
+      this.#apply({
+        type: "delete",
+        key: this.#o.keys.server(address, lb),
+        value: "",
+        modRevision: 0,
+      }, 0);
+    }
+    this.#reassign();
+    return true;
+  }
+
+  // --- membership ---------------------------------------------------------------
+
+  async #join(): Promise<void> {
+    const { store, keys } = this.#o;
+    this.#lease = undefined;
+    this.#listed = false;
+    // Claims of an older lease went with it: stop checking those servers until claimed again.
+    for (const address of [...this.#claims.keys()]) this.#lost(address);
+    const lease = await store.grant(this.#o.leaseTtlSec);
+    await store.put(
+      keys.member(this.lbId),
+      JSON.stringify({ ...this.#o.info, since: new Date(this.#now()).toISOString() }),
+      lease,
+    );
+    this.#lease = lease;
+    await this.#relist();
+    this.#log.info("joined the fleet", {
+      members: this.#members.join(","),
+      servers: this.#entries.size,
+      lease_ttl_s: this.#o.leaseTtlSec,
+    });
+  }
+
+  async #keepAlive(): Promise<void> {
+    if (this.#stopped) return;
+    if (!this.#lease) {
+      await this.#join().catch((e) => this.#unreachable(e as Error));
+      return;
+    }
+    try {
+      const ttl = await this.#o.store.keepAlive(this.#lease);
+      this.#contacted();
+      if (ttl > 0) {
+        if (!this.#listed) await this.#relist();
+        return;
+      }
+      // The lease expired while etcd could not be reached (or this LB was paused):
+      // the claims went with it. Join again.
+      this.#log.warn("fleet lease expired; joining again", { lease: this.#lease });
+      this.#lease = undefined;
+      await this.#join();
+    } catch (e) {
+      this.#unreachable(e as Error);
+    }
+  }
+
+  #contacted(): void {
+    this.#contact = this.#now();
+    if (this.#staleLogged) {
+      this.#staleLogged = false;
+      this.#log.info("etcd reachable again");
+      this.#notifyAll();
+    }
+  }
+
+  #unreachable(e: Error): void {
+    const ms = this.#now() - this.#contact;
+    if (ms > this.#o.leaseTtlSec * 1000 && !this.#staleLogged) {
+      this.#staleLogged = true;
+      // Checking goes on; what is served from etcd is marked stale.
+      this.#log.warn("etcd unreachable: serving the last known fleet verdicts, marked stale", {
+        error: e.message,
+        since_ms: ms,
+      });
+      this.#notifyAll();
+    }
+  }
+
+  // --- the fleet's state, from a listing and a watch ------------------------------
+
+  async #relist(): Promise<void> {
+    const { kvs, revision } = await this.#o.store.list(this.#o.keys.prefix);
+    this.#contacted();
+    this.#seenMembers.clear();
+    this.#entries.clear();
+    this.#ownerKeys.clear();
+    this.#verdicts.clear();
+    for (const kv of kvs) {
+      this.#apply(
+        { type: "put", key: kv.key, value: kv.value, modRevision: kv.modRevision },
+        kv.createRevision,
+      );
+    }
+    this.#members = [...this.#seenMembers].sort();
+    this.#listed = true;
+    this.#watching?.close();
+    this.#watching = this.#o.store.watch(
+      this.#o.keys.prefix,
+      revision + 1,
+      (events) => this.#onEvents(events),
+      (e) => this.#onWatchError(e),
+    );
+    this.#reassign();
+  }
+
+  #onWatchError(e: StoreError): void {
+    this.#log.warn("fleet watch ended; listing again", { error: e.message });
+    void this.#relist().catch((err) => this.#unreachable(err as Error));
+  }
+
+  #onEvents(events: WatchEvent[]): void {
+    this.#contacted();
+    let members = false;
+    for (const e of events) {
+      const kind = this.#apply(e, e.modRevision);
+      if (kind === "members") members = true;
+    }
+    if (members) this.#membersChanged();
+    else this.#reassign();
+  }
+
+  /** Applies one change; returns its family. `created` is the key's creation revision for a put. */
+  #apply(e: WatchEvent, created: number): string | undefined {
+    const k = this.#o.keys.parse(e.key);
+    if (!k) return undefined;
+    const put = e.type === "put";
+    switch (k.kind) {
+      case "members":
+        if (put) this.#seenMembers.add(k.lb);
+        else this.#seenMembers.delete(k.lb);
+        break;
+      case "servers": {
+        const set = this.#entries.get(k.address) ?? new Set();
+        if (put) set.add(k.lb);
+        else set.delete(k.lb);
+        if (set.size > 0) this.#entries.set(k.address, set);
+        else this.#entries.delete(k.address);
+        break;
+      }
+      case "owners": {
+        const map = this.#ownerKeys.get(k.address) ?? new Map<string, number>();
+        // A put of an existing owner key keeps its creation revision.
+        if (put) map.set(k.lb, map.get(k.lb) ?? created);
+        else map.delete(k.lb);
+        this.#ownerKeys.set(k.address, map);
+        // Another LB removed our claim (our lease expired): it is over.
+        if (!put && k.lb === this.lbId && this.#claims.has(k.address)) this.#lost(k.address);
+        break;
+      }
+      case "verdicts": {
+        const map = this.#verdicts.get(k.address) ?? new Map<string, OwnerVerdict>();
+        const v = put ? parseVerdict(e.value) : undefined;
+        if (v) map.set(k.lb, v);
+        else map.delete(k.lb);
+        this.#verdicts.set(k.address, map);
+        this.#notify(k.address);
+        break;
+      }
+    }
+    return k.kind;
+  }
+
+  #membersChanged(): void {
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      const next = [...this.#seenMembers].sort();
+      if (next.join(",") === this.#members.join(",")) return;
+      this.#log.info("fleet members changed", {
+        members: next.join(","),
+        was: this.#members.join(","),
+      });
+      this.#members = next;
+      this.#reassign();
+      this.#notifyAll();
+    }, this.#o.debounceMs);
+  }
+
+  // --- claims -----------------------------------------------------------------------
+
+  /** Claims the servers this LB should check and releases the others (one pass at a time). */
+  #reassign(): void {
+    this.#assigning = this.#assigning.then(() => this.#assign()).catch((e) =>
+      this.#unreachable(e as Error)
+    );
+  }
+
+  async #assign(): Promise<void> {
+    if (this.#stopped || !this.#lease) return;
+    const k = this.#o.checkersPerServer;
+    // Only members that are live count; this LB counts once its own key is seen.
+    const members = this.#members.includes(this.lbId)
+      ? this.#members
+      : [...this.#members, this.lbId].sort();
+    const want = new Set<string>();
+    for (const address of this.#entries.keys()) {
+      if (owners(address, members, k).includes(this.lbId)) want.add(address);
+    }
+    for (const address of [...this.#claims.keys()]) {
+      if (!want.has(address)) await this.#release(address);
+    }
+    for (const address of want) {
+      if (!this.#claims.has(address)) await this.#claim(address);
+    }
+  }
+
+  async #claim(address: string): Promise<void> {
+    const { store, keys } = this.#o;
+    const key = keys.owner(address, this.lbId);
+    const r = await store.txn(
+      [{ key, target: "create_revision", equals: 0 }],
+      [{ put: key, value: new Date(this.#now()).toISOString(), lease: this.#lease! }],
+    );
+    this.#contacted();
+    let revision = r.revision;
+    if (!r.succeeded) {
+      // Our key from an earlier pass of this lease: take its revision.
+      const { kvs } = await store.list(key, true);
+      const mine = kvs.find((kv) => kv.lease === this.#lease);
+      if (!mine) return;
+      revision = mine.createRevision;
+    }
+    this.#claims.set(address, revision);
+    try {
+      this.#o.monitor.addServer(parseServerAddress(address));
+    } catch { /* already checked locally */ }
+    this.#log.info("checking server for the fleet", { server: address });
+  }
+
+  async #release(address: string): Promise<void> {
+    this.#claims.delete(address);
+    this.#written.delete(address);
+    await this.#o.monitor.removeServer(address);
+    await this.#o.store.delete(this.#o.keys.owner(address, this.lbId)).catch(() => {});
+    this.#log.info("server handed over", { server: address });
+  }
+
+  /** Our claim is gone (a fenced write was refused, or the key was deleted): stop checking. */
+  #lost(address: string): void {
+    if (!this.#claims.delete(address)) return;
+    this.#written.delete(address);
+    void this.#o.monitor.removeServer(address);
+    this.#log.warn("lost the claim on a server; no longer checking it", { server: address });
+    this.#reassign();
+  }
+
+  // --- verdicts -----------------------------------------------------------------------
+
+  async #changed(address: string): Promise<void> {
+    if (this.#claims.has(address)) await this.#write(address, false);
+    this.#notify(address);
+  }
+
+  async #refresh(): Promise<void> {
+    for (const address of this.#claims.keys()) await this.#write(address, true);
+  }
+
+  /** Writes this LB's verdict on a server it owns, fenced by its owner key's revision. */
+  async #write(address: string, refresh: boolean): Promise<void> {
+    const claim = this.#claims.get(address);
+    const view = this.#o.monitor.server(address);
+    if (claim === undefined || !view || this.#stopped) return;
+    const v = ownerVerdict(view, this.lbId, this.#now());
+    const before = this.#written.get(address);
+    if (!refresh && !verdictChanged(before, v)) return;
+    const { store, keys } = this.#o;
+    const previous = [...(this.#verdicts.get(address)?.keys() ?? [])]
+      .filter((lb) => lb !== this.lbId && !this.#members.includes(lb));
+    try {
+      const r = await store.txn(
+        [{ key: keys.owner(address, this.lbId), target: "create_revision", equals: claim }],
+        [
+          { put: keys.verdict(address, this.lbId), value: JSON.stringify(v) },
+          // A previous owner's verdict stood until now; this one replaces it.
+          ...previous.map((lb) => ({ delete: keys.verdict(address, lb) })),
+        ],
+      );
+      this.#contacted();
+      if (r.succeeded) this.#written.set(address, v);
+      else this.#lost(address);
+    } catch (e) {
+      this.#unreachable(e as Error);
+    }
+  }
+
+  // --- reading --------------------------------------------------------------------------
+
+  #addresses(): string[] {
+    const all = new Set([...this.#entries.keys()]);
+    return [...all].sort();
+  }
+
+  #server(address: string): FleetServer {
+    const owned = owners(address, this.#members, this.#o.checkersPerServer);
+    const verdicts = [...(this.#verdicts.get(address)?.values() ?? [])];
+    // This LB's own verdict is fresher than what it last wrote.
+    const view = this.#claims.has(address) ? this.#o.monitor.server(address) : undefined;
+    const mine = view ? ownerVerdict(view, this.lbId, this.#now()) : undefined;
+    const all = mine ? [...verdicts.filter((v) => v.by !== this.lbId), mine] : verdicts;
+    return {
+      address,
+      owners: owned,
+      verdict: combine(all, owned),
+      mine: this.#claims.has(address),
+    };
+  }
+
+  #notify(address: string): void {
+    for (const l of this.#listeners) l(address);
+  }
+
+  #notifyAll(): void {
+    for (const a of this.#entries.keys()) this.#notify(a);
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * Fleet mode without processes: the pure parts (rendezvous assignment, the
+ * key layout, combining verdicts), then three LBs in this process sharing an
+ * in-memory store and an in-memory network of agents: one verdict on every
+ * LB, exactly K sessions per agent, a departure taken over, a claim lost to
+ * fencing, and an unreachable store that marks verdicts stale and takes no
+ * server out.
+ */
+
+import assert from "node:assert/strict";
+import type { Agent } from "../lib/agent/agent.ts";
+import { assigned, owners } from "../lib/fleet/assign.ts";
+import { FleetDirectory } from "../lib/fleet/directory.ts";
+import { Fleet } from "../lib/fleet/fleet.ts";
+import { FleetKeys } from "../lib/fleet/keys.ts";
+import { MemoryStore } from "../lib/fleet/memory_store.ts";
+import { combine, type OwnerVerdict, parseVerdict } from "../lib/fleet/verdicts.ts";
+import { Monitor } from "../lib/lb/monitor.ts";
+import { MemoryTransport } from "../lib/transport/memory.ts";
+import { silentLogger } from "../lib/util/log.ts";
+import { hmacPair, startMemoryAgent, waitFor } from "./_helpers.ts";
+
+// --- pure ------------------------------------------------------------------------------
+
+const SERVERS = Array.from({ length: 600 }, (_, i) => `10.0.${i >> 8}.${i & 255}:4243`);
+
+Deno.test("owners() picks K members per server, the same everywhere, spread evenly", () => {
+  const members = ["lb-a", "lb-b", "lb-c"];
+  const load = new Map<string, number>();
+  for (const s of SERVERS) {
+    const o = owners(s, members, 2);
+    assert.equal(o.length, 2);
+    assert.equal(new Set(o).size, 2);
+    assert.deepEqual(owners(s, [...members].reverse(), 2), o, "order of the list does not matter");
+    for (const m of o) load.set(m, (load.get(m) ?? 0) + 1);
+  }
+  for (const m of members) {
+    const n = load.get(m)!;
+    assert.ok(n > 600 * 2 / 3 * 0.85 && n < 600 * 2 / 3 * 1.15, `${m} checks ${n}`);
+  }
+  assert.deepEqual(owners("x", ["lb-a"], 2), ["lb-a"], "fewer members than K: all of them");
+});
+
+Deno.test("owners() moves only what must move when a member joins or leaves", () => {
+  const before = ["lb-a", "lb-b", "lb-c"];
+  const after = ["lb-a", "lb-b", "lb-c", "lb-d"];
+  let moved = 0;
+  for (const s of SERVERS) {
+    const o1 = new Set(owners(s, before, 2));
+    const o2 = owners(s, after, 2);
+    // Every owner in the new list that is not the newcomer was an owner before.
+    for (const m of o2) {
+      if (m !== "lb-d") assert.ok(o1.has(m), `${s}: ${m} gained it without reason`);
+    }
+    if (o2.includes("lb-d")) moved++;
+  }
+  assert.ok(moved > 600 * 0.5 * 0.85 && moved < 600 * 0.5 * 1.15, `${moved} moved to the newcomer`);
+  // A member leaving: only its servers move.
+  for (const s of SERVERS) {
+    const o1 = owners(s, before, 2);
+    const o2 = owners(s, ["lb-a", "lb-b"], 2);
+    if (!o1.includes("lb-c")) assert.deepEqual(o2.sort(), [...o1].sort());
+  }
+  assert.equal(assigned("lb-a", SERVERS, ["lb-a"], 2).size, SERVERS.length);
+});
+
+Deno.test("FleetKeys lays keys out under the prefix and parses them back", () => {
+  const k = new FleetKeys("/qhcp");
+  assert.equal(k.member("lb-1"), "/qhcp/members/lb-1");
+  assert.equal(k.owner("[::1]:4243", "lb-1"), "/qhcp/owners/[::1]:4243/lb-1");
+  assert.deepEqual(k.parse(k.verdict("10.0.0.1:4243", "lb-2")), {
+    kind: "verdicts",
+    address: "10.0.0.1:4243",
+    lb: "lb-2",
+  });
+  assert.deepEqual(k.parse(k.member("lb-3")), { kind: "members", address: "", lb: "lb-3" });
+  for (
+    const bad of [
+      "/other/members/x",
+      "/qhcp/owners/10.0.0.1:4243",
+      "/qhcp/nope/a/b",
+      "/qhcp/members/",
+    ]
+  ) {
+    assert.equal(k.parse(bad), undefined, bad);
+  }
+});
+
+const verdict = (
+  by: string,
+  state: OwnerVerdict["state"],
+  over: Partial<OwnerVerdict> = {},
+): OwnerVerdict => ({
+  state,
+  status: state === "UP" ? "UP" : null,
+  weight: state === "UP" ? 80 : 0,
+  load: 20,
+  cpu: 20,
+  mem: 10,
+  rtt_ms: 1,
+  last_error: null,
+  since: "2026-11-29T10:00:00.000Z",
+  by,
+  at: "2026-11-29T10:00:05.000Z",
+  ...over,
+});
+
+Deno.test("combine(): UP while any owner sees it UP, DOWN when all do, the careful weight, a drain wins", () => {
+  const owners = ["lb-a", "lb-b"];
+  assert.equal(combine([verdict("lb-a", "UP"), verdict("lb-b", "DOWN")], owners)?.state, "UP");
+  assert.equal(combine([verdict("lb-a", "DOWN"), verdict("lb-b", "DOWN")], owners)?.state, "DOWN");
+  assert.equal(
+    combine([verdict("lb-a", "DOWN"), verdict("lb-b", "UNKNOWN")], owners)?.state,
+    "UNKNOWN",
+  );
+  const two = combine([
+    verdict("lb-a", "UP", { weight: 70 }),
+    verdict("lb-b", "UP", { weight: 90 }),
+  ], owners)!;
+  assert.equal(two.weight, 70);
+  assert.deepEqual(two.from, ["lb-a", "lb-b"]);
+  assert.equal(
+    combine([verdict("lb-a", "UP"), verdict("lb-b", "UP", { status: "DRAINING" })], owners)?.status,
+    "DRAINING",
+  );
+  assert.equal(combine([], owners), undefined);
+});
+
+Deno.test("combine(): a previous owner's verdict stands until a current owner has written", () => {
+  const old = verdict("lb-gone", "UP", { at: "2026-11-29T10:00:09.000Z" });
+  const older = verdict("lb-older", "DOWN", { at: "2026-11-29T10:00:01.000Z" });
+  assert.deepEqual(combine([old, older], ["lb-new"])?.from, ["lb-gone"]);
+  assert.equal(combine([old, verdict("lb-new", "DOWN")], ["lb-new"])?.state, "DOWN");
+  assert.equal(parseVerdict(JSON.stringify(old))?.by, "lb-gone");
+  assert.equal(parseVerdict("{}"), undefined);
+  assert.equal(parseVerdict("not json"), undefined);
+});
+
+// --- three LBs in this process ------------------------------------------------------------
+
+const secret = new TextEncoder().encode("fleet-test-secret-0123456789-abcdefgh");
+const HOSTS = ["10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4", "10.0.1.5", "10.0.1.6"];
+
+interface Lb {
+  id: string;
+  monitor: Monitor;
+  fleet: Fleet;
+  directory: FleetDirectory;
+}
+
+async function startLbs(
+  store: MemoryStore,
+  transport: MemoryTransport,
+  ids: string[],
+): Promise<Lb[]> {
+  const out: Lb[] = [];
+  for (const id of ids) {
+    const monitor = new Monitor({
+      transport,
+      signer: hmacPair(secret, id).signer,
+      servers: [],
+      insecure: true,
+      checkIntervalMs: 500,
+    });
+    monitor.start();
+    const fleet = new Fleet({
+      store,
+      keys: new FleetKeys("/qhcp/"),
+      lbId: id,
+      monitor,
+      debounceMs: 100,
+      refreshMs: 60_000,
+      log: silentLogger,
+    });
+    await fleet.start();
+    out.push({ id, monitor, fleet, directory: new FleetDirectory(fleet, monitor) });
+  }
+  return out;
+}
+
+const sessionsPerAgent = (agents: Agent[]) =>
+  agents.map((a) => a.sessions().filter((s) => s.state === "READY").length);
+
+Deno.test({
+  name:
+    "Fleet: three LBs, six agents, K = 2: one verdict on every LB, two sessions per agent, a departure taken over, a lost claim, an unreachable store",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const transport = new MemoryTransport();
+    const store = new MemoryStore();
+    const agents: Agent[] = [];
+    for (const host of HOSTS) agents.push(await startMemoryAgent(transport, host, { secret }));
+    const lbs = await startLbs(store, transport, ["lb-a", "lb-b", "lb-c"]);
+    try {
+      for (const host of HOSTS) await lbs[0]!.directory.addServer({ host, port: 4243 });
+      const allUp = (lb: Lb) =>
+        lb.directory.status().length === 6 && lb.directory.status().every((v) => v.state === "UP");
+      await waitFor("every LB shows six servers UP", () => lbs.every(allUp), 10_000);
+      await waitFor(
+        "two sessions per agent",
+        () => sessionsPerAgent(agents).every((n) => n === 2),
+        5000,
+      );
+      for (const lb of lbs) {
+        for (const v of lb.directory.status()) {
+          assert.equal(v.fleet!.checked_by.length, 2);
+          assert.deepEqual(v.fleet!.checked_by, owners(v.address, ["lb-a", "lb-b", "lb-c"], 2));
+        }
+      }
+      const checks = lbs.map((lb) => lb.monitor.size);
+      assert.equal(checks.reduce((a, b) => a + b), 12, `servers checked per LB: ${checks}`);
+
+      // lb-c leaves: its servers are taken over; each agent keeps two sessions.
+      await lbs[2]!.fleet.stop();
+      await lbs[2]!.monitor.stop();
+      await waitFor(
+        "lb-a and lb-b check all six",
+        () => lbs[0]!.monitor.size === 6 && lbs[1]!.monitor.size === 6,
+        5000,
+      );
+      await waitFor(
+        "two sessions per agent",
+        () => sessionsPerAgent(agents).every((n) => n === 2),
+        5000,
+      );
+      assert.ok(lbs.slice(0, 2).every(allUp), "nothing flipped");
+
+      // An agent dies: both remaining LBs say DOWN.
+      await agents[0]!.shutdown("gone", 100);
+      await waitFor(
+        "DOWN on every LB",
+        () =>
+          lbs.slice(0, 2).every((lb) => lb.directory.server(`${HOSTS[0]}:4243`)?.state === "DOWN"),
+        10_000,
+      );
+
+      // The store goes away: verdicts are served, marked stale; no server is taken out for it.
+      store.down = true;
+      await waitFor("stale", () => lbs[0]!.directory.status()[1]!.fleet!.stale_ms !== null, 6000);
+      const live = lbs[0]!.directory.status().filter((v) => v.address !== `${HOSTS[0]}:4243`);
+      assert.ok(live.every((v) => v.state === "UP"), "no server DOWN because the store is gone");
+      store.down = false;
+      await waitFor(
+        "not stale",
+        () => lbs[0]!.directory.status()[1]!.fleet!.stale_ms === null,
+        6000,
+      );
+    } finally {
+      for (const lb of lbs) {
+        await lb.fleet.stop();
+        await lb.monitor.stop();
+      }
+      for (const a of agents) await a.shutdown("done", 50);
+      await transport.close();
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Fleet: an LB whose lease is gone stops checking, writes no verdict over the new owners, and rejoins",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const transport = new MemoryTransport();
+    const store = new MemoryStore();
+    const agents: Agent[] = [];
+    for (const host of HOSTS.slice(0, 3)) {
+      agents.push(await startMemoryAgent(transport, host, { secret }));
+    }
+    const lbs = await startLbs(store, transport, ["lb-a", "lb-b"]);
+    try {
+      for (const host of HOSTS.slice(0, 3)) await lbs[0]!.directory.addServer({ host, port: 4243 });
+      await waitFor("both check all three", () => lbs.every((lb) => lb.monitor.size === 3), 5000);
+      // lb-b's lease ends as if it had been paused past its TTL.
+      const lease = (await store.list("/qhcp/members/lb-b", true)).kvs[0]!.lease;
+      await store.revoke(lease);
+      // Its claims are gone at once; its late verdict writes are refused (fenced).
+      const writes = async () =>
+        (await store.list("/qhcp/verdicts/")).kvs.filter((kv) => kv.key.endsWith("/lb-b"));
+      const before = (await writes()).map((kv) => kv.modRevision);
+      await waitFor(
+        "lb-b rejoined",
+        async () =>
+          (await store.list("/qhcp/members/lb-b", true)).kvs.length === 1 &&
+          (await store.list("/qhcp/owners/")).kvs.filter((kv) => kv.key.endsWith("/lb-b"))
+              .length === 3,
+        5000,
+      );
+      const ownerRevs = (await store.list("/qhcp/owners/")).kvs
+        .filter((kv) => kv.key.endsWith("/lb-b"))
+        .map((kv) => kv.createRevision);
+      for (const kv of await writes()) {
+        // Every lb-b verdict written since was written under a new claim.
+        if (!before.includes(kv.modRevision)) assert.ok(kv.modRevision > Math.min(...ownerRevs));
+      }
+      await waitFor(
+        "both check all three again",
+        () => lbs.every((lb) => lb.monitor.size === 3),
+        5000,
+      );
+    } finally {
+      for (const lb of lbs) {
+        await lb.fleet.stop();
+        await lb.monitor.stop();
+      }
+      for (const a of agents) await a.shutdown("done", 50);
+      await transport.close();
+      await store.close();
+    }
+  },
+});

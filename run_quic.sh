@@ -5,9 +5,10 @@
 #   ./run_quic.sh lb ARGS...      run the load balancer monitor (lb.ts) with ARGS
 #   ./run_quic.sh server ARGS...  run the server agent (server.ts) with ARGS
 #   ./run_quic.sh demo            three servers and an LB on localhost with a live table
+#   ./run_quic.sh demo --fleet    a local 3-member etcd, six servers and three LBs sharing them
 #   ./run_quic.sh test            install the tests' real peers when missing (HAProxy,
-#                                 promtool, Chromium), then format, lint and type checks
-#                                 and the whole suite
+#                                 promtool, Chromium, etcd), then format, lint and type
+#                                 checks and the whole suite
 #   ./run_quic.sh task NAME ...   run a deno task (bench, reliability, keygen, ...);
 #                                 ./run_quic.sh task lists them
 #   ./run_quic.sh deno ARGS...    run the pinned deno itself
@@ -76,7 +77,11 @@ case "${1:-}" in
   "") run_program tools/menu.ts ;;
   lb) shift; run_program lb.ts "$@" ;;
   server) shift; run_program server.ts "$@" ;;
-  demo) shift; run_program tools/demo.ts "$@" ;;
+  demo)
+    shift
+    if [ "${1:-}" = "--fleet" ]; then shift; run_program tools/demo_fleet.ts "$@"; fi
+    run_program tools/demo.ts "$@"
+    ;;
   test)
     shift
     cd "$HERE"

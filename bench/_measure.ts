@@ -313,3 +313,28 @@ export function writeResults(results: Record<string, unknown>, path = resultsPat
 export function resultsPath(): string {
   return new URL("./results.json", import.meta.url).pathname;
 }
+
+/**
+ * Starts `servers` agents in `procs` processes (children pushed to
+ * `children`, so that the caller stops them); returns their UDP ports.
+ */
+export async function startEndpoints(
+  servers: number,
+  quic: string,
+  procs: number,
+  dir: string,
+  children: Child[],
+): Promise<number[]> {
+  const per = Math.ceil(servers / procs);
+  const counts = Array.from(
+    { length: procs },
+    (_, i) => Math.max(0, Math.min(per, servers - i * per)),
+  )
+    .filter((c) => c > 0);
+  const mine: Child[] = counts.map((count) =>
+    new Child("bench/_endpoints.ts", ["--count", String(count), "--quic", quic, "--certs", dir])
+  );
+  children.push(...mine);
+  return (await Promise.all(mine.map((e) => e.next<{ ports: number[] }>(300_000))))
+    .flatMap((r) => r.ports);
+}

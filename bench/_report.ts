@@ -89,6 +89,45 @@ export interface ScaleResult {
   when?: string;
 }
 
+/** One run of `deno task bench:scale --lbs M` (`bench/fleet_scale.ts`). */
+export interface FleetScaleResult {
+  quic: QuicStack;
+  servers: number;
+  interval_s: number;
+  lbs: number;
+  mode: "fleet" | "standalone";
+  /** LBs that check each server. */
+  checkers_per_server: number;
+  sessions_per_agent: number;
+  checks_per_s_per_lb: number[];
+  lb_cpu_percent: number[];
+  lb_cpu_total_percent: number;
+  /** etcd revisions per second (each a write), fleet mode. */
+  etcd_writes_per_s: number;
+  failed_checks: number;
+  false_downs: number;
+  /** SIGKILL of one LB to K sessions per server again, fleet mode. */
+  takeover_s: number | null;
+  when: string;
+}
+
+/** Fleet scale results as a Markdown table. */
+export function fleetTable(rows: readonly FleetScaleResult[]): string {
+  const head =
+    "| stack | servers | interval | LBs | mode | checkers per server | sessions per agent | checks/s per LB | LB CPU (each) | LB CPU (all) | etcd writes/s | failed checks | false DOWN | LB killed: checked again after |";
+  const rule = "|" + "---|".repeat(14);
+  const lines = rows.map((r) =>
+    `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${r.lbs} | ${r.mode} | ${r.checkers_per_server} | ${r.sessions_per_agent} | ${
+      r.checks_per_s_per_lb.join(", ")
+    } | ${r.lb_cpu_percent.map((c) => `${c} %`).join(", ")} | ${r.lb_cpu_total_percent} % | ${
+      r.mode === "fleet" ? r.etcd_writes_per_s : "–"
+    } | ${r.failed_checks} | ${r.false_downs} | ${
+      r.takeover_s === null ? "–" : `${r.takeover_s} s`
+    } |`
+  );
+  return [head, rule, ...lines].join("\n");
+}
+
 /** One soak run (`bench/soak.ts`): false DOWNs over time under loss, jitter and LB stalls. */
 export interface SoakResult {
   quic: QuicStack;
@@ -329,6 +368,18 @@ export async function updatePerformanceDoc(results: Record<string, unknown>): Pr
       "",
     ].join("\n");
     text = _replace(text, "scale", body);
+  }
+  const fleet = results.fleet_scale as FleetScaleResult[] | undefined;
+  if (fleet && fleet.length > 0) {
+    const body = [
+      `Latest run of each row by \`deno task bench:scale --lbs M\`. ${
+        _machineLine(results.fleet_machine as Record<string, string | number> | undefined)
+      }`,
+      "",
+      fleetTable(fleet),
+      "",
+    ].join("\n");
+    text = _replace(text, "fleet", body);
   }
   const soak = results.soak as SoakResult[] | undefined;
   if (soak && soak.length > 0) {

@@ -29,10 +29,17 @@ import {
   procSample,
   readResults,
   sleep,
+  startEndpoints,
   udpDrops,
   writeResults,
 } from "./_measure.ts";
-import { type ScaleResult, scaleTable, updatePerformanceDoc } from "./_report.ts";
+import {
+  type FleetScaleResult,
+  fleetTable,
+  type ScaleResult,
+  scaleTable,
+  updatePerformanceDoc,
+} from "./_report.ts";
 
 export type { ScaleResult };
 
@@ -64,26 +71,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   try {
     await ensureDefaultFiles(dir);
     say(`scale: ${o.servers} endpoints (${o.quic}) in ${procs} processes ...`);
-    const per = Math.ceil(o.servers / procs);
-    const counts = Array.from(
-      { length: procs },
-      (_, i) => Math.max(0, Math.min(per, o.servers - i * per)),
-    ).filter((c) => c > 0);
-    for (const count of counts) {
-      endpoints.push(
-        new Child("bench/_endpoints.ts", [
-          "--count",
-          String(count),
-          "--quic",
-          o.quic,
-          "--certs",
-          dir,
-        ]),
-      );
-    }
-    const ports = (await Promise.all(
-      endpoints.map((e) => e.next<{ ports: number[] }>(300_000)),
-    )).flatMap((r) => r.ports);
+    const ports = await startEndpoints(o.servers, o.quic, procs, dir, endpoints);
     const serversFile = `${dir}/servers.txt`;
     await Deno.writeTextFile(serversFile, ports.map((p) => `127.0.0.1:${p}`).join("\n") + "\n");
 
@@ -209,8 +197,46 @@ if (import.meta.main) {
       profile: { type: "string" },
       "heartbeat-interval": { type: "string" },
       extensions: { type: "string" },
+      lbs: { type: "string" },
+      standalone: { type: "boolean", default: false },
+      "checkers-per-server": { type: "string" },
     },
   });
+  if (values.lbs) {
+    // M LBs: a fleet through etcd, or M standalone LBs (bench/fleet_scale.ts).
+    const { runFleetScale } = await import("./fleet_scale.ts");
+    const r = await runFleetScale({
+      servers: Number(values.servers),
+      intervalS: Number(values.interval),
+      quic: values.quic as QuicStack,
+      lbs: Number(values.lbs),
+      standalone: values.standalone,
+      ...(values["checkers-per-server"]
+        ? { checkersPerServer: Number(values["checkers-per-server"]) }
+        : {}),
+      ...(values.duration ? { durationS: Number(values.duration) } : {}),
+      lbArgs: [
+        ...(values["heartbeat-interval"]
+          ? ["--heartbeat-interval", values["heartbeat-interval"]]
+          : []),
+        ...(values.extensions ? ["--extensions", values.extensions] : []),
+      ],
+    });
+    const results = readResults();
+    const previous = (results.fleet_scale as FleetScaleResult[] | undefined) ?? [];
+    const fleet_scale = [
+      ...previous.filter((x) =>
+        !(x.quic === r.quic && x.servers === r.servers && x.lbs === r.lbs && x.mode === r.mode &&
+          x.interval_s === r.interval_s)
+      ),
+      r,
+    ];
+    const all = { ...results, fleet_scale, fleet_machine: machine() };
+    writeResults(all);
+    await updatePerformanceDoc(all);
+    console.log(fleetTable([r]));
+    Deno.exit(0);
+  }
   const quic = values.quic as QuicStack;
   if (quic !== "native" && quic !== "matrixai") throw new Error("--quic: matrixai or native");
   const result = await runScale({

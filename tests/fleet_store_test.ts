@@ -5,7 +5,7 @@
 
 import { createEtcdStore } from "../lib/fleet/etcd.ts";
 import { MemoryStore } from "../lib/fleet/memory_store.ts";
-import { EtcdCluster } from "./_etcd.ts";
+import { EtcdCluster } from "../tools/etcd_cluster.ts";
 import { storeSuite } from "./_store_suite.ts";
 
 storeSuite("memory", () => {

@@ -109,10 +109,12 @@ Deno.test("combine(): UP while any owner sees it UP, DOWN when all do, the caref
   const owners = ["lb-a", "lb-b"];
   assert.equal(combine([verdict("lb-a", "UP"), verdict("lb-b", "DOWN")], owners)?.state, "UP");
   assert.equal(combine([verdict("lb-a", "DOWN"), verdict("lb-b", "DOWN")], owners)?.state, "DOWN");
+  // An owner that has not decided yet says nothing.
   assert.equal(
     combine([verdict("lb-a", "DOWN"), verdict("lb-b", "UNKNOWN")], owners)?.state,
-    "UNKNOWN",
+    "DOWN",
   );
+  assert.equal(combine([verdict("lb-a", "UNKNOWN")], owners)?.state, "UNKNOWN");
   const two = combine([
     verdict("lb-a", "UP", { weight: 70 }),
     verdict("lb-b", "UP", { weight: 90 }),
@@ -131,6 +133,8 @@ Deno.test("combine(): a previous owner's verdict stands until a current owner ha
   const older = verdict("lb-older", "DOWN", { at: "2026-11-29T10:00:01.000Z" });
   assert.deepEqual(combine([old, older], ["lb-new"])?.from, ["lb-gone"]);
   assert.equal(combine([old, verdict("lb-new", "DOWN")], ["lb-new"])?.state, "DOWN");
+  // A new owner that has not decided yet does not hide the previous verdict.
+  assert.equal(combine([old, verdict("lb-new", "UNKNOWN")], ["lb-new"])?.state, "UP");
   assert.equal(parseVerdict(JSON.stringify(old))?.by, "lb-gone");
   assert.equal(parseVerdict("{}"), undefined);
   assert.equal(parseVerdict("not json"), undefined);
@@ -224,7 +228,18 @@ Deno.test({
         () => sessionsPerAgent(agents).every((n) => n === 2),
         5000,
       );
-      assert.ok(lbs.slice(0, 2).every(allUp), "nothing flipped");
+      assert.ok(
+        lbs.slice(0, 2).every(allUp),
+        `something flipped: ${
+          JSON.stringify(
+            lbs.slice(0, 2).map((lb) =>
+              lb.directory.status().filter((v) => v.state !== "UP").map((
+                v,
+              ) => [lb.id, v.address, v.state, v.session, v.fleet])
+            ),
+          )
+        }`,
+      );
 
       // An agent dies: both remaining LBs say DOWN.
       await agents[0]!.shutdown("gone", 100);

@@ -210,9 +210,10 @@ class _EtcdStore implements Store {
     return w;
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
     for (const w of [...this.#watches]) w.close();
+    return Promise.resolve();
   }
 
   /** The member at `index`, for a watch. */

@@ -55,7 +55,7 @@ export interface FleetOptions {
   checkersPerServer?: number;
   /** A member change is applied once it has held this long, ms. Default 500. */
   debounceMs?: number;
-  /** Owners rewrite their verdicts this often, ms (figures for the other LBs). Default 10000. */
+  /** Owners rewrite their verdicts this often, ms (figures for the other LBs). Default 30000. */
   refreshMs?: number;
   /** What this LB tells the others about itself (its HTTP address, version). */
   info?: Record<string, string>;
@@ -124,7 +124,7 @@ export class Fleet {
       leaseTtlSec: 3,
       checkersPerServer: 2,
       debounceMs: 500,
-      refreshMs: 10_000,
+      refreshMs: 30_000,
       ...options,
       info: options.info ?? {},
     };
@@ -489,8 +489,42 @@ export class Fleet {
     this.#notify(address);
   }
 
+  /**
+   * Rewrites every owned server's verdict (the figures others show), 50 to
+   * a transaction; a batch refused because one claim is gone is redone one
+   * by one, which finds the lost claim.
+   */
   async #refresh(): Promise<void> {
-    for (const address of this.#claims.keys()) await this.#write(address, true);
+    const { store, keys } = this.#o;
+    const owned = [...this.#claims.entries()];
+    for (let i = 0; i < owned.length && !this.#stopped; i += 50) {
+      const batch = owned.slice(i, i + 50).flatMap(([address, claim]) => {
+        const view = this.#o.monitor.server(address);
+        return view && view.state !== "UNKNOWN"
+          ? [{ address, claim, v: ownerVerdict(view, this.lbId, this.#now()) }]
+          : [];
+      });
+      if (batch.length === 0) continue;
+      try {
+        const r = await store.txn(
+          batch.map((b) => ({
+            key: keys.owner(b.address, this.lbId),
+            target: "create_revision" as const,
+            equals: b.claim,
+          })),
+          batch.map((b) => ({
+            put: keys.verdict(b.address, this.lbId),
+            value: JSON.stringify(b.v),
+          })),
+        );
+        this.#contacted();
+        if (r.succeeded) { for (const b of batch) this.#written.set(b.address, b.v); }
+        else for (const b of batch) await this.#write(b.address, true);
+      } catch (e) {
+        this.#unreachable(e as Error);
+        return;
+      }
+    }
   }
 
   /** Writes this LB's verdict on a server it owns, fenced by its owner key's revision. */
@@ -499,6 +533,8 @@ export class Fleet {
     const view = this.#o.monitor.server(address);
     if (claim === undefined || !view || this.#stopped) return;
     const v = ownerVerdict(view, this.lbId, this.#now());
+    // An owner that has not decided yet has nothing to say (and must not hide a decided verdict).
+    if (v.state === "UNKNOWN") return;
     const before = this.#written.get(address);
     if (!refresh && !verdictChanged(before, v)) return;
     const { store, keys } = this.#o;
@@ -534,7 +570,10 @@ export class Fleet {
     // This LB's own verdict is fresher than what it last wrote.
     const view = this.#claims.has(address) ? this.#o.monitor.server(address) : undefined;
     const mine = view ? ownerVerdict(view, this.lbId, this.#now()) : undefined;
-    const all = mine ? [...verdicts.filter((v) => v.by !== this.lbId), mine] : verdicts;
+    // Until its own check decides, what this LB last wrote still counts.
+    const all = mine && mine.state !== "UNKNOWN"
+      ? [...verdicts.filter((v) => v.by !== this.lbId), mine]
+      : verdicts;
     return {
       address,
       owners: owned,

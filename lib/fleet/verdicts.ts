@@ -5,10 +5,11 @@
  * Combining (K owners may disagree when a path fails between one LB and a
  * server): a server is UP while any of its current owners sees it UP (one
  * LB's broken path must not take a live server out), DOWN when every owner
- * that has a verdict sees it DOWN, UNKNOWN when none has. Its weight is the
+ * that has decided sees it DOWN, UNKNOWN when none has. Its weight is the
  * smallest weight among the owners that see it UP; DRAINING or FAILING
- * from any of them wins over UP. Until a new owner has written, the last
- * verdict of a previous owner stands, so a change of owners flips nothing.
+ * from any of them wins over UP. Until a current owner has decided (UP or
+ * DOWN), the last verdict of a previous owner stands, so a change of owners
+ * flips nothing.
  *
  * @module
  */
@@ -110,12 +111,14 @@ export function combine(
   verdicts: readonly OwnerVerdict[],
   owners: readonly string[],
 ): FleetVerdict | undefined {
-  const current = verdicts.filter((v) => owners.includes(v.by));
+  // An owner that has not decided yet (a server it just took over) says nothing.
+  const current = verdicts.filter((v) => owners.includes(v.by) && v.state !== "UNKNOWN");
+  const decided = verdicts.filter((v) => v.state !== "UNKNOWN");
   const use = current.length > 0
     ? current
-    : verdicts.length > 0
-    ? [verdicts.reduce((a, b) => (a.at >= b.at ? a : b))]
-    : [];
+    : decided.length > 0
+    ? [decided.reduce((a, b) => (a.at >= b.at ? a : b))]
+    : verdicts.slice(0, 1);
   if (use.length === 0) return undefined;
   const up = use.filter((v) => v.state === "UP");
   const down = use.filter((v) => v.state === "DOWN");

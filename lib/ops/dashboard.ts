@@ -53,7 +53,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <table>
   <thead><tr>
     <th>Server</th><th>State</th><th>Weight</th><th>CPU %</th><th>Mem %</th><th>RTT ms</th>
-    <th>Fails</th><th title="suspicion (phi) of the heartbeat silence; the LB probes at 8">Phi</th><th>History <span class="legend"><b class="l-rtt">rtt</b> <b class="l-cpu">cpu</b> <b class="l-mem">mem</b></span></th><th>Last error</th>
+    <th>Fails</th><th title="suspicion (phi) of the heartbeat silence; the LB probes at 8">Phi</th><th>Checked by</th><th>History <span class="legend"><b class="l-rtt">rtt</b> <b class="l-cpu">cpu</b> <b class="l-mem">mem</b></span></th><th>Last error</th>
   </tr></thead>
   <tbody id="rows"></tbody>
 </table>
@@ -96,6 +96,7 @@ function render(data) {
       '<td class="num">' + fmt(s.last_rtt_ms, 2) + "</td>" +
       '<td class="num">' + s.consecutive_failures + "</td>" +
       '<td class="num">' + (s.suspicion === null || s.suspicion === undefined ? "-" : fmt(Math.min(s.suspicion, 99), 1)) + "</td>" +
+      "<td>" + esc(s.fleet ? s.fleet.checked_by.join(", ") + (s.fleet.stale_ms !== null ? " (stale " + Math.round(s.fleet.stale_ms / 1000) + " s)" : "") : "this LB") + "</td>" +
       "<td>" + spark(s.history || []) + "</td>" +
       '<td class="err">' + esc(s.last_error || "") + "</td></tr>";
   }).join("");

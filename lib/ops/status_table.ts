@@ -33,6 +33,11 @@ const _COLOR: Record<string, string> = { UP: "\x1b[32m", DOWN: "\x1b[31m", UNKNO
  */
 export function renderStatusTable(rows: readonly WatchView[], options: RenderOptions = {}): string {
   const width = options.width ?? 120;
+  // In fleet mode, who checks each server goes before the last error.
+  const fleet = rows.some((r) => r.fleet);
+  const columns: readonly string[] = fleet
+    ? [..._COLUMNS.slice(0, -1), "CHECKED BY", _COLUMNS.at(-1)!]
+    : _COLUMNS;
   const cells = rows.map((r) => {
     // Figures of a server that is not UP are stale: show none.
     const live = r.state === "UP";
@@ -43,15 +48,16 @@ export function renderStatusTable(rows: readonly WatchView[], options: RenderOpt
       live ? _num(r.metrics?.mem_percent, 1) : "-",
       live ? _num(r.last_rtt_ms ?? undefined, 2) : "-",
       String(r.consecutive_failures),
+      ...(fleet ? [oneLine(r.fleet?.checked_by.join(",") || "-")] : []),
       r.last_error === null ? "-" : oneLine(r.last_error),
     ];
   });
-  const widths = _COLUMNS.map((h, i) =>
-    i === _COLUMNS.length - 1 ? 0 : Math.max(h.length, ...cells.map((c) => c[i]!.length))
+  const widths = columns.map((h, i) =>
+    i === columns.length - 1 ? 0 : Math.max(h.length, ...cells.map((c) => c[i]!.length))
   );
   const line = (values: readonly string[], colorState?: string) => {
     const parts = values.map((v, i) => {
-      const col = _COLUMNS[i]!;
+      const col = columns[i]!;
       if (i === values.length - 1) return v;
       const padded = _RIGHT.has(col) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!);
       if (i === 1 && colorState && options.color) {
@@ -67,7 +73,7 @@ export function renderStatusTable(rows: readonly WatchView[], options: RenderOpt
   };
   const out: string[] = [];
   if (options.title) out.push(options.title);
-  out.push(line(_COLUMNS));
+  out.push(line(columns));
   cells.forEach((c, i) => out.push(line(c, rows[i]!.state)));
   return out.join("\n");
 }

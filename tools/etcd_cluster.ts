@@ -1,7 +1,8 @@
 /**
- * A real etcd cluster on loopback for tests (Debian's `etcd-server`): N
- * members on free ports in a temporary directory, each a process the test
- * can kill, stop, continue and start again.
+ * A real etcd cluster on loopback (Debian's `etcd-server`) for the tests, the
+ * fleet demo and the fleet benchmark: N members on free ports in a temporary
+ * directory, each a process that can be killed, stopped, continued and
+ * started again.
  *
  * @example
  * ```ts ignore
@@ -9,10 +10,20 @@
  * etcd.endpoints; // ["http://127.0.0.1:…", …]
  * await etcd.kill(0);
  * ```
+ *
+ * @module
  */
 
-import { requirePeer } from "../tools/peers.ts";
-import { freeTcpPort, sleep } from "./_helpers.ts";
+import { requirePeer } from "./peers.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function freeTcpPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
 
 interface Member {
   name: string;
@@ -97,14 +108,20 @@ export class EtcdCluster implements AsyncDisposable {
   /** SIGKILL of member `i`. */
   async kill(i: number): Promise<void> {
     const m = this.#members[i]!;
-    m.child?.kill("SIGKILL");
+    this.#signal(i, "SIGKILL");
     await m.child?.status;
     m.child = undefined;
   }
 
   /** SIGSTOP / SIGCONT of member `i`. */
   pause(i: number, on: boolean): void {
-    this.#members[i]!.child?.kill(on ? "SIGSTOP" : "SIGCONT");
+    this.#signal(i, on ? "SIGSTOP" : "SIGCONT");
+  }
+
+  #signal(i: number, signal: Deno.Signal): void {
+    try {
+      this.#members[i]!.child?.kill(signal);
+    } catch { /* it ended already (a terminal's Ctrl-C reaches it too) */ }
   }
 
   /** Starts member `i` again (its data directory kept). */

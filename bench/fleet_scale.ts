@@ -1,0 +1,150 @@
+/**
+ * `deno task bench:scale --lbs M [--standalone]`: M LBs over the same N
+ * agents, either as a fleet sharing them through etcd (each server checked
+ * by K) or as M standalone LBs each checking every server (the N x M
+ * storm). Reports sessions per agent, checks per second per LB, the LBs'
+ * CPU, etcd writes per second, false DOWNs, and (fleet) how long the
+ * survivors take to check a killed LB's servers again.
+ *
+ * @module
+ */
+
+import { ensureDefaultFiles } from "../lib/security/files.ts";
+import type { MonitorTotals } from "../lib/lb/monitor.ts";
+import type { QuicStack } from "../lib/transport/stacks.ts";
+import { createEtcdStore } from "../lib/fleet/etcd.ts";
+import { EtcdCluster } from "../tools/etcd_cluster.ts";
+import { Child, procSample, sleep, startEndpoints } from "./_measure.ts";
+import type { FleetScaleResult } from "./_report.ts";
+
+/** Options of {@linkcode runFleetScale}. */
+export interface FleetScaleOptions {
+  servers: number;
+  intervalS: number;
+  quic: QuicStack;
+  lbs: number;
+  /** M standalone LBs instead of a fleet. */
+  standalone: boolean;
+  checkersPerServer?: number;
+  durationS?: number;
+  lbArgs?: readonly string[];
+  say?: (line: string) => void;
+}
+
+/** Runs one fleet (or M-standalone) measurement. */
+export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleResult> {
+  const say = o.say ?? ((l: string) => console.error(l));
+  const k = o.checkersPerServer ?? 2;
+  const durationS = o.durationS ?? 30;
+  const dir = await Deno.makeTempDir({ prefix: "qhcp-fleet-scale-" });
+  const children: Child[] = [];
+  // One member: a benchmark on two cores has no CPU to spare for three.
+  const etcd = o.standalone ? undefined : await EtcdCluster.start(1);
+  const lbs: { child: Child; base: string }[] = [];
+  try {
+    await ensureDefaultFiles(dir);
+    const procs = Math.max(2, Math.ceil(o.servers / 2000));
+    say(`fleet scale: ${o.servers} endpoints (${o.quic}) in ${procs} processes ...`);
+    const ports = await startEndpoints(o.servers, o.quic, procs, dir, children);
+    const serversFile = `${dir}/servers.txt`;
+    await Deno.writeTextFile(serversFile, ports.map((p) => `127.0.0.1:${p}`).join("\n") + "\n");
+    const mode = o.standalone ? `${o.lbs} standalone LBs` : `a fleet of ${o.lbs} LBs (K = ${k})`;
+    say(`fleet scale: ${mode} over ${o.servers} servers every ${o.intervalS} s ...`);
+    for (let i = 0; i < o.lbs; i++) {
+      const child = new Child("lb.ts", [
+        ...(o.standalone || i === 0 ? ["--servers-file", serversFile] : []),
+        ...(etcd ? ["--etcd", etcd.endpoints.join(","), "--checkers-per-server", String(k)] : []),
+        "--check-interval",
+        String(o.intervalS),
+        "--quic",
+        o.quic,
+        "--table",
+        "off",
+        "--http-host",
+        "127.0.0.1",
+        "--loadbalancer-port",
+        "0",
+        "--lb-id",
+        `lb-scale-${i}`,
+        ...(o.lbArgs ?? []),
+      ], { QHCP_CERTS_DIR: dir });
+      children.push(child);
+      const http = await child.waitForLog(/HTTP status endpoint listening .*port=(\d+)/, 60_000);
+      lbs.push({ child, base: `http://127.0.0.1:${http.match[1]}` });
+    }
+    const totals = async (i: number) =>
+      (await (await fetch(`${lbs[i]!.base}/api/totals`)).json()) as MonitorTotals;
+    const all = async (which = lbs.map((_, i) => i)) => await Promise.all(which.map(totals));
+    const sessionsWanted = o.standalone ? o.lbs : Math.min(k, o.lbs);
+    const upBy = performance.now() + Math.max(90_000, o.servers * 40);
+    for (;;) {
+      const t = await all();
+      const sessions = t.reduce((n, x) => n + x.sessions, 0);
+      if (t.every((x) => x.up === o.servers) && sessions === sessionsWanted * o.servers) break;
+      if (performance.now() > upBy) {
+        say(`fleet scale: not settled: ${JSON.stringify(t.map((x) => [x.up, x.sessions]))}`);
+        break;
+      }
+      await sleep(500);
+    }
+    await sleep(5000);
+    const store = etcd ? createEtcdStore({ endpoints: etcd.endpoints }) : undefined;
+    const revision = async () => (store ? (await store.list("/qhcp/members/")).revision : 0);
+    const t0 = await all();
+    const cpu0 = lbs.map((l) => procSample(l.child.pid).cpuMs);
+    const r0 = await revision();
+    const w0 = performance.now();
+    say(`fleet scale: measuring for ${durationS} s ...`);
+    await sleep(durationS * 1000);
+    const wallS = (performance.now() - w0) / 1000;
+    const t1 = await all();
+    const cpu1 = lbs.map((l) => procSample(l.child.pid).cpuMs);
+    const r1 = await revision();
+    const checks = t1.map((x, i) => x.checks_ok - t0[i]!.checks_ok);
+    const failed = t1.reduce((n, x, i) => n + x.checks_failed - t0[i]!.checks_failed, 0);
+    const cpu = cpu1.map((c, i) => ((c - cpu0[i]!) / (wallS * 1000)) * 100);
+    const round = (x: number) => Math.round(x * 10) / 10;
+    const result: FleetScaleResult = {
+      quic: o.quic,
+      servers: o.servers,
+      interval_s: o.intervalS,
+      lbs: o.lbs,
+      mode: o.standalone ? "standalone" : "fleet",
+      checkers_per_server: o.standalone ? o.lbs : Math.min(k, o.lbs),
+      sessions_per_agent: round(t1.reduce((n, x) => n + x.sessions, 0) / o.servers),
+      checks_per_s_per_lb: checks.map((c) => round(c / wallS)),
+      lb_cpu_percent: cpu.map(round),
+      lb_cpu_total_percent: round(cpu.reduce((a, b) => a + b, 0)),
+      etcd_writes_per_s: round((r1 - r0) / wallS),
+      failed_checks: failed,
+      false_downs: t1.reduce((n, x) => n + x.downs, 0) +
+        t1.filter((x) => x.up !== o.servers).length,
+      takeover_s: null,
+      when: new Date().toISOString(),
+    };
+    if (!o.standalone && o.lbs > 1) {
+      // The last LB dies: how long until the survivors hold K sessions per server again.
+      const victim = lbs.length - 1;
+      const survivors = lbs.map((_, i) => i).filter((i) => i !== victim);
+      const want = Math.min(k, survivors.length) * o.servers;
+      const killedAt = performance.now();
+      lbs[victim]!.child.process.kill("SIGKILL");
+      let flipped = false;
+      for (;;) {
+        const t = await all(survivors);
+        if (t.some((x) => x.up !== o.servers)) flipped = true;
+        if (t.reduce((n, x) => n + x.sessions, 0) >= want) break;
+        if (performance.now() - killedAt > 60_000) break;
+        await sleep(100);
+      }
+      result.takeover_s = round((performance.now() - killedAt) / 1000);
+      if (flipped) result.false_downs++;
+    }
+    await store?.close();
+    return result;
+  } finally {
+    await Promise.all(children.map((c) => c.stop("SIGTERM")));
+    await etcd?.[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}

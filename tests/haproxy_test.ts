@@ -17,6 +17,7 @@ import {
   waitFor,
 } from "./_helpers.ts";
 import { record } from "./_report.ts";
+import { requirePeer } from "../tools/peers.ts";
 
 const HAPROXY = "/usr/sbin/haproxy";
 const CHECK_INTERVAL_S = 0.5;
@@ -27,7 +28,10 @@ export function haproxyConfig(p: {
   frontend: number;
   agent: number;
   backends: { name: string; port: number; qhcp: number }[];
+  /** The server lines' weight; null leaves HAProxy's default (1). Default 100. */
+  weight?: number | null;
 }): string {
+  const weight = p.weight === null ? "" : ` weight ${p.weight ?? 100}`;
   return [
     "global",
     "  maxconn 200",
@@ -44,7 +48,7 @@ export function haproxyConfig(p: {
     "  balance roundrobin",
     // Each backend server asks the QHCP LB about its QHCP server agent.
     ...p.backends.map((b) =>
-      `  server ${b.name} 127.0.0.1:${b.port} weight 100 agent-check agent-addr 127.0.0.1 agent-port ${p.agent} agent-send "127.0.0.1:${b.qhcp}\\n" agent-inter ${AGENT_INTER_MS}ms`
+      `  server ${b.name} 127.0.0.1:${b.port}${weight} agent-check agent-addr 127.0.0.1 agent-port ${p.agent} agent-send "127.0.0.1:${b.qhcp}\\n" agent-inter ${AGENT_INTER_MS}ms`
     ),
     "",
   ].join("\n");
@@ -84,6 +88,8 @@ Deno.test({
       "1",
       "--agent-port",
       "0",
+      // The README's setup: servers with weight 100 take the weights.
+      "--agent-weights",
       "--table",
       "off",
     ], env);
@@ -227,6 +233,86 @@ Deno.test({
     } finally {
       sending = false;
       await traffic;
+      try {
+        haproxy.kill("SIGTERM");
+      } catch { /* gone */ }
+      await haproxy.status;
+      await Promise.all(backends.map((b) => b.shutdown()));
+      await Promise.all(programs.map((p) => p.stop("SIGKILL")));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "HAProxy with its default server weight (1) and the agent-check feed: every healthy backend keeps its traffic",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    requirePeer("haproxy");
+    const dir = await tempDir("haproxy-weight");
+    const env = { QHCP_CERTS_DIR: dir };
+    const backends = ["b1", "b2"].map((name) =>
+      Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => new Response(name))
+    );
+    const qhcp = await Promise.all(
+      [1, 2].map((i) => startServerProcess(["--server-port", "0", "--server-id", `w-${i}`], env)),
+    );
+    const programs: Program[] = qhcp.map((q) => q.program);
+    // The LB as a new user runs it: no --agent-weights.
+    const lb = await startLbProcess([
+      "--servers",
+      qhcp.map((q) => `127.0.0.1:${q.port}`).join(","),
+      "--agent-port",
+      "0",
+      "--table",
+      "off",
+    ], env);
+    programs.push(lb.program);
+    const agentPort = Number(
+      (await lb.program.waitForLine(/HAProxy agent-check listening .*port=(\d+)/))[1],
+    );
+    const frontend = freeTcpPort();
+    const cfg = `${dir}/haproxy.cfg`;
+    await Deno.writeTextFile(
+      cfg,
+      haproxyConfig({
+        frontend,
+        agent: agentPort,
+        weight: null,
+        backends: backends.map((b, i) => ({
+          name: `b${i + 1}`,
+          port: b.addr.port,
+          qhcp: qhcp[i]!.port,
+        })),
+      }),
+    );
+    const haproxy = new Deno.Command(requirePeer("haproxy"), {
+      args: ["-f", cfg, "-db"],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      await waitFor(
+        "both UP at the LB",
+        async () => (await fetchStatus(lb.httpPort)).every((s) => s.state === "UP"),
+        10_000,
+      );
+      // Let several agent checks (every 500 ms) reach HAProxy.
+      await sleep(2000);
+      const seen = new Map<string, number>();
+      for (let i = 0; i < 40; i++) {
+        const res = await fetch(`http://127.0.0.1:${frontend}/`);
+        const body = await res.text();
+        seen.set(`${res.status} ${body}`, (seen.get(`${res.status} ${body}`) ?? 0) + 1);
+      }
+      assert.equal(seen.get("503 ") ?? 0, 0, JSON.stringify([...seen]));
+      assert.ok(
+        (seen.get("200 b1") ?? 0) >= 10 && (seen.get("200 b2") ?? 0) >= 10,
+        JSON.stringify([...seen]),
+      );
+    } finally {
       try {
         haproxy.kill("SIGTERM");
       } catch { /* gone */ }

@@ -49,8 +49,11 @@ function view(over: Partial<WatchView>): WatchView {
   };
 }
 
-Deno.test("agentReply() answers up with the weight and ready, up drain, or down with the reason", () => {
-  assert.equal(agentReply("10.0.0.1:4243", view({})), "up ready 82%\n");
+Deno.test("agentReply() answers up ready (with the weight when asked), up drain, or down with the reason", () => {
+  assert.equal(agentReply("10.0.0.1:4243", view({})), "up ready\n");
+  assert.equal(agentReply("10.0.0.1:4243", view({}), true), "up ready 82%\n");
+  // A healthy server is never sent down to 0 % by a weight.
+  assert.equal(agentReply("10.0.0.1:4243", view({ weight: 0.4 }), true), "up ready 1%\n");
   assert.equal(agentReply("10.0.0.1:4243", view({ status: "DRAINING", weight: 0 })), "up drain\n");
   assert.equal(
     agentReply(
@@ -92,7 +95,13 @@ Deno.test("The agent-check endpoint answers each HAProxy connection with one lin
     fastIntervalMs: 50,
   });
   monitor.start();
-  const server = startAgentCheckServer({ monitor, host: "127.0.0.1", port: 0, readTimeoutMs: 300 });
+  const server = startAgentCheckServer({
+    monitor,
+    host: "127.0.0.1",
+    port: 0,
+    readTimeoutMs: 300,
+    weights: true,
+  });
   try {
     await waitFor(
       "one UP, one DOWN",

@@ -36,6 +36,8 @@ export interface LbConfig extends CommonConfig {
   serversFile: string | undefined;
   dnsServer: { ipAddr: string; port: number } | undefined;
   agentPort: number | undefined;
+  /** Send weights on the agent-check port (`up ready 75%`). */
+  agentWeights: boolean;
   httpHost: string;
   httpPort: number;
   /** Connections at once to the HTTP port, and from one client address. */
@@ -110,6 +112,13 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     arg: "PORT",
     help: "serve HAProxy's agent-check protocol on this TCP port (on --http-host)",
   },
+  {
+    name: "agent-weights",
+    type: "boolean",
+    help:
+      "send weights on the agent-check port (up ready 75%); HAProxy's servers then need weight 100 or more (its default weight 1 would round them to 0)",
+  },
+
   {
     name: "loadbalancer-port",
     type: "string",
@@ -431,6 +440,7 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     dnsNames,
     serversFile: parseText("servers-file", f["servers-file"]),
     dnsServer,
+    agentWeights: f["agent-weights"] === true,
     agentPort: f["agent-port"] === undefined
       ? undefined
       : parseInteger("agent-port", f["agent-port"], 0, { min: 0, max: 65535 }),

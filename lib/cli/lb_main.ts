@@ -245,6 +245,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
           monitor: dir,
           host: config.httpHost,
           port: config.agentPort,
+          weights: config.agentWeights,
           maxConnections: http.agentCap!,
           log,
         });

@@ -4,8 +4,13 @@
  * sends its `agent-send` string, which names the QHCP server as
  * `host:port\n`, and reads one line back:
  *
- * - `up ready 75%`: the server is UP; its weight (0..100) becomes the
- *   percentage of the weight configured in HAProxy; `ready` ends a drain;
+ * - `up ready`: the server is UP; `ready` ends a drain. With weights on
+ *   (`--agent-weights`), `up ready 75%`: its weight becomes that percentage
+ *   of the weight configured in HAProxy. Off by default: HAProxy's default
+ *   server weight is 1, and any percentage below 100 of 1 rounds to 0, which
+ *   would take every healthy server's traffic away; weights need `weight
+ *   100` (or more) on HAProxy's server lines. A healthy server is never sent
+ *   below 1 %;
  * - `up drain`: UP but draining (weight 0): no new traffic, existing
  *   connections finish (`up` so that a server HAProxy had set DOWN by an
  *   earlier reply comes back in DRAIN, not DOWN);
@@ -34,14 +39,14 @@ const _encoder = new TextEncoder();
  * agentReply("10.0.0.7:4243", undefined); // "down #QHCP: unknown server 10.0.0.7:4243\n"
  * ```
  */
-export function agentReply(name: string, view: WatchView | undefined): string {
+export function agentReply(name: string, view: WatchView | undefined, weights = false): string {
   if (!view) return `down #QHCP: unknown server ${_clean(name)}\n`;
   if (view.state !== "UP") {
     const why = view.last_error ?? (view.state === "UNKNOWN" ? "not checked yet" : "DOWN");
     return `down #QHCP ${view.state}: ${_clean(why)}\n`;
   }
   if (view.weight === 0) return "up drain\n";
-  return `up ready ${view.weight}%\n`;
+  return weights ? `up ready ${Math.max(1, view.weight)}%\n` : "up ready\n";
 }
 
 /** Options of {@linkcode startAgentCheckServer}. */
@@ -51,6 +56,12 @@ export interface AgentCheckServerOptions {
   host?: string;
   /** TCP port; 0 picks a free one. */
   port: number;
+  /**
+   * Send each server's weight as a percentage (`up ready 75%`). Default
+   * false: HAProxy's servers then need `weight 100` or more (see
+   * {@linkcode agentReply}).
+   */
+  weights?: boolean;
   /** Wait this long for the `agent-send` line, ms. Default 2000. */
   readTimeoutMs?: number;
   /**
@@ -93,7 +104,7 @@ export function startAgentCheckServer(options: AgentCheckServerOptions): AgentCh
         }
       }
       const reply = name
-        ? agentReply(name, view)
+        ? agentReply(name, view, options.weights ?? false)
         : "down #QHCP: set agent-send to the QHCP server's host:port\n";
       await _writeAll(conn, _encoder.encode(reply));
       replies++;

@@ -7,7 +7,7 @@
 #   ./run_quic.sh demo            three servers and an LB on localhost with a live table
 #   ./run_quic.sh demo --fleet    a local 3-member etcd, six servers and three LBs sharing them
 #   ./run_quic.sh test            install the tests' real peers when missing (HAProxy,
-#                                 promtool, Chromium, etcd), then format, lint and type
+#                                 promtool, Chromium, etcd, dig), then format, lint and type
 #                                 checks and the whole suite
 #   ./run_quic.sh task NAME ...   run a deno task (bench, reliability, keygen, ...);
 #                                 ./run_quic.sh task lists them

@@ -100,6 +100,7 @@ const verdict = (
   rtt_ms: 1,
   last_error: null,
   since: "2026-11-29T10:00:00.000Z",
+  services: [],
   by,
   at: "2026-11-29T10:00:05.000Z",
   ...over,

@@ -45,6 +45,7 @@ function view(over: Partial<WatchView>): WatchView {
     suspicion: null,
     heartbeat_ms: null,
     extensions: [],
+    services: [],
     ...over,
   };
 }

@@ -36,6 +36,7 @@ const HOMES: Record<string, string> = {
   "@peculiar/x509": "lib/security/certs.ts",
   "reflect-metadata": "lib/security/certs.ts",
   "node:crypto": "lib/security/certs.ts",
+  "dns-packet": "lib/ops/dns.ts",
 };
 
 /** Every .ts file under lib/, relative to the repository root. */

@@ -25,6 +25,7 @@ function view(over: Partial<WatchView>): WatchView {
     suspicion: null,
     heartbeat_ms: null,
     extensions: [],
+    services: [],
     ...over,
   };
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S deno run -A
 /**
- * The real programs some tests drive (HAProxy, promtool, Chromium, etcd), in one
+ * The real programs some tests drive (HAProxy, promtool, Chromium, etcd, dig), in one
  * table: `./run_quic.sh test` installs the missing ones with apt-get before
  * the suite when it can (as root, or with passwordless sudo), and says what to
  * install when it cannot; the tests call {@linkcode requirePeer} so that a
@@ -28,6 +28,7 @@ export const PEERS = {
   promtool: { path: "/usr/bin/promtool", pkg: "prometheus", usedBy: "the /metrics test" },
   chromium: { path: "/usr/bin/chromium", pkg: "chromium", usedBy: "the dashboard test" },
   etcd: { path: "/usr/bin/etcd", pkg: "etcd-server", usedBy: "the fleet tests" },
+  dig: { path: "/usr/bin/dig", pkg: "bind9-dnsutils", usedBy: "the DNS tests" },
 } as const satisfies Record<string, Peer>;
 
 /** A peer's short name. */

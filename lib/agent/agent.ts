@@ -19,6 +19,7 @@ import {
   type LocalCheckResult,
   REQUIRED_METRICS,
   type ServerStatus,
+  type ServiceInfo,
   type SessionConfig,
 } from "../protocol/wire.ts";
 import { Admission } from "./admission.ts";
@@ -63,6 +64,8 @@ export interface AgentOptions {
    * Empty: a plain QHCP/1 agent.
    */
   extensions?: readonly Capability[];
+  /** Services this agent fronts, advertised to LBs in ACK. */
+  services?: readonly ServiceInfo[];
   /** Close a connection that sends no HELLO within this time, ms. Default 5000. */
   helloTimeoutMs?: number;
   /** Close a connection silent for this long, ms. Default 30000. */

@@ -86,6 +86,7 @@ export class AgentSession {
       serverId: options.serverId,
       availableMetrics: metrics.names,
       capabilities,
+      ...(options.services ? { services: options.services } : {}),
       ...(options.defaultMetrics ? { defaultMetrics: options.defaultMetrics } : {}),
       ...(options.helloTimeoutMs === undefined ? {} : { helloTimeoutMs: options.helloTimeoutMs }),
       health: () => {

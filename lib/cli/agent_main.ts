@@ -116,6 +116,7 @@ export async function startAgent(
         sessionRate: config.sessionRate,
         idleTimeoutMs: config.idleTimeoutMs,
         extensions: config.extensions,
+        services: config.services,
         log,
       });
     } catch (e) {

@@ -38,6 +38,13 @@ export interface LbConfig extends CommonConfig {
   agentPort: number | undefined;
   /** Send weights on the agent-check port (`up ready 75%`). */
   agentWeights: boolean;
+  /** HAProxy's stats socket (admin level) to push verdicts to, and the prefix of its backends. */
+  haproxySocket: string | undefined;
+  haproxyBackendPrefix: string;
+  /** Serve DNS on this UDP and TCP port (undefined: no DNS). */
+  dnsPort: number | undefined;
+  dnsDomain: string;
+  dnsTtlSec: number;
   httpHost: string;
   httpPort: number;
   /** Connections at once to the HTTP port, and from one client address. */
@@ -111,6 +118,41 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     type: "string",
     arg: "PORT",
     help: "serve HAProxy's agent-check protocol on this TCP port (on --http-host)",
+  },
+  {
+    name: "haproxy-socket",
+    type: "string",
+    arg: "PATH",
+    help:
+      "push each verdict change at once to HAProxy's stats socket (admin level): backend SERVICE, servers matched by address",
+  },
+  {
+    name: "haproxy-backend-prefix",
+    type: "string",
+    arg: "PREFIX",
+    default: "",
+    help: "the HAProxy backend of service NAME is PREFIX + NAME",
+  },
+  {
+    name: "dns-port",
+    type: "string",
+    arg: "PORT",
+    help:
+      "serve the services by DNS on this UDP and TCP port (NAME.service.<domain> A/AAAA, _NAME._tcp.service.<domain> SRV)",
+  },
+  {
+    name: "dns-domain",
+    type: "string",
+    arg: "DOMAIN",
+    default: LB_DEFAULTS.dnsDomain,
+    help: "the DNS zone served with --dns-port",
+  },
+  {
+    name: "dns-ttl",
+    type: "string",
+    arg: "SECONDS",
+    default: String(LB_DEFAULTS.dnsTtlSec),
+    help: "TTL of every DNS answer",
   },
   {
     name: "agent-weights",
@@ -441,6 +483,18 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     serversFile: parseText("servers-file", f["servers-file"]),
     dnsServer,
     agentWeights: f["agent-weights"] === true,
+    haproxySocket: parseText("haproxy-socket", f["haproxy-socket"]),
+    haproxyBackendPrefix: f["haproxy-backend-prefix"] === undefined
+      ? ""
+      : String(f["haproxy-backend-prefix"]),
+    dnsPort: f["dns-port"] === undefined
+      ? undefined
+      : parseInteger("dns-port", f["dns-port"], 0, { min: 0, max: 65535 }),
+    dnsDomain: _dnsDomain(f["dns-domain"]),
+    dnsTtlSec: parseInteger("dns-ttl", f["dns-ttl"], LB_DEFAULTS.dnsTtlSec, {
+      min: 0,
+      max: 86_400,
+    }),
     agentPort: f["agent-port"] === undefined
       ? undefined
       : parseInteger("agent-port", f["agent-port"], 0, { min: 0, max: 65535 }),
@@ -560,6 +614,21 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
     }),
     ...parseCommon(f),
   };
+}
+
+/** --dns-domain: DNS labels separated by dots, the final dot optional. */
+function _dnsDomain(value: FlagValue): string {
+  const text = parseText("dns-domain", value) ?? LB_DEFAULTS.dnsDomain;
+  const labels = text.replace(/\.$/, "").split(".");
+  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+  if (text.length > 200 || !labels.every((l) => label.test(l))) {
+    throw new CliError(
+      `--dns-domain: expected a domain name such as qhcp. or lb.example.com, got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return `${labels.join(".").toLowerCase()}.`;
 }
 
 /** --etcd: comma-separated http(s) URLs of etcd's client port. */

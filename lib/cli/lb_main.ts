@@ -10,6 +10,7 @@
 import { Discovery, watchDnsName, watchServersFile } from "../lb/discovery.ts";
 import type { ServerDirectory, ServerSet } from "../lb/directory.ts";
 import { Monitor } from "../lb/monitor.ts";
+import { servicesOf } from "../lb/services.ts";
 import { FleetDirectory } from "../fleet/directory.ts";
 import { createEtcdStore } from "../fleet/etcd.ts";
 import { Fleet } from "../fleet/fleet.ts";
@@ -18,6 +19,8 @@ import { formatAddress } from "../protocol/address.ts";
 import { CliError } from "./flags.ts";
 import { type AgentCheckServer, startAgentCheckServer } from "../ops/agent_check.ts";
 import { createHttpApi, type HttpApi } from "../ops/http_api.ts";
+import { type DnsServer, startDnsServer } from "../ops/dns_server.ts";
+import { HaproxyRuntime } from "../ops/haproxy_runtime.ts";
 import { type HttpServer, serveHttp } from "../ops/http_server.ts";
 import { fitConnectionCaps, openFileLimit, perAddressCap } from "../ops/limits.ts";
 import { Redrawer, StatusScreen, summarize } from "../ops/status_table.ts";
@@ -42,6 +45,8 @@ export interface RunningLb {
   readonly http: Deno.NetAddr;
   /** The agent-check port, when served. */
   readonly agentCheckPort: number | undefined;
+  /** The DNS port (UDP and TCP), when served. */
+  readonly dnsPort: number | undefined;
   readonly log: Logger;
   /** Reads the servers file and re-resolves the DNS names now (SIGHUP). */
   reload(): void;
@@ -82,7 +87,13 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
   const drawTable = () => {
     if (!directory) return;
     const rows = directory.status();
-    screen?.draw(rows, `QHCP LB ${config.lbId}  ${summarize(rows)}  ${new Date().toISOString()}`);
+    const services = servicesOf(rows).map((s) => `${s.name} ${s.healthy}/${s.total}`).join(", ");
+    screen?.draw(
+      rows,
+      `QHCP LB ${config.lbId}  ${summarize(rows)}${services ? `  services: ${services}` : ""}  ${
+        new Date().toISOString()
+      }`,
+    );
   };
   // Drawn at once, within a moment of every verdict change (and, on a
   // terminal, of every log line), and every check interval otherwise.
@@ -239,6 +250,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     }
 
     let agentCheck: AgentCheckServer | undefined;
+    let dnsPort: number | undefined;
     if (config.agentPort !== undefined) {
       try {
         agentCheck = startAgentCheckServer({
@@ -265,6 +277,49 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
       });
     }
 
+    if (config.dnsPort !== undefined) {
+      let dns: DnsServer;
+      try {
+        dns = startDnsServer({
+          directory: dir,
+          host: config.httpHost,
+          port: config.dnsPort,
+          domain: config.dnsDomain,
+          ttlSec: config.dnsTtlSec,
+          log,
+        });
+      } catch (e) {
+        throw new Error(
+          `--dns-port: cannot listen on ${config.httpHost}:${config.dnsPort}: ${
+            (e as Error).message
+          }`,
+        );
+      }
+      undo.push(() => dns.close());
+      dnsPort = dns.port;
+      log.info("DNS listening", {
+        address: config.httpHost,
+        port: dns.port,
+        zone: config.dnsDomain,
+        ttl_s: config.dnsTtlSec,
+      });
+    }
+
+    if (config.haproxySocket) {
+      const feed = new HaproxyRuntime({
+        directory: dir,
+        socket: config.haproxySocket,
+        backendPrefix: config.haproxyBackendPrefix,
+        log,
+      });
+      feed.start();
+      undo.push(() => feed.close());
+      log.info("pushing verdicts to HAProxy's runtime API", {
+        socket: config.haproxySocket,
+        backends: `${config.haproxyBackendPrefix}<service>`,
+      });
+    }
+
     table?.start();
     undo.push(() => table?.stop());
     let stopped: Promise<void> | undefined;
@@ -274,6 +329,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
       fleet,
       http: http.server.addr,
       agentCheckPort: agentCheck?.port,
+      dnsPort,
       log,
       reload() {
         log.info("SIGHUP: reloading the servers file and DNS names");

@@ -24,6 +24,7 @@ import {
   parseText,
 } from "./flags.ts";
 import { SYSTEM_METRICS } from "../agent/metrics.ts";
+import { MAX_SERVICES, type ServiceInfo } from "../protocol/wire.ts";
 
 /** Everything `server.ts` needs, with defaults applied. */
 export interface ServerConfig extends CommonConfig {
@@ -49,6 +50,8 @@ export interface ServerConfig extends CommonConfig {
   sessionRate: number;
   sampleIntervalMs: number;
   defaultMetrics: string[];
+  /** Services this agent fronts (--service). */
+  services: ServiceInfo[];
 }
 
 /** The server's flags, in help order. */
@@ -162,6 +165,14 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     type: "string",
     arg: "PATH",
     help: "report DRAINING while this file exists (kill -USR1 also toggles draining)",
+  },
+  {
+    name: "service",
+    type: "string",
+    arg: "NAME:PORT[:TAG,...]",
+    multiple: true,
+    help:
+      "a service this host runs, advertised to LBs (DNS, /api/services, pick by service); repeatable",
   },
   {
     name: "check-tcp",
@@ -329,8 +340,37 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
       },
     ),
     defaultMetrics: metrics,
+    services: _services(parseRepeated("service", f.service)),
     ...parseCommon(f),
   };
+}
+
+/** --service NAME:PORT[:TAG,...]: a DNS label, a port, optional tags; each name once. */
+function _services(values: readonly string[]): ServiceInfo[] {
+  const out: ServiceInfo[] = [];
+  for (const text of values) {
+    const m = /^([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?):(\d{1,5})(?::(.+))?$/.exec(
+      text.trim(),
+    );
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port < 1 || port > 65535) {
+      throw new CliError(
+        `--service: expected NAME:PORT[:TAG,...] with NAME a DNS label (letters, digits, inner hyphens) and PORT 1..65535, got ${
+          JSON.stringify(text)
+        }`,
+      );
+    }
+    const name = m[1]!.toLowerCase();
+    if (out.some((s) => s.name === name)) {
+      throw new CliError(`--service: ${JSON.stringify(name)} is given twice`);
+    }
+    const tags = m[3]?.split(",").map((t) => t.trim()).filter(Boolean);
+    out.push(tags && tags.length > 0 ? { name, port, tags } : { name, port });
+  }
+  if (out.length > MAX_SERVICES) {
+    throw new CliError(`--service: at most ${MAX_SERVICES} services, got ${out.length}`);
+  }
+  return out;
 }
 
 function _tcpCheck(text: string): LocalCheckSpec {

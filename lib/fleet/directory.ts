@@ -149,6 +149,7 @@ export class FleetDirectory implements ServerDirectory {
       suspicion: null,
       heartbeat_ms: null,
       extensions: [],
+      services: v?.services ?? [],
     };
     return {
       ...base,

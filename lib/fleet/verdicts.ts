@@ -16,7 +16,7 @@
 
 import type { HealthState } from "../lb/verdict.ts";
 import type { WatchView } from "../lb/record.ts";
-import type { ServerStatus } from "../protocol/wire.ts";
+import type { ServerStatus, ServiceInfo } from "../protocol/wire.ts";
 
 /** One owner's verdict on one server, as written to etcd. */
 export interface OwnerVerdict {
@@ -31,6 +31,8 @@ export interface OwnerVerdict {
   last_error: string | null;
   /** ISO time the verdict last changed. */
   since: string;
+  /** The services the agent fronts (from its ACK), so that every LB can group and serve them. */
+  services: ServiceInfo[];
   /** The owner that wrote it. */
   by: string;
   /** ISO time it was written (a refresh rewrites it). */
@@ -55,6 +57,7 @@ export function ownerVerdict(view: WatchView, by: string, now: number): OwnerVer
     rtt_ms: view.last_rtt_ms,
     last_error: view.last_error,
     since: view.last_change,
+    services: view.services,
     by,
     at: new Date(now).toISOString(),
   };
@@ -85,6 +88,7 @@ export function parseVerdict(text: string): OwnerVerdict | undefined {
         rtt_ms: v.rtt_ms ?? null,
         last_error: v.last_error ?? null,
         since: v.since,
+        services: Array.isArray(v.services) ? v.services : [],
         by: v.by,
         at: v.at,
       };
@@ -102,7 +106,8 @@ export function parseVerdict(text: string): OwnerVerdict | undefined {
  * import { combine, type OwnerVerdict } from "./verdicts.ts";
  * const v = (by: string, state: "UP" | "DOWN"): OwnerVerdict => ({
  *   state, status: "UP", weight: state === "UP" ? 80 : 0, load: 20, cpu: 20, mem: 10,
- *   rtt_ms: 1, last_error: null, since: "2026-11-29T00:00:00Z", by, at: "2026-11-29T00:00:01Z",
+ *   rtt_ms: 1, last_error: null, since: "2026-11-29T00:00:00Z", services: [], by,
+ *   at: "2026-11-29T00:00:01Z",
  * });
  * combine([v("lb-a", "UP"), v("lb-b", "DOWN")], ["lb-a", "lb-b"])?.state; // "UP"
  * ```

@@ -25,3 +25,4 @@ export * from "./liveness.ts";
 export * from "./loop_health.ts";
 export * from "./heartbeat_watch.ts";
 export * from "./link.ts";
+export * from "./services.ts";

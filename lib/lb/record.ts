@@ -19,6 +19,7 @@ import type {
   LocalCheckResult,
   MetricValues,
   ServerStatus,
+  ServiceInfo,
   StatusMessage,
 } from "../protocol/wire.ts";
 import { clip } from "../util/text.ts";
@@ -105,6 +106,8 @@ export interface WatchView {
   heartbeat_ms: number | null;
   /** The extensions the session negotiated (empty for plain QHCP/1 or no session). */
   extensions: string[];
+  /** The services the agent fronts, as its last ACK said (docs/PROTOCOL.md §11). */
+  services: ServiceInfo[];
   /** In fleet mode: who checks it and whose verdict this is. */
   fleet?: FleetView;
 }
@@ -196,6 +199,7 @@ export class ServerRecord {
   #checkAt: number | null = null;
   #serverId: string | null = null;
   #extensions: string[] = [];
+  #services: ServiceInfo[] = [];
 
   constructor(address: string, thresholds: { fall: number; rise: number }, now: number) {
     this.address = address;
@@ -228,9 +232,15 @@ export class ServerRecord {
   }
 
   /** The session reached READY with a server calling itself `serverId`. */
-  ready(serverId: string, extensions: readonly string[] = []): void {
+  ready(
+    serverId: string,
+    extensions: readonly string[] = [],
+    services: readonly ServiceInfo[] = [],
+  ): void {
     this.#serverId = serverId;
     this.#extensions = [...extensions];
+    // Kept after the session ends: a DOWN server's services are DOWN with it.
+    this.#services = services.map((x) => ({ ...x }));
   }
 
   /** The session ended. */
@@ -358,6 +368,7 @@ export class ServerRecord {
       suspicion: liveness ? Math.round(liveness.phi * 100) / 100 : null,
       heartbeat_ms: liveness?.heartbeatMs ?? null,
       extensions: this.#extensions,
+      services: this.#services,
     };
   }
 

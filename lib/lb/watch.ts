@@ -423,7 +423,7 @@ export class Watch {
           this.#link.close(channel, action.code, action.reason);
           break;
         case "ready":
-          this.#record.ready(action.ack.server_id, action.capabilities);
+          this.#record.ready(action.ack.server_id, action.capabilities, action.ack.services);
           this.#log.debug("session ready", {
             server_id: action.ack.server_id,
             setup_ms: Math.round(action.setupMs),

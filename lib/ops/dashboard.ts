@@ -83,7 +83,8 @@ function render(data) {
   const count = (s) => data.servers.filter((x) => x.state === s).length;
   document.getElementById("summary").innerHTML =
     "<span>" + data.servers.length + " servers</span><span>" + count("UP") + " UP</span><span>" +
-    count("DOWN") + " DOWN</span><span>" + count("UNKNOWN") + " UNKNOWN</span>";
+    count("DOWN") + " DOWN</span><span>" + count("UNKNOWN") + " UNKNOWN</span>" +
+    (data.services || []).map((x) => '<span class="service">' + esc(x.name) + " " + x.healthy + "/" + x.total + "</span>").join("");
   rows.innerHTML = data.servers.map((s) => {
     const shown = s.state === "UP" && s.status === "DRAINING" ? "DRAINING" : s.state;
     const m = s.metrics || {};

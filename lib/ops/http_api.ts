@@ -15,7 +15,8 @@
 import { LB_DEFAULTS } from "../util/defaults.ts";
 import { ServerSetError } from "../lb/monitor.ts";
 import type { ServerDirectory } from "../lb/directory.ts";
-import { isStrategy, STRATEGIES } from "../lb/select.ts";
+import { isStrategy, Selector, STRATEGIES } from "../lb/select.ts";
+import { serviceCandidates, servicesOf } from "../lb/services.ts";
 import type { WatchView } from "../lb/watch.ts";
 import { parseServerAddress } from "../protocol/address.ts";
 import { ConfigError } from "../protocol/errors.ts";
@@ -88,6 +89,11 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     time: new Date().toISOString(),
     // The dashboard shows a page: a fleet of thousands would make every event huge.
     servers_total: monitor.size,
+    services: servicesOf(monitor.status()).map((s) => ({
+      name: s.name,
+      healthy: s.healthy,
+      total: s.total,
+    })),
     servers: monitor.status(0, _DASHBOARD_SERVERS).map((v) => ({
       ...v,
       history: (monitor.history(v.address, DASHBOARD_POINTS) ?? []).map((r) => ({
@@ -105,6 +111,8 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     1000 / (options.eventsPerSecond ?? LB_DEFAULTS.eventsPerSecond),
   );
 
+  // Round-robin and weighted picks keep their place per service.
+  const serviceSelectors = new Map<string, Selector>();
   const router = new Router()
     .add("GET", "/", () => _html(DASHBOARD_HTML))
     .add("GET", "/index.html", () => _html(DASHBOARD_HTML))
@@ -112,8 +120,24 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
       "GET",
       "/status",
       (_req, _p, url) =>
-        json({ lb_id: options.lbId, time: new Date().toISOString(), ..._page(url, monitor) }),
+        json({
+          lb_id: options.lbId,
+          time: new Date().toISOString(),
+          // Each service with how many of its servers should get traffic.
+          services: servicesOf(monitor.status()).map((s) => ({
+            name: s.name,
+            healthy: s.healthy,
+            total: s.total,
+          })),
+          ..._page(url, monitor),
+        }),
     )
+    .add("GET", "/api/services", () => json({ services: servicesOf(monitor.status()) }))
+    .add("GET", "/api/services/:name", (_req, p) => {
+      const s = servicesOf(monitor.status()).find((x) => x.name === p.name);
+      if (!s) throw new HttpError(404, `unknown service ${JSON.stringify(p.name!.slice(0, 63))}`);
+      return json(s);
+    })
     .add("GET", "/healthz", () =>
       json({
         status: "ok",
@@ -184,6 +208,20 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
             JSON.stringify(strategy.slice(0, 40))
           }`,
         );
+      }
+      const name = url.searchParams.get("service");
+      if (name !== null) {
+        // Among the servers that front this service, at the service's port.
+        const service = servicesOf(monitor.status()).find((s) => s.name === name);
+        if (!service) {
+          throw new HttpError(404, `unknown service ${JSON.stringify(name.slice(0, 63))}`);
+        }
+        let selector = serviceSelectors.get(name);
+        if (!selector) serviceSelectors.set(name, selector = new Selector());
+        const pick = selector.pick(serviceCandidates(service), strategy);
+        return pick.ok
+          ? json({ address: pick.address, weight: pick.weight, service: name, strategy })
+          : json({ error: pick.reason, service: name, strategy }, 503);
       }
       const pick = monitor.pick(strategy);
       return pick.ok

@@ -15,5 +15,8 @@ export * from "./events.ts";
 export * from "./dashboard.ts";
 export * from "./prometheus.ts";
 export * from "./agent_check.ts";
+export * from "./dns.ts";
+export * from "./dns_server.ts";
+export * from "./haproxy_runtime.ts";
 export * from "./status_table.ts";
 export * from "./limits.ts";

@@ -6,6 +6,7 @@
  */
 
 import type { ServerDirectory } from "../lb/directory.ts";
+import { servicesOf } from "../lb/services.ts";
 import {
   DURATION_BUCKETS,
   DurationHistogram,
@@ -48,13 +49,16 @@ export interface MetricsSnapshot {
   sessions: number;
   /** Dials after the first one, all servers. */
   reconnects: number;
+  /** Each service: servers that front it, and those that should get traffic. */
+  services: { name: string; total: number; healthy: number }[];
 }
 
 /** What `/metrics` shows of `monitor`'s servers. */
 export function metricsSnapshot(monitor: ServerDirectory, version: string): MetricsSnapshot {
   let sessions = 0;
   let reconnects = 0;
-  const servers = monitor.records().map(({ view: v, counters }) => {
+  const records = monitor.records();
+  const servers = records.map(({ view: v, counters }) => {
     const c = counters ?? _NONE;
     if (v.session === "READY") sessions++;
     reconnects += Math.max(0, c.dials - 1);
@@ -80,7 +84,12 @@ export function metricsSnapshot(monitor: ServerDirectory, version: string): Metr
       downsBy: c.downsBy,
     };
   });
-  return { lbId: monitor.settings.lbId, version, servers, sessions, reconnects };
+  const services = servicesOf(records.map((r) => r.view)).map((s) => ({
+    name: s.name,
+    total: s.total,
+    healthy: s.healthy,
+  }));
+  return { lbId: monitor.settings.lbId, version, servers, sessions, reconnects, services };
 }
 
 /** Renders the snapshot in the Prometheus text format. */
@@ -233,6 +242,18 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     out.push(
       `qhcp_servers${labels({ state })} ${s.servers.filter((m) => m.state === state).length}`,
     );
+  }
+  family("qhcp_service_servers", "gauge", "Servers that front a service (--service on the agent).");
+  for (const x of s.services) {
+    out.push(`qhcp_service_servers${labels({ service: x.name })} ${x.total}`);
+  }
+  family(
+    "qhcp_service_healthy_servers",
+    "gauge",
+    "Servers of a service that should get traffic (UP, not draining or failing).",
+  );
+  for (const x of s.services) {
+    out.push(`qhcp_service_healthy_servers${labels({ service: x.name })} ${x.healthy}`);
   }
   family("qhcp_sessions", "gauge", "QUIC sessions in READY.");
   out.push(`qhcp_sessions ${s.sessions}`);

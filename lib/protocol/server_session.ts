@@ -51,6 +51,7 @@ import {
   PROTOCOL_VERSION,
   REQUIRED_METRICS,
   type ServerStatus,
+  type ServiceInfo,
   type SessionConfig,
   type TerminateAckMessage,
   type TerminateMessage,
@@ -95,6 +96,8 @@ export interface ServerSessionOptions {
   defaultHeartbeatMs?: number;
   /** Shortest heartbeat interval this server keeps, whatever the LB asks. Default 100 ms. */
   minHeartbeatMs?: number;
+  /** Services the agent fronts, advertised in every ACK (§11). Default none. */
+  services?: readonly ServiceInfo[];
   /**
    * Returns the status and the named metric values right now. Called while
    * answering HEALTH_REQUEST, so it must return cached values, not probe.
@@ -191,6 +194,7 @@ export class ServerSession {
       capabilities: [],
       defaultHeartbeatMs: AGENT_DEFAULTS.heartbeatMs,
       minHeartbeatMs: AGENT_DEFAULTS.minHeartbeatMs,
+      services: [],
       ...options,
     };
     this.#config = {
@@ -313,6 +317,10 @@ export class ServerSession {
         metrics: [...this.#config.metrics],
         ...(hello.capabilities === undefined ? {} : { capabilities: [...this.#caps] }),
         ...(heartbeat === undefined ? {} : { heartbeat_ms: heartbeat }),
+        // Not negotiated: an LB that does not know the field ignores it (§3).
+        ...(this.#options.services.length === 0
+          ? {}
+          : { services: this.#options.services.map((x) => ({ ...x })) }),
       }),
       { kind: "ready", lbId: hello.lb_id, config: this.config, capabilities: [...this.#caps] },
     ];

@@ -145,6 +145,21 @@ export interface LocalCheckResult {
   detail: string;
 }
 
+/**
+ * A service the agent fronts, advertised in ACK (docs/PROTOCOL.md §11): the
+ * name (a DNS label), the port it listens on, and optional tags.
+ */
+export interface ServiceInfo {
+  name: string;
+  port: number;
+  tags?: string[];
+}
+
+/** Most services one ACK advertises, and most tags per service. */
+export const MAX_SERVICES = 32;
+/** Most tags per service. */
+export const MAX_SERVICE_TAGS = 16;
+
 /** Reported metric values, by name. */
 export type MetricValues = Record<string, number>;
 
@@ -189,6 +204,8 @@ export interface AckMessage extends MessageBase {
   capabilities?: string[];
   /** The heartbeat interval the server will keep, ms; present when it accepts `heartbeat`. */
   heartbeat_ms?: number;
+  /** The services the agent fronts (§11); older LBs ignore the field. */
+  services?: ServiceInfo[];
 }
 
 /** LB to server: asks for health and load. */

@@ -78,6 +78,9 @@ export const LB_DEFAULTS = {
   maxProbeTimeoutMs: 1000,
   /** Fleet mode: the fleet's keys in etcd, LBs per server, and the lease TTL (seconds). */
   etcdPrefix: "/qhcp/",
+  /** DNS: the zone served, and the TTL of every answer, seconds. */
+  dnsDomain: "qhcp.",
+  dnsTtlSec: 1,
   checkersPerServer: 2,
   leaseTtlSec: 3,
 } as const;

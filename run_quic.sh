@@ -7,8 +7,8 @@
 #   ./run_quic.sh demo            three servers and an LB on localhost with a live table
 #   ./run_quic.sh demo --fleet    a local 3-member etcd, six servers and three LBs sharing them
 #   ./run_quic.sh test            install the tests' real peers when missing (HAProxy,
-#                                 promtool, Chromium, etcd, dig), then format, lint and type
-#                                 checks and the whole suite
+#                                 promtool, Chromium, etcd, dig, systemd-analyze), then
+#                                 format, lint and type checks and the whole suite
 #   ./run_quic.sh task NAME ...   run a deno task (bench, reliability, keygen, ...);
 #                                 ./run_quic.sh task lists them
 #   ./run_quic.sh deno ARGS...    run the pinned deno itself
@@ -22,8 +22,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DENO_VERSION="2.9.6"
 # The QUIC library is a native addon, and loading native code (--allow-ffi)
-# is full trust anyway; systeminformation also reads /sys and runs df, which
-# Deno only allows with -A. So the programs run with -A.
+# is full trust anyway, so the programs run with -A.
 PERMS=(-A)
 
 find_deno() {

@@ -25,6 +25,28 @@ export function procSample(pid: number): ProcSample {
   return { cpuMs: (ticks * 1000) / _CLK_TCK, rssMb: rssKb / 1024 };
 }
 
+/** Where a process's resident memory is, MB: anonymous (its own), file-backed (mostly the Deno binary's pages, shared with other Deno processes) and proportional (PSS: shared pages split among their users). */
+export interface MemoryDetail {
+  rss: number;
+  anon: number;
+  file: number;
+  pss: number;
+}
+
+/** Reads /proc/{pid}/status and /proc/{pid}/smaps_rollup. */
+export function memoryDetail(pid: number): MemoryDetail {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const rollup = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+  const mb = (text: string, key: string) =>
+    Math.round(Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(text)?.[1] ?? "0") / 102.4) / 10;
+  return {
+    rss: mb(status, "VmRSS"),
+    anon: mb(status, "RssAnon"),
+    file: mb(status, "RssFile"),
+    pss: mb(rollup, "Pss"),
+  };
+}
+
 /** The p-th percentile (0..100) of sorted values, nearest rank. */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;

@@ -27,7 +27,15 @@ export interface StackResult {
   /** check p50 / echo p50, check p99 / echo p99. */
   check_over_echo?: { p50: number; p99: number };
   setup?: Summary;
-  server_rss_mb?: { idle: number; three_lbs_peak: number; three_lbs_end: number };
+  server_rss_mb?: {
+    idle: number;
+    three_lbs_peak: number;
+    three_lbs_end: number;
+    /** Where the idle RSS is (part `memory` since the footprint work). */
+    idle_detail?: { rss: number; anon: number; file: number; pss: number };
+  };
+  /** The agent's CPU, % of one core: idle over `idle_window_s`, and under 3 LBs at 1 s. */
+  server_cpu?: { idle_percent: number; idle_window_s: number; three_lbs_percent: number };
   detection?: Detection[];
   push?: PushLatency;
   lb?: {
@@ -52,6 +60,8 @@ export interface BenchRecord {
   peers: { http?: RoundTrip; grpc?: RoundTrip };
   /** Per heartbeat interval: detection against the LB's CPU (part `heartbeats`). */
   heartbeat_costs?: HeartbeatCost[];
+  /** One metrics sample of the agent, p50, µs (part `memory`). */
+  agent_sample_us?: number;
 }
 
 /** One scale run (`bench/scale.ts`). */
@@ -232,6 +242,32 @@ export function benchTables(b: BenchRecord): string {
         } | ${r.server_rss_mb ? `${r.server_rss_mb.three_lbs_peak} MB` : "–"} | ${
           r.lb ? us(r.lb.lb_cpu_us_per_check) : "–"
         } | ${r.lb ? `${r.lb.lb_cpu_percent} % of a core` : "–"} |`,
+      );
+    }
+    out.push("");
+  }
+  const footprint = rows.filter(([, r]) => r.server_rss_mb?.idle_detail && r.server_cpu);
+  if (footprint.length > 0) {
+    out.push(
+      "Agent footprint: `server.ts` with its files in place (no certificate made at start), " +
+        "default flags. RSS splits into anonymous memory (the agent's own) and file-backed " +
+        "pages (the Deno binary's code, shared with any other Deno process); PSS splits the " +
+        "shared pages among their users." +
+        (b.agent_sample_us !== undefined
+          ? ` One metrics sample (taken at most once a second, only when an LB asks): ${
+            us(b.agent_sample_us)
+          } p50, no process spawned.`
+          : ""),
+      "",
+      "| stack | idle RSS (anon + file) | idle PSS | idle CPU | RSS under 3 LBs at 1 s, peak / end | CPU under 3 LBs |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const [s, r] of footprint) {
+      const m = r.server_rss_mb!;
+      const d = m.idle_detail!;
+      const c = r.server_cpu!;
+      out.push(
+        `| ${s} | ${d.rss} MB (${d.anon} + ${d.file}) | ${d.pss} MB | ${c.idle_percent} % of a core over ${c.idle_window_s} s | ${m.three_lbs_peak} / ${m.three_lbs_end} MB | ${c.three_lbs_percent} % |`,
       );
     }
     out.push("");

@@ -12,7 +12,8 @@
  * - CPU per check: the client's and the server's process CPU time over the
  *   timed calls; and the real `lb.ts`'s over a 200-server run at 1 s.
  * - Session setup: dial to first HEALTH_RESPONSE, a fresh session each time.
- * - Server memory: `server.ts` idle, then under 3 `lb.ts` at 1 check/s.
+ * - Server footprint: `server.ts` idle (resident memory and CPU over minutes), then
+ *   under 3 `lb.ts` at 1 check/s; what one metrics sample costs.
  * - Failure detection (`detection.ts`): SIGKILL, SIGSTOP and SIGTERM of
  *   servers to the LB's DOWN line with heartbeats at the defaults, and
  *   SIGKILL with polls alone; pushed FAILING, recovery and drain from the
@@ -33,6 +34,8 @@ import { QUIC_STACKS, type QuicStack } from "../lib/transport/stacks.ts";
 import {
   Child,
   machine,
+  memoryDetail,
+  percentile,
   procSample,
   readResults,
   sleep,
@@ -48,6 +51,7 @@ import {
   updatePerformanceDoc,
 } from "./_report.ts";
 import { runScale } from "./scale.ts";
+import { SystemMetrics } from "../lib/agent/metrics.ts";
 import { type DetectionBench, detectionRuns, heartbeatCosts, pushLatency } from "./detection.ts";
 
 const PARTS = ["rtt", "peers", "setup", "memory", "detection", "heartbeats", "lbcpu"] as const;
@@ -82,6 +86,8 @@ const N = Number(values.n ?? (quick ? 1000 : 5000));
 const WARMUP = quick ? 200 : 1000;
 const SETUPS = quick ? 30 : 200;
 const LOADED_S = quick ? 8 : 20;
+/** Idle CPU is a few clock ticks a minute: minutes make it a number. */
+const IDLE_S = quick ? 20 : 180;
 
 const say = (line: string) => console.error(`bench: ${line}`);
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -234,12 +240,18 @@ function lbArgs(stack: QuicStack, servers: string[], extra: string[]): string[] 
 }
 
 async function memory(stack: QuicStack, out: StackResult): Promise<void> {
-  say(`${stack}: server.ts memory idle, then under 3 LBs at 1 s for ${LOADED_S} s ...`);
+  say(
+    `${stack}: server.ts idle for ${IDLE_S} s, then under 3 LBs at 1 s for ${LOADED_S} s ...`,
+  );
   const server = await startServer(stack, `mem-${stack}`);
+  const pid = server.child.pid;
   const lbs: Child[] = [];
   try {
     await sleep(5000);
-    const idle = procSample(server.child.pid).rssMb;
+    const before = procSample(pid).cpuMs;
+    await sleep(IDLE_S * 1000);
+    const idleCpu = (procSample(pid).cpuMs - before) / (IDLE_S * 10);
+    const idle = memoryDetail(pid);
     for (let i = 0; i < 3; i++) {
       lbs.push(
         spawn(
@@ -255,25 +267,47 @@ async function memory(stack: QuicStack, out: StackResult): Promise<void> {
     }
     await Promise.all(lbs.map((lb) => lb.waitForLog(/server UP/, 60_000)));
     let peak = 0;
+    const loadedFrom = procSample(pid).cpuMs;
     for (let s = 0; s < LOADED_S; s++) {
       await sleep(1000);
-      peak = Math.max(peak, procSample(server.child.pid).rssMb);
+      peak = Math.max(peak, memoryDetail(pid).rss);
     }
-    const end = procSample(server.child.pid).rssMb;
+    const loadedCpu = (procSample(pid).cpuMs - loadedFrom) / (LOADED_S * 10);
+    const end = memoryDetail(pid).rss;
     for (const lb of lbs) {
       if (lb.stderrLines.some((l) => /server DOWN/.test(l.line))) {
         throw new Error(`an LB marked the server DOWN during the memory run:\n${lb.stderr()}`);
       }
     }
     out.server_rss_mb = {
-      idle: Math.round(idle),
+      idle: Math.round(idle.rss),
       three_lbs_peak: Math.round(peak),
       three_lbs_end: Math.round(end),
+      idle_detail: idle,
+    };
+    out.server_cpu = {
+      idle_percent: Math.round(idleCpu * 1000) / 1000,
+      idle_window_s: IDLE_S,
+      three_lbs_percent: Math.round(loadedCpu * 1000) / 1000,
     };
   } finally {
     await Promise.all(lbs.map((lb) => stop(lb)));
     await stop(server.child);
   }
+}
+
+/** What one metrics sample costs the agent, µs: spaced out, as an agent takes them. */
+async function sampleCost(): Promise<number> {
+  const metrics = new SystemMetrics();
+  const times: number[] = [];
+  for (let i = 0; i < (quick ? 50 : 300); i++) {
+    await sleep(10);
+    const t = performance.now();
+    metrics.sampleNow();
+    times.push(performance.now() - t);
+  }
+  times.sort((x, y) => x - y);
+  return Math.round(percentile(times, 50) * 1000);
 }
 
 async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
@@ -301,6 +335,7 @@ async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
 const started = performance.now();
 const detectionBench: DetectionBench = { env, quick, say };
 let heartbeats: BenchRecord["heartbeat_costs"];
+let sampleUs: number | undefined;
 try {
   await ensureDefaultFiles(dir);
   for (const stack of stacks) {
@@ -322,6 +357,7 @@ try {
     }
   }
   if (parts.has("heartbeats")) heartbeats = await heartbeatCosts(detectionBench);
+  if (parts.has("memory")) sampleUs = await sampleCost();
 } finally {
   await Promise.all([...children].map((c) => c.stop("SIGKILL")));
   await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -337,6 +373,7 @@ const record: BenchRecord = {
   stacks: results,
   peers,
   ...(heartbeats ? { heartbeat_costs: heartbeats } : {}),
+  ...(sampleUs !== undefined ? { agent_sample_us: sampleUs } : {}),
 };
 console.log(benchTables(record));
 const all = { ...readResults(values.results), bench: record };

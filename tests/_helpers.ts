@@ -110,10 +110,14 @@ export class Program {
     script: "lb.ts" | "server.ts",
     args: readonly string[],
     env: Record<string, string> = {},
+    launcher: readonly string[] = [],
   ) {
     const root = new URL("..", import.meta.url);
-    this.child = new Deno.Command(Deno.execPath(), {
+    // A launcher (`sh -c '...; exec "$@"' sh`) runs first and execs Deno.
+    const [command, ...before] = [...launcher, Deno.execPath()];
+    this.child = new Deno.Command(command!, {
       args: [
+        ...before,
         "run",
         "-A",
         "--config",
@@ -187,8 +191,9 @@ export class Program {
 export async function startServerProcess(
   args: readonly string[],
   env: Record<string, string> = {},
+  launcher: readonly string[] = [],
 ): Promise<{ program: Program; port: number }> {
-  const program = new Program("server.ts", ["--server-ip", "127.0.0.1", ...args], env);
+  const program = new Program("server.ts", ["--server-ip", "127.0.0.1", ...args], env, launcher);
   try {
     const m = await program.waitForLine(/server listening .*port=(\d+)/);
     return { program, port: Number(m[1]) };

@@ -19,7 +19,7 @@ import {
   type TokenVerifier,
   type VerifyResult,
 } from "../lib/security/jwt.ts";
-import type { SubjectName } from "../lib/security/certs.ts";
+import type { SubjectName } from "../lib/security/names.ts";
 
 // --- helpers -----------------------------------------------------------------
 

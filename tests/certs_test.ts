@@ -1,19 +1,22 @@
 /**
  * Unit tests of development certificates and chain verification
- * (`lib/security/certs.ts`).
+ * (`lib/security/certs.ts`), and of what a certificate names
+ * (`lib/security/names.ts`).
  */
 
 import assert from "node:assert/strict";
 import {
-  certificateNames,
   type ChainVerdict,
-  checkCertificatePair,
   type DevCertificates,
   generateDevCertificates,
-  hostMatchesNames,
-  pemToDer,
   verifyServerChain,
 } from "../lib/security/certs.ts";
+import {
+  certificateNames,
+  checkCertificatePair,
+  hostMatchesNames,
+  pemToDer,
+} from "../lib/security/names.ts";
 import { parseIp } from "../lib/protocol/address.ts";
 
 // --- helpers -----------------------------------------------------------------

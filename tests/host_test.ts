@@ -1,7 +1,8 @@
 /** Tests of the host-side pieces: default files, metrics sampling, logging, the process guard. */
 
 import assert from "node:assert/strict";
-import { pemToDer, splitPem, verifyServerChain } from "../lib/security/certs.ts";
+import { verifyServerChain } from "../lib/security/certs.ts";
+import { pemToDer, splitPem } from "../lib/security/names.ts";
 import { defaultCertsDir, ensureDefaultFiles } from "../lib/security/files.ts";
 import { installProcessGuard } from "../lib/util/guard.ts";
 import { createLogger, formatLogRecord, type LogRecord } from "../lib/util/log.ts";
@@ -68,28 +69,34 @@ Deno.test("defaultCertsDir() prefers the flag, then QHCP_CERTS_DIR, then ./certs
   }
 });
 
-Deno.test({
-  name: "SystemMetrics reports every documented metric in range without waiting on a probe",
-  sanitizeOps: false,
-  async fn() {
-    const m = new SystemMetrics({ intervalMs: 100 });
-    const first = m.snapshot();
-    assert.deepEqual(Object.keys(first).sort(), Object.keys(SYSTEM_METRICS).sort());
-    m.start();
-    const t0 = performance.now();
-    for (let i = 0; i < 1000; i++) m.snapshot();
-    assert.ok(performance.now() - t0 < 100, "snapshot() is a cached read");
-    await new Promise((r) => setTimeout(r, 800));
-    const s = m.snapshot();
-    await m.stop();
-    for (const name of ["cpu_percent", "mem_percent", "swap_percent", "disk_percent"]) {
-      assert.ok(s[name]! >= 0 && s[name]! <= 100, `${name}=${s[name]}`);
-    }
-    assert.ok(s.mem_total_bytes! > 0);
-    assert.ok(s.mem_used_bytes! > 0 && s.mem_used_bytes! <= s.mem_total_bytes!);
-    assert.ok(s.cpu_count! >= 1);
-    assert.ok(s.disk_percent! > 0, "disk sampled on the first round");
-  },
+Deno.test("SystemMetrics samples the real host on demand, at most once per interval, every documented metric in range", async () => {
+  const m = new SystemMetrics({ intervalMs: 200 });
+  const first = m.snapshot();
+  assert.deepEqual(Object.keys(first).sort(), Object.keys(SYSTEM_METRICS).sort());
+  assert.equal(m.snapshot(), first, "a young sample is reused");
+  await new Promise((r) => setTimeout(r, 250));
+  const s = m.snapshot();
+  assert.notEqual(s, first, "an old one is taken again");
+  for (
+    const name of [
+      "cpu_percent",
+      "mem_percent",
+      "host_cpu_percent",
+      "host_mem_percent",
+      "swap_percent",
+      "disk_percent",
+    ]
+  ) {
+    assert.ok(s[name]! >= 0 && s[name]! <= 100, `${name}=${s[name]}`);
+  }
+  assert.ok(s.mem_total_bytes! > 0);
+  assert.ok(s.mem_used_bytes! > 0 && s.mem_used_bytes! <= s.mem_total_bytes!);
+  assert.ok(s.cpu_count! >= 1);
+  assert.ok(s.uptime_s! > 0);
+  assert.ok(s.disk_percent! > 0, "disk sampled on the first round");
+  const t0 = performance.now();
+  for (let i = 0; i < 100; i++) m.sampleNow();
+  assert.ok(performance.now() - t0 < 1000, "a sample takes well under 10 ms");
 });
 
 Deno.test("createLogger() writes text and JSON lines, filters by level, and never formats undefined fields", () => {

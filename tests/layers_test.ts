@@ -6,7 +6,7 @@
  *   and agent (which never import each other), then ops and fleet (nor do
  *   they), then cli;
  * - each dependency has one home: one module imports each QUIC stack, jose,
- *   systeminformation, @peculiar/x509 and node:crypto;
+ *   @peculiar/x509, node:crypto and dns-packet;
  * - the root mod.ts does not load the native QUIC addon.
  */
 
@@ -32,10 +32,9 @@ const HOMES: Record<string, string> = {
   "@matrixai/quic": "lib/transport/matrixai.ts",
   "@matrixai/logger": "lib/transport/matrixai.ts",
   "jose": "lib/security/jwt.ts",
-  "systeminformation": "lib/agent/metrics.ts",
   "@peculiar/x509": "lib/security/certs.ts",
   "reflect-metadata": "lib/security/certs.ts",
-  "node:crypto": "lib/security/certs.ts",
+  "node:crypto": "lib/security/names.ts",
   "dns-packet": "lib/ops/dns.ts",
 };
 

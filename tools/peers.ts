@@ -1,7 +1,7 @@
 #!/usr/bin/env -S deno run -A
 /**
- * The real programs some tests drive (HAProxy, promtool, Chromium, etcd, dig), in one
- * table: `./run_quic.sh test` installs the missing ones with apt-get before
+ * The real programs some tests drive (HAProxy, promtool, Chromium, etcd, dig,
+ * systemd-analyze), in one table: `./run_quic.sh test` installs the missing ones with apt-get before
  * the suite when it can (as root, or with passwordless sudo), and says what to
  * install when it cannot; the tests call {@linkcode requirePeer} so that a
  * missing one fails with the package to install, not a confusing error.
@@ -29,6 +29,11 @@ export const PEERS = {
   chromium: { path: "/usr/bin/chromium", pkg: "chromium", usedBy: "the dashboard test" },
   etcd: { path: "/usr/bin/etcd", pkg: "etcd-server", usedBy: "the fleet tests" },
   dig: { path: "/usr/bin/dig", pkg: "bind9-dnsutils", usedBy: "the DNS tests" },
+  "systemd-analyze": {
+    path: "/usr/bin/systemd-analyze",
+    pkg: "systemd",
+    usedBy: "the test of the systemd units",
+  },
 } as const satisfies Record<string, Peer>;
 
 /** A peer's short name. */

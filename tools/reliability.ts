@@ -19,6 +19,7 @@ const FILES = [
   "tests/crash_modes_test.ts",
   "tests/cycles_test.ts",
   "tests/e2e_test.ts",
+  "tests/metrics_test.ts",
 ];
 const SECTIONS: Record<string, string> = {
   faults:
@@ -36,6 +37,8 @@ const SECTIONS: Record<string, string> = {
     "The three ways @matrixai/quic throws past its caller, provoked against the session wrapper (`tests/crash_modes_test.ts`).",
   cycles:
     "80 kill/restart and 20 black-hole/heal cycles of one server watched by one LB, both in one process with the relay (`tests/cycles_test.ts`).",
+  containers:
+    "A real agent and a burner (one spinning core, 200 MiB held) in a cgroup v1 with a 0.5-core CPU quota and a 512 MiB memory limit, read by a real LB every second (`tests/metrics_test.ts`).",
 };
 
 const report = await Deno.makeTempFile({ prefix: "qhcp-report-" });

@@ -9,7 +9,7 @@
 import { AGENT_DEFAULTS, COMMON_DEFAULTS } from "../util/defaults.ts";
 import type { _readMessages } from "../transport/read_messages.ts";
 import type { TokenVerifier } from "../security/jwt.ts";
-import { certificateNames, type SubjectName } from "../security/certs.ts";
+import { certificateNames, type SubjectName } from "../security/names.ts";
 import { type Logger, rateLimited, silentLogger } from "../util/log.ts";
 import type { MetricsSource } from "./metrics.ts";
 import {

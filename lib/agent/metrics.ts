@@ -1,15 +1,36 @@
 /**
- * Host metrics for HEALTH_RESPONSE, sampled in the background so that an
- * answer never waits on a probe. The only module that imports
- * systeminformation.
+ * Host metrics for HEALTH_RESPONSE and STATUS, sampled when an answer needs
+ * them and at most once per sample interval: an agent no LB talks to samples
+ * nothing. A sample reads a few small files of `/proc` and of the agent's
+ * cgroup, in well under a millisecond, and spawns no process; the disk is a
+ * `statfs` at most every slow interval. Rates (CPU, network) are over the
+ * time since the previous sample, so an LB that checks every 10 s sees the
+ * CPU use of those 10 s.
  *
  * @module
  */
 
+import { statfsSync } from "node:fs";
 import { AGENT_DEFAULTS } from "../util/defaults.ts";
-import si from "systeminformation";
 import type { MetricValues } from "../protocol/wire.ts";
-import { within } from "../util/timeout.ts";
+import { Cgroup, type ReadFile } from "./cgroup.ts";
+import {
+  diskPercent,
+  hostMetrics,
+  type HostReading,
+  type HostShape,
+  SYSTEM_METRICS,
+} from "./host_view.ts";
+import {
+  parseLoadavg,
+  parseMeminfo,
+  parseNetDev,
+  parsePressure,
+  parseProcStat,
+  parseUptime,
+} from "./procfs.ts";
+
+export { SYSTEM_METRICS };
 
 /** A source of the latest metric values. */
 export interface MetricsSource {
@@ -19,46 +40,47 @@ export interface MetricsSource {
   snapshot(): MetricValues;
 }
 
-/** What each metric means, for `--help`, the README and ACK. */
-export const SYSTEM_METRICS: Readonly<Record<string, string>> = {
-  cpu_percent: "CPU busy over the last sample interval, 0..100",
-  mem_percent: "memory in use (total minus available), 0..100",
-  mem_used_bytes: "memory in use, bytes",
-  mem_total_bytes: "physical memory, bytes",
-  swap_percent: "swap in use, 0..100 (0 without swap)",
-  load_1: "1-minute load average",
-  load_5: "5-minute load average",
-  load_15: "15-minute load average",
-  cpu_count: "logical CPUs",
-  disk_percent: "use of the file system holding /, 0..100",
-  net_rx_bytes_per_s: "bytes received per second, all non-loopback interfaces",
-  net_tx_bytes_per_s: "bytes sent per second, all non-loopback interfaces",
-  uptime_s: "host uptime, seconds",
-};
+/** Where the host's files are; tests point these at a fixture directory. */
+export interface HostFiles {
+  /** Reads a file as text, undefined when it is not there. Default: the file system. */
+  read?: ReadFile;
+  /** Where `/proc` is. Default `/proc`. */
+  proc?: string;
+  /** Where cgroup file systems are mounted. Default `/sys/fs/cgroup`. */
+  cgroupRoot?: string;
+  /** Blocks of the file system holding `/`. Default: `statfs("/")`. */
+  statfs?: () => { blocks: number; bfree: number; bavail: number };
+  /** Logical CPUs. Default: `navigator.hardwareConcurrency`. */
+  cpuCount?: number;
+  /** A monotonic clock, ms. Default `performance.now`. */
+  now?: () => number;
+}
 
 /** Options of {@linkcode SystemMetrics}. */
 export interface SystemMetricsOptions {
-  /** Interval of CPU, memory, load and network sampling, ms. Default 1000. */
+  /** Youngest age of a sample that is taken again, ms: at most one sample per interval. Default 1000. */
   intervalMs?: number;
-  /** Interval of the slower disk sampling, ms. Default 10000. */
+  /** The same for the disk, ms. Default 10000. */
   slowIntervalMs?: number;
   /** Called when a probe fails; the previous value is kept. */
   onError?: (error: unknown) => void;
+  /** Where to read; the real host by default. */
+  files?: HostFiles;
 }
 
 /**
- * Samples the host with systeminformation on a timer.
+ * Samples the host, and the container it runs in, on demand.
  *
- * Until the first CPU sample completes (systeminformation needs about half a
- * second for it), `cpu_percent` is estimated from the 1-minute load average.
+ * The first reading is taken at construction; until a second one, at least an
+ * interval later, `cpu_percent` is estimated from the 1-minute load average
+ * (a rate needs two readings).
  *
  * @example
  * ```ts
  * import { SystemMetrics } from "./metrics.ts";
  * const metrics = new SystemMetrics();
- * metrics.start();
  * metrics.snapshot().cpu_percent; // a number in 0..100
- * await metrics.stop();
+ * metrics.describeLimits(); // which limits cpu_percent and mem_percent are against
  * ```
  */
 export class SystemMetrics implements MetricsSource {
@@ -66,132 +88,98 @@ export class SystemMetrics implements MetricsSource {
   readonly #intervalMs: number;
   readonly #slowIntervalMs: number;
   readonly #onError: (error: unknown) => void;
+  readonly #read: ReadFile;
+  readonly #proc: string;
+  readonly #statfs: () => { blocks: number; bfree: number; bavail: number };
+  readonly #cgroup: Cgroup | undefined;
+  readonly #shape: HostShape;
+  readonly #now: () => number;
+  #prev: HostReading | undefined;
+  #disk = 0;
+  #lastSlow = -Infinity;
   #values: MetricValues;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #running = false;
-  #loop: Promise<void> | undefined;
-  #lastSlow = 0;
 
   constructor(options: SystemMetricsOptions = {}) {
     this.#intervalMs = options.intervalMs ?? AGENT_DEFAULTS.sampleIntervalMs;
     this.#slowIntervalMs = options.slowIntervalMs ?? AGENT_DEFAULTS.slowSampleIntervalMs;
     this.#onError = options.onError ?? (() => {});
-    this.#values = _initialSample();
+    const files = options.files ?? {};
+    this.#read = files.read ?? _readFile;
+    this.#proc = files.proc ?? "/proc";
+    this.#statfs = files.statfs ?? (() => statfsSync("/"));
+    this.#now = files.now ?? (() => performance.now());
+    this.#cgroup = Cgroup.detect(
+      this.#read,
+      this.#read(`${this.#proc}/self/cgroup`) ?? "",
+      files.cgroupRoot,
+    );
+    this.#shape = {
+      cpuCount: files.cpuCount ?? (navigator.hardwareConcurrency || 1),
+      limits: this.#cgroup?.limits,
+    };
+    this.#values = this.#sample();
   }
 
-  /** Starts background sampling. */
-  start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#loop = this.#run();
-  }
-
-  /** Stops sampling; waits for a probe in progress, at most its timeout. */
-  async stop(): Promise<void> {
-    this.#running = false;
-    clearTimeout(this.#timer);
-    this.#wake?.();
-    await this.#loop;
-  }
-
-  /** The latest values. */
+  /** The values of a sample at most an interval old: a new one when the last is older. */
   snapshot(): MetricValues {
+    const last = this.#prev?.atMs ?? -Infinity;
+    if (this.#now() - last >= this.#intervalMs) this.#values = this.#sample();
     return this.#values;
   }
 
-  #wake: (() => void) | undefined;
-
-  async #run(): Promise<void> {
-    while (this.#running) {
-      await this.#sample();
-      if (!this.#running) break;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        this.#timer = setTimeout(resolve, this.#intervalMs);
-      });
-    }
+  /** Takes a sample now, however young the last one, and returns it (tests, benchmarks). */
+  sampleNow(): MetricValues {
+    return this.#values = this.#sample();
   }
 
-  async #sample(): Promise<void> {
-    const next: MetricValues = { ...this.#values, ..._quickSample() };
-    // A probe that never settles (a failing callback inside systeminformation)
-    // must not stall sampling or shutdown: each round is bounded.
-    const limit = Math.max(2000, this.#intervalMs * 2);
-    try {
-      const [load, net] = await _bounded(
-        Promise.all([si.currentLoad(), si.networkStats("*")]),
-        limit,
-        "cpu/network probe",
-      );
-      next.cpu_percent = _percent(load.currentLoad);
-      let rx = 0;
-      let tx = 0;
-      for (const n of net) {
-        if (n.iface === "lo") continue;
-        rx += n.rx_sec ?? 0;
-        tx += n.tx_sec ?? 0;
+  /** Which limits `cpu_percent` and `mem_percent` are against, for the agent's log. */
+  describeLimits(): string {
+    const mem = this.#values.mem_total_bytes;
+    const cg = this.#cgroup?.limits;
+    if (!cg) return "no cgroup found: cpu_percent and mem_percent are the host's";
+    const cpu = this.#values.cpu_limit_cores
+      ? `cpu_percent is of a ${this.#values.cpu_limit_cores}-core quota (${cg.cpuPath})`
+      : "cpu_percent is the host's (no CPU quota)";
+    const memory = this.#values.mem_limit_bytes
+      ? `mem_percent is of a ${Math.round((mem ?? 0) / 2 ** 20)} MiB limit (${cg.memPath})`
+      : "mem_percent is the host's (no memory limit)";
+    return `cgroup v${cg.version}: ${cpu}; ${memory}`;
+  }
+
+  #sample(): MetricValues {
+    const proc = this.#proc;
+    const text = (name: string) => this.#read(`${proc}/${name}`) ?? "";
+    const pressure = (kind: "cpu" | "memory" | "io") =>
+      this.#cgroup?.pressure(kind) ?? parsePressure(text(`pressure/${kind}`));
+    const now: HostReading = {
+      atMs: this.#now(),
+      cpu: parseProcStat(text("stat")),
+      mem: parseMeminfo(text("meminfo")),
+      net: parseNetDev(text("net/dev")),
+      load: parseLoadavg(text("loadavg")),
+      uptimeS: parseUptime(text("uptime")),
+      cgroup: this.#cgroup?.usage(),
+      pressure: { cpu: pressure("cpu"), memory: pressure("memory"), io: pressure("io") },
+    };
+    if (now.atMs - this.#lastSlow >= this.#slowIntervalMs) {
+      this.#lastSlow = now.atMs;
+      try {
+        this.#disk = diskPercent(this.#statfs());
+      } catch (e) {
+        this.#onError(e);
       }
-      next.net_rx_bytes_per_s = Math.round(rx);
-      next.net_tx_bytes_per_s = Math.round(tx);
-      const now = Date.now();
-      if (now - this.#lastSlow >= this.#slowIntervalMs) {
-        this.#lastSlow = now;
-        const fs = await _bounded(si.fsSize(), limit, "disk probe");
-        const root = fs.find((f) => f.mount === "/") ?? fs[0];
-        if (root) next.disk_percent = _percent(root.use);
-      }
-    } catch (e) {
-      this.#onError(e);
     }
-    this.#values = next;
+    const values = hostMetrics(this.#shape, this.#prev, now, this.#disk);
+    this.#prev = now;
+    return values;
   }
 }
 
-/** Values that cost a system call or two (no process spawn, no sampling delay). */
-function _quickSample(): MetricValues {
-  const mem = Deno.systemMemoryInfo();
-  const [l1, l5, l15] = Deno.loadavg();
-  const used = mem.total - mem.available;
-  return {
-    mem_percent: _percent((used / mem.total) * 100),
-    mem_used_bytes: used,
-    mem_total_bytes: mem.total,
-    swap_percent: mem.swapTotal > 0
-      ? _percent(((mem.swapTotal - mem.swapFree) / mem.swapTotal) * 100)
-      : 0,
-    load_1: _round(l1 ?? 0),
-    load_5: _round(l5 ?? 0),
-    load_15: _round(l15 ?? 0),
-    uptime_s: Math.round(Deno.osUptime()),
-  };
-}
-
-/** Starting values: the quick ones, and CPU estimated from the load average. */
-function _initialSample(): MetricValues {
-  const quick = _quickSample();
-  const cpus = navigator.hardwareConcurrency || 1;
-  return {
-    cpu_percent: _percent(((quick.load_1 ?? 0) / cpus) * 100),
-    ...quick,
-    cpu_count: cpus,
-    disk_percent: 0,
-    net_rx_bytes_per_s: 0,
-    net_tx_bytes_per_s: 0,
-  };
-}
-
-/** `p`'s value, or an error saying `what` took longer than `ms`. */
-async function _bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  const r = await within(p, ms);
-  if (!r.ok) throw new Error(`${what} took longer than ${ms} ms`);
-  return r.value;
-}
-
-function _percent(v: number): number {
-  if (!Number.isFinite(v)) return 0;
-  return _round(Math.min(100, Math.max(0, v)));
-}
-
-function _round(v: number): number {
-  return Math.round(v * 100) / 100;
+/** A file's text, or undefined when it cannot be read (a kernel without PSI, say). */
+function _readFile(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
 }

@@ -11,7 +11,7 @@ import { AGENT_DEFAULTS } from "../util/defaults.ts";
 import { _readMessages } from "../transport/read_messages.ts";
 import { CodecError, encodeMessage } from "../protocol/codec.ts";
 import { checkTokenBinding } from "../security/jwt.ts";
-import type { SubjectName } from "../security/certs.ts";
+import type { SubjectName } from "../security/names.ts";
 import type { Logger } from "../util/log.ts";
 import { CAPABILITIES, CLOSE_CODES, type CloseCode } from "../protocol/wire.ts";
 import { TokenBucket } from "../util/rate.ts";

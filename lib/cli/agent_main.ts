@@ -36,7 +36,7 @@ export interface StartAgentOptions {
   /** Use this transport (kept open on stop) instead of opening `config.quic`'s stack. */
   transport?: Transport;
   /** Use these metrics instead of sampling the host. */
-  metrics?: MetricsSource & { start?(): void; stop?(): Promise<void> };
+  metrics?: MetricsSource;
   /** Log lines go here instead of stderr. */
   logSink?: (line: string) => void;
 }
@@ -62,13 +62,16 @@ export async function startAgent(
   const undo: (() => Promise<void> | void)[] = [];
   if (!options.transport) undo.push(() => transport.close());
   try {
-    const metrics = options.metrics ?? new SystemMetrics({
-      intervalMs: config.sampleIntervalMs,
-      onError: (e) =>
-        log.warn("metrics probe failed; keeping the previous values", { error: String(e) }),
-    });
-    metrics.start?.();
-    undo.push(() => metrics.stop?.());
+    let metrics = options.metrics;
+    if (!metrics) {
+      const system = new SystemMetrics({
+        intervalMs: config.sampleIntervalMs,
+        onError: (e) =>
+          log.warn("metrics probe failed; keeping the previous values", { error: String(e) }),
+      });
+      log.info(`metrics: ${system.describeLimits()}`);
+      metrics = system;
+    }
     // A status change reaches LBs with push at once; the agent exists once the checks ran.
     let agent: Agent | undefined;
     const drain = new DrainSwitch({

@@ -18,7 +18,7 @@ import {
   type TokenSigner,
   type TokenVerifier,
 } from "../security/jwt.ts";
-import { checkCertificatePair } from "../security/certs.ts";
+import { checkCertificatePair } from "../security/names.ts";
 import {
   defaultCertsDir,
   type DefaultFiles,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { checkCertificatePair } from "../security/certs.ts";
+import { checkCertificatePair } from "../security/names.ts";
 import { CliError, type FlagSpec } from "./flags.ts";
 import { AGENT_DEFAULTS } from "../util/defaults.ts";
 import { defaultCertsDir, defaultFiles } from "../security/files.ts";

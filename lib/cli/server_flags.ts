@@ -207,7 +207,7 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     type: "string",
     arg: "SECONDS",
     default: seconds(AGENT_DEFAULTS.sampleIntervalMs),
-    help: "how often metrics are sampled in the background",
+    help: "metrics are sampled at most this often, when an LB asks (a check, a pushed status)",
   },
   {
     name: "metrics",

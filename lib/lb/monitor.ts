@@ -28,7 +28,7 @@ import type { CheckRecord } from "./history.ts";
 import { type PickResult, Selector, type Strategy } from "./select.ts";
 import { LoopHealth } from "./loop_health.ts";
 import { heartbeatInterval } from "./liveness.ts";
-import { buildSettings, heartbeatPlan, type MonitorOptions } from "./settings.ts";
+import { askedMetrics, buildSettings, heartbeatPlan, type MonitorOptions } from "./settings.ts";
 
 export type { MonitorOptions };
 
@@ -326,7 +326,12 @@ export class Monitor {
           this.#settings.checkTimeoutMs = Math.min(ms, LB_DEFAULTS.maxCheckTimeoutMs);
         }
       }
-      if (config.metrics !== undefined) this.#settings.metrics = [...config.metrics];
+      if (config.metrics !== undefined) {
+        this.#settings.metrics = askedMetrics(
+          config.metrics,
+          this.#settings.weights.loadMetrics ?? LB_DEFAULTS.loadMetrics,
+        );
+      }
       for (const w of this.#watches.values()) w.settingsChanged();
     }
     this.#log.info(applied ? "config update" : "config update refused by every server", {

@@ -115,6 +115,20 @@ export function heartbeatPlan(options: MonitorOptions): { heartbeatMs: number; b
   };
 }
 
+/**
+ * The metrics to ask servers for: `metrics` (undefined: the server's default)
+ * and every metric weights are computed from, so that `--weight-metrics
+ * cpu_pressure_some_avg10` needs no `--metrics` beside it.
+ */
+export function askedMetrics(
+  metrics: readonly string[] | undefined,
+  loadMetrics: readonly string[],
+): readonly string[] | undefined {
+  const extra = loadMetrics.filter((m) => !LB_DEFAULTS.loadMetrics.includes(m));
+  if (extra.length === 0) return metrics;
+  return [...new Set([...LB_DEFAULTS.loadMetrics, ...(metrics ?? []), ...extra])];
+}
+
 /** The settings of every watch of a monitor with these options and check interval. */
 export function buildSettings(options: MonitorOptions, interval: number): WatchSettings {
   return {
@@ -126,7 +140,7 @@ export function buildSettings(options: MonitorOptions, interval: number): WatchS
     fastIntervalMs: options.fastIntervalMs ?? LB_DEFAULTS.fastIntervalMs,
     jitter: options.jitter ?? LB_DEFAULTS.jitter,
     reconnectIntervalMs: options.reconnectIntervalMs ?? LB_DEFAULTS.reconnectIntervalMs,
-    metrics: options.metrics,
+    metrics: askedMetrics(options.metrics, options.loadMetrics ?? LB_DEFAULTS.loadMetrics),
     caPem: options.caPem,
     insecure: options.insecure ?? false,
     idleTimeoutMs: options.idleTimeoutMs ?? COMMON_DEFAULTS.idleTimeoutMs,

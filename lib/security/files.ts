@@ -11,8 +11,8 @@
 
 import { COMMON_DEFAULTS } from "../util/defaults.ts";
 import { generateSecret } from "./jwt.ts";
-import { generateDevCertificates } from "./certs.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
+import type { GenerateCertificatesOptions } from "./certs.ts";
 
 /** Environment variable that moves the default directory. */
 export const CERTS_DIR_ENV = "QHCP_CERTS_DIR";
@@ -129,15 +129,18 @@ export async function ensureDefaultFiles(
         keyPem: await Deno.readTextFile(files.caKey),
       }
       : undefined;
+    // Loaded only to create files: a running agent never needs the certificate library.
+    const generate = async (o: GenerateCertificatesOptions) =>
+      (await import("./certs.ts")).generateDevCertificates(o);
     if (!haveCaCert && (need.has("ca") || needServer)) {
-      const fresh = await generateDevCertificates({ hosts: ["localhost"] });
+      const fresh = await generate({ hosts: ["localhost"] });
       await _writeAtomic(files.caKey, fresh.caKeyPem, 0o600);
       await _writeAtomic(files.caCert, fresh.caCertPem, 0o644);
       created.push(files.caCert, files.caKey);
       ca = { certPem: fresh.caCertPem, keyPem: fresh.caKeyPem };
     }
     if (needServer) {
-      const certs = await generateDevCertificates({
+      const certs = await generate({
         hosts: options.hosts ?? _localNames(),
         ca: ca!,
       });

@@ -19,7 +19,7 @@
 
 import { AGENT_DEFAULTS, LB_DEFAULTS } from "../util/defaults.ts";
 import * as jose from "jose";
-import { hostMatchesNames, type SubjectName } from "./certs.ts";
+import { hostMatchesNames, type SubjectName } from "./names.ts";
 import { TOKEN_AUDIENCE, TOKEN_BINDING_PREFIX } from "../protocol/wire.ts";
 
 /** The two supported signature algorithms. */

@@ -8,4 +8,5 @@
 
 export * from "./jwt.ts";
 export * from "./certs.ts";
+export * from "./names.ts";
 export * from "./files.ts";

@@ -62,7 +62,64 @@ class QUICServer extends _LibServer {
   protected override handleEventQUICServerError = (evt: { detail: Error }) => {
     this.dispatchEvent(new events.EventQUICServerClose({ detail: evt.detail as never }));
   };
+
+  /**
+   * Called by the socket for a datagram of no known connection, with the
+   * packet header as a native (N-API) `Header` object. The library reads that
+   * object again after awaiting the retry token's HMAC, and under Deno 2.9.6 a
+   * native object kept across an event-loop turn can lose its N-API wrap:
+   * `napi_unwrap` hands the addon a stale pointer and the process dies of
+   * SIGSEGV (or heap corruption) in the addon's `Header` getters. Its fields
+   * are copied into a plain object before the library's first await.
+   */
+  acceptConnection(remoteInfo: unknown, header: _Header, dcid: unknown, data: unknown): unknown {
+    if (header.ty !== _INITIAL && header.ty !== _ZERO_RTT) {
+      // The library returns at once for these, before any await.
+      return _libAcceptConnection.call(this, remoteInfo, header, dcid, data);
+    }
+    const plain = {
+      ty: header.ty,
+      version: header.version,
+      dcid: header.dcid,
+      scid: header.scid,
+      token: header.token,
+    };
+    if (!plain.token?.byteLength) {
+      return _libAcceptConnection.call(this, remoteInfo, plain, dcid, data);
+    }
+    // An Initial carrying our retry token creates the connection, but only
+    // after two awaits (token check, connection id HMAC). A retransmission of
+    // it arriving meanwhile (a client's PTO while the agent is busy) created a
+    // second connection under the same id, which replaced the first in the
+    // socket's map: the client finished its handshake with the first, whose
+    // packets then went to the second, so the agent never saw the connection
+    // (no hello timer) and the client kept it until its idle timeout.
+    const key = String(dcid);
+    if (this.#accepting.has(key)) return Promise.resolve(undefined);
+    this.#accepting.add(key);
+    const accepted = _libAcceptConnection.call(this, remoteInfo, plain, dcid, data);
+    const done = () => this.#accepting.delete(key);
+    (accepted as Promise<unknown>).then(done, done);
+    return accepted;
+  }
+
+  /** Connection ids whose connection is being created (see acceptConnection). */
+  readonly #accepting = new Set<string>();
 }
+
+type _Header = {
+  ty: number;
+  version: number;
+  dcid: Uint8Array;
+  scid: Uint8Array;
+  token?: Uint8Array | null;
+};
+const _INITIAL = quic.native.quiche.Type.Initial as number;
+const _ZERO_RTT = quic.native.quiche.Type.ZeroRTT as number;
+/** The library's (internal, undeclared) QUICServer.acceptConnection. */
+const _libAcceptConnection = (_LibServer.prototype as unknown as {
+  acceptConnection: (...args: unknown[]) => unknown;
+}).acceptConnection;
 
 type QUICServerT = InstanceType<typeof _LibServer>;
 type QUICSocketT = InstanceType<typeof QUICSocket>;

@@ -84,27 +84,31 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   const requireAdmin = bearerGuard(options.adminToken);
   const maxSubscribers = options.maxSubscribers ?? LB_DEFAULTS.maxSubscribers;
 
-  const snapshot = () => ({
-    lb_id: options.lbId,
-    time: new Date().toISOString(),
-    // The dashboard shows a page: a fleet of thousands would make every event huge.
-    servers_total: monitor.size,
-    services: servicesOf(monitor.status()).map((s) => ({
-      name: s.name,
-      healthy: s.healthy,
-      total: s.total,
-    })),
-    servers: monitor.status(0, _DASHBOARD_SERVERS).map((v) => ({
-      ...v,
-      history: (monitor.history(v.address, DASHBOARD_POINTS) ?? []).map((r) => ({
-        t: r.time,
-        r: r.rtt_ms,
-        c: r.cpu,
-        m: r.mem,
-        ok: r.result === "ok",
+  const snapshot = () => {
+    // One pass over the servers serves both the service counts and the page.
+    const all = monitor.status();
+    return {
+      lb_id: options.lbId,
+      time: new Date().toISOString(),
+      // The dashboard shows a page: a fleet of thousands would make every event huge.
+      servers_total: all.length,
+      services: servicesOf(all).map((s) => ({
+        name: s.name,
+        healthy: s.healthy,
+        total: s.total,
       })),
-    })),
-  });
+      servers: all.slice(0, _DASHBOARD_SERVERS).map((v) => ({
+        ...v,
+        history: (monitor.history(v.address, DASHBOARD_POINTS) ?? []).map((r) => ({
+          t: r.time,
+          r: r.rtt_ms,
+          c: r.cpu,
+          m: r.mem,
+          ok: r.result === "ok",
+        })),
+      })),
+    };
+  };
   const feed = new EventFeed(
     monitor,
     () => JSON.stringify(snapshot()),

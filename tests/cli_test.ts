@@ -445,3 +445,27 @@ Deno.test("tools/keygen.ts writes a key pair once, refuses to overwrite it, and 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("parseServerArgs() reads repeated --service NAME:PORT[:TAG,...] and rejects what an ACK could not carry", () => {
+  assert.deepEqual(parseServerArgs([]).services, []);
+  assert.deepEqual(
+    parseServerArgs(["--service", "Web:8080", "--service", "db:5432:primary, eu"]).services,
+    [{ name: "web", port: 8080 }, { name: "db", port: 5432, tags: ["primary", "eu"] }],
+  );
+  for (const bad of ["web", "web:", "web:0", "web:65536", "-web:80", "we_b:80", ":80", "web:80x"]) {
+    cliError(
+      () => parseServerArgs([`--service=${bad}`]),
+      /^--service: expected NAME:PORT\[:TAG,\.\.\.\]/,
+    );
+  }
+  cliError(
+    () => parseServerArgs(["--service", `web:80:${"x".repeat(64)}`]),
+    /--service: .*a tag is not a string of 1\.\.63 characters/,
+  );
+  cliError(
+    () => parseServerArgs(["--service", "web:80", "--service", "WEB:81"]),
+    /^--service: "web" is given twice$/,
+  );
+  const many = Array.from({ length: 33 }, (_, i) => ["--service", `s${i}:80`]).flat();
+  cliError(() => parseServerArgs(many), /^--service: at most 32 services, got 33$/);
+});

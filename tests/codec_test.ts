@@ -15,6 +15,8 @@ import {
 import {
   FRAME_HEADER_LENGTH,
   MAX_FRAME_LENGTH,
+  MAX_SERVICE_TAGS,
+  MAX_SERVICES,
   type Message,
   MESSAGE_TYPES,
   type MessageType,
@@ -1340,4 +1342,41 @@ Deno.test("encodeMessage() rejects a message whose JSON exceeds 65536 bytes", ()
     side: "local",
     message: new RegExp(`length ${80_000 + overhead} exceeds 65536`),
   });
+});
+
+Deno.test("decodeFrame() accepts ACK services and rejects each malformed one as BAD_MESSAGE", () => {
+  const ack = { type: "ACK", seq: 1, re: 1, version: 1, server_id: "s", metrics: [] };
+  const good = [
+    { name: "web", port: 8080 },
+    { name: "db-2", port: 5432, tags: ["primary", "eu"] },
+  ];
+  assertDecodesTo(jsonFrame({ ...ack, services: good }), { ...ack, services: good });
+  const bad: unknown[] = [
+    "web:8080",
+    [{ name: "web" }],
+    [{ name: "-web", port: 80 }],
+    [{ name: "a".repeat(64), port: 80 }],
+    [{ name: "web.x", port: 80 }],
+    [{ name: "web", port: 0 }],
+    [{ name: "web", port: 65536 }],
+    [{ name: "web", port: 80.5 }],
+    [{ name: "web", port: 80, tags: "primary" }],
+    [{ name: "web", port: 80, tags: [""] }],
+    [{ name: "web", port: 80, tags: ["x".repeat(64)] }],
+    [{
+      name: "web",
+      port: 80,
+      tags: Array.from({ length: MAX_SERVICE_TAGS + 1 }, (_, i) => `t${i}`),
+    }],
+    Array.from({ length: MAX_SERVICES + 1 }, (_, i) => ({ name: `s${i}`, port: 80 })),
+    [null],
+  ];
+  for (const services of bad) {
+    assertCodecError(() => decodeFrame(jsonFrame({ ...ack, services })), {
+      code: "BAD_MESSAGE",
+      message: /services/,
+      messageType: "ACK",
+      seq: 1,
+    });
+  }
 });

@@ -24,7 +24,7 @@ import {
   parseText,
 } from "./flags.ts";
 import type { FlagValue } from "./flags.ts";
-import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../protocol/wire.ts";
+import { isDnsLabel, MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../protocol/wire.ts";
 import { parseServerAddress } from "../protocol/address.ts";
 import type { ServerAddress } from "../lb/watch.ts";
 
@@ -620,8 +620,7 @@ export function parseLbArgs(args: readonly string[]): LbConfig {
 function _dnsDomain(value: FlagValue): string {
   const text = parseText("dns-domain", value) ?? LB_DEFAULTS.dnsDomain;
   const labels = text.replace(/\.$/, "").split(".");
-  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-  if (text.length > 200 || !labels.every((l) => label.test(l))) {
+  if (text.length > 200 || !labels.every(isDnsLabel)) {
     throw new CliError(
       `--dns-domain: expected a domain name such as qhcp. or lb.example.com, got ${
         JSON.stringify(text)

@@ -24,7 +24,7 @@ import {
   parseText,
 } from "./flags.ts";
 import { SYSTEM_METRICS } from "../agent/metrics.ts";
-import { MAX_SERVICES, type ServiceInfo } from "../protocol/wire.ts";
+import { MAX_SERVICES, type ServiceInfo, serviceProblem } from "../protocol/wire.ts";
 
 /** Everything `server.ts` needs, with defaults applied. */
 export interface ServerConfig extends CommonConfig {
@@ -345,27 +345,27 @@ export function parseServerArgs(args: readonly string[]): ServerConfig {
   };
 }
 
-/** --service NAME:PORT[:TAG,...]: a DNS label, a port, optional tags; each name once. */
+/** --service NAME:PORT[:TAG,...]: checked by the rule the codec holds ACK to; each name once. */
 function _services(values: readonly string[]): ServiceInfo[] {
   const out: ServiceInfo[] = [];
   for (const text of values) {
-    const m = /^([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?):(\d{1,5})(?::(.+))?$/.exec(
-      text.trim(),
-    );
-    const port = m ? Number(m[2]) : NaN;
-    if (!m || port < 1 || port > 65535) {
+    const m = /^([^:]+):(\d{1,5})(?::(.+))?$/.exec(text.trim());
+    const tags = m?.[3]?.split(",").map((t) => t.trim()).filter(Boolean);
+    const service: ServiceInfo | undefined = m
+      ? { name: m[1]!.toLowerCase(), port: Number(m[2]), ...(tags?.length ? { tags } : {}) }
+      : undefined;
+    const problem = service ? serviceProblem(service) : "not NAME:PORT";
+    if (problem !== undefined || !service) {
       throw new CliError(
         `--service: expected NAME:PORT[:TAG,...] with NAME a DNS label (letters, digits, inner hyphens) and PORT 1..65535, got ${
           JSON.stringify(text)
-        }`,
+        } (${problem})`,
       );
     }
-    const name = m[1]!.toLowerCase();
-    if (out.some((s) => s.name === name)) {
-      throw new CliError(`--service: ${JSON.stringify(name)} is given twice`);
+    if (out.some((s) => s.name === service.name)) {
+      throw new CliError(`--service: ${JSON.stringify(service.name)} is given twice`);
     }
-    const tags = m[3]?.split(",").map((t) => t.trim()).filter(Boolean);
-    out.push(tags && tags.length > 0 ? { name, port, tags } : { name, port });
+    out.push(service);
   }
   if (out.length > MAX_SERVICES) {
     throw new CliError(`--service: at most ${MAX_SERVICES} services, got ${out.length}`);

@@ -21,7 +21,6 @@ import {
   MAX_INTERVAL_MS,
   MAX_METRIC_NAME_LENGTH,
   MAX_METRIC_NAMES,
-  MAX_SERVICE_TAGS,
   MAX_SERVICES,
   type Message,
   type MessageType,
@@ -29,6 +28,7 @@ import {
   MIN_INTERVAL_MS,
   PROTOCOL_VERSION,
   REQUIRED_METRICS,
+  serviceProblem,
   type SessionConfig,
 } from "./wire.ts";
 
@@ -300,19 +300,8 @@ const _percent: _Check = (v) =>
   typeof v === "number" && Number.isFinite(v) && v >= 0 && v <= 100
     ? undefined
     : "a number in 0..100";
-/** A DNS label: letters, digits and inner hyphens, 1..63 characters. */
-const _LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const _services: _Check = (v) =>
-  Array.isArray(v) && v.length <= MAX_SERVICES &&
-    v.every((x) => {
-      if (typeof x !== "object" || x === null || Array.isArray(x)) return false;
-      const o = x as Record<string, unknown>;
-      return typeof o.name === "string" && _LABEL.test(o.name) &&
-        _isInteger(o.port) && o.port >= 1 && o.port <= 65535 &&
-        (o.tags === undefined ||
-          (Array.isArray(o.tags) && o.tags.length <= MAX_SERVICE_TAGS &&
-            o.tags.every((t) => typeof t === "string" && t.length > 0 && t.length <= 63)));
-    })
+  Array.isArray(v) && v.length <= MAX_SERVICES && v.every((x) => serviceProblem(x) === undefined)
     ? undefined
     : `an array of at most ${MAX_SERVICES} {name: a DNS label, port: 1..65535, tags?: strings}`;
 const _copyServices = (v: unknown) =>

@@ -160,6 +160,46 @@ export const MAX_SERVICES = 32;
 /** Most tags per service. */
 export const MAX_SERVICE_TAGS = 16;
 
+const _DNS_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/**
+ * Whether `text` is a DNS label: letters, digits and inner hyphens, 1..63
+ * characters. Service names are labels, so they can be looked up by DNS.
+ *
+ * @example
+ * ```ts
+ * import { isDnsLabel } from "./wire.ts";
+ * isDnsLabel("web-2"); // true
+ * isDnsLabel("-web"); // false
+ * ```
+ */
+export function isDnsLabel(text: string): boolean {
+  return _DNS_LABEL.test(text);
+}
+
+/**
+ * What is wrong with one advertised service, or `undefined` when it is
+ * valid: the one rule the codec (ACK) and the agent's `--service` both use.
+ */
+export function serviceProblem(s: unknown): string | undefined {
+  if (typeof s !== "object" || s === null || Array.isArray(s)) return "not an object";
+  const o = s as Record<string, unknown>;
+  if (typeof o.name !== "string" || !isDnsLabel(o.name)) {
+    return "name is not a DNS label (letters, digits, inner hyphens, at most 63)";
+  }
+  if (!Number.isInteger(o.port) || (o.port as number) < 1 || (o.port as number) > 65535) {
+    return "port is not an integer in 1..65535";
+  }
+  if (o.tags === undefined) return undefined;
+  if (!Array.isArray(o.tags) || o.tags.length > MAX_SERVICE_TAGS) {
+    return `tags is not an array of at most ${MAX_SERVICE_TAGS}`;
+  }
+  if (!o.tags.every((t) => typeof t === "string" && t.length > 0 && t.length <= 63)) {
+    return "a tag is not a string of 1..63 characters";
+  }
+  return undefined;
+}
+
 /** Reported metric values, by name. */
 export type MetricValues = Record<string, number>;
 

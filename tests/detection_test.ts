@@ -153,6 +153,51 @@ Deno.test("HeartbeatWatch does not probe after an LB stall that hid the heartbea
   })();
 });
 
+Deno.test("HeartbeatWatch sends six probe datagrams an eighth of the timeout apart, and stops at the first sign of life", () => {
+  const clock = new ManualClock(0);
+  const scheduler = new Scheduler({ now: clock.now, timer: clock.timer, slackMs: 0 });
+  const run = async (answerAt: number | undefined) => {
+    const probes: number[] = [];
+    const datagrams: number[] = [];
+    const start = clock.now();
+    const hw = new HeartbeatWatch({ heartbeatMs: 250 }, {
+      scheduler,
+      now: clock.now,
+      log: silentLogger,
+      loopHealth: undefined,
+      probe: (t) => {
+        probes.push(t);
+        datagrams.push(clock.now() - start); // the probe carries the first datagram
+      },
+      probeDatagram: () => datagrams.push(clock.now() - start),
+    });
+    for (let i = 0; i < 20; i++) {
+      await clock.advance(250, 0);
+      hw.heartbeat();
+    }
+    // Silence: the probe comes, then its datagrams.
+    for (let t = 0; t < 3000 && probes.length === 0; t += 10) await clock.advance(10, 0);
+    const sentAt = clock.now() - start;
+    const timeout = probes[0]!;
+    for (let t = 0; t < timeout; t += 5) {
+      if (answerAt !== undefined && t === answerAt) hw.heartbeat();
+      await clock.advance(5, 0);
+    }
+    hw.stop();
+    assert.equal(hw.timers, 0);
+    return { sentAt, timeout, offsets: datagrams.map((d) => d - datagrams[0]!) };
+  };
+  return (async () => {
+    const silent = await run(undefined);
+    assert.equal(silent.timeout, 100, "no round trips yet: the floor");
+    assert.deepEqual(silent.offsets, [0, 12.5, 25, 37.5, 50, 62.5]);
+    // A heartbeat 30 ms in ends the burst: nothing is sent after it.
+    const answered = await run(30);
+    assert.ok(answered.offsets.length >= 3 && answered.offsets.length <= 4, String(answered.offsets));
+    assert.ok(answered.offsets.every((o) => o <= 37.5), String(answered.offsets));
+  })();
+});
+
 // --- a watch against a scripted peer --------------------------------------------------
 
 const certs = await generateDevCertificates({ hosts: ["10.0.0.1"] });

@@ -13,6 +13,9 @@ import { Liveness, type LivenessOptions } from "./liveness.ts";
 import type { LoopHealth } from "./loop_health.ts";
 import type { ScheduledTimer, Scheduler } from "./timers.ts";
 
+/** Probe datagrams per probe (the first with the probe's HEALTH_REQUEST). */
+const _PROBE_DATAGRAMS = 6;
+
 /** What a heartbeat watch needs from its watch. */
 export interface HeartbeatWatchDeps {
   scheduler: Scheduler;
@@ -126,14 +129,25 @@ export class HeartbeatWatch {
       timeout_ms: timeout,
     });
     this.#deps.probe(timeout);
-    const again = this.#deps.probeDatagram;
-    if (again) {
-      // A second probe datagram halfway, in case the first was lost.
-      this.#resend = this.#deps.scheduler.at(now + timeout / 2, () => {
-        this.#resend = undefined;
-        if (!this.#stopped && this.liveness.probe) again();
-      });
-    }
+    if (this.#deps.probeDatagram) this.#resendProbe(now, timeout, 1);
+  }
+
+  /**
+   * More probe datagrams through the probe, `timeout / 8` apart, until
+   * anything comes. The probe is shorter than a QUIC retransmission, and lost
+   * datagrams are never sent again: on a path losing 10 % of packets one
+   * round trip fails 19 % of the time, six in a row 0.005 %. The last leaves
+   * 3/8 of the timeout (1.5 slowest round trips) for its answer.
+   */
+  #resendProbe(sentAt: number, timeout: number, n: number): void {
+    if (n >= _PROBE_DATAGRAMS) return;
+    this.#resend = this.#deps.scheduler.at(sentAt + (n * timeout) / 8, () => {
+      this.#resend = undefined;
+      const probe = this.liveness.probe;
+      if (this.#stopped || !probe || this.liveness.lastEvidence > probe.sentAt) return;
+      this.#deps.probeDatagram?.();
+      this.#resendProbe(sentAt, timeout, n + 1);
+    });
   }
 
   #clearResend(): void {

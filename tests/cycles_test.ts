@@ -1,8 +1,10 @@
 /**
- * 80 kill/restart cycles and 20 black-hole/heal cycles of a server behind a
- * relay, watched by one LB over real QUIC: afterwards the LB's sessions,
- * timers, transport connections and file descriptors are back at their
- * baseline, and its resident memory has not grown beyond a stated tolerance.
+ * Kill/restart cycles and black-hole/heal cycles of a server behind a relay,
+ * watched by one LB over real QUIC: afterwards the LB's sessions, timers,
+ * transport connections and file descriptors are back at their baseline, and
+ * its memory has not grown beyond a stated tolerance. The suite runs 40 and
+ * 10 after a warm-up of 20; `deno task reliability` runs 80 and 20
+ * (`QHCP_CYCLES=80`).
  */
 
 import assert from "node:assert/strict";
@@ -17,13 +19,21 @@ import { UdpRelay } from "./_udp_relay.ts";
 
 const certs = await generateDevCertificates();
 const secret = new TextEncoder().encode("cycles-test-secret-0123456789-abcdefghij");
-/** The JavaScript heap after a full GC may grow this much over the 100 cycles. */
+/** Kill/restart cycles measured; a quarter as many black-hole/heal cycles follow. */
+const KILLS = Number(Deno.env.get("QHCP_CYCLES") ?? 40);
+const HOLES = KILLS / 4;
+const CYCLES = KILLS + HOLES;
+/** The JavaScript heap after a full GC may grow this much over the measured cycles. */
 const HEAP_TOLERANCE_MB = 8;
 /**
- * Resident memory may grow this much: the process holds both peers and the
- * relay, and V8 and the allocator keep freed pages for reuse.
+ * Resident memory may grow this much per cycle, in the median of the five
+ * blocks. A leak grows in every block; the allocator keeping freed pages for
+ * reuse shows as a one-time step (150-200 MB in 4 of 100 runs, with the heap
+ * and every count at baseline), which the median leaves out.
  */
-const RSS_TOLERANCE_MB = 150;
+const RSS_PER_CYCLE_TOLERANCE_MB = 1;
+/** Cycles per block between two resident-memory readings: five blocks. */
+const BLOCK = CYCLES / 5;
 
 /** Heap in use after a full collection (the runner starts tests with --expose-gc). */
 function heapMb(): number {
@@ -46,7 +56,7 @@ function startAgent(transport: Transport, port: number): Promise<Agent> {
 
 Deno.test({
   name:
-    "100 kill/restart and black-hole/heal cycles leave the LB's sessions, timers, sockets and memory at baseline",
+    `${CYCLES} kill/restart and black-hole/heal cycles leave the LB's sessions, timers, sockets and memory at baseline`,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -97,12 +107,23 @@ Deno.test({
       for (let i = 0; i < 20; i++) await killRestart();
       await sleep(300);
       const before = snapshot();
+      const rss = [before.rssMb];
       const t0 = performance.now();
-      for (let i = 0; i < 80; i++) await killRestart();
-      const killMs = (performance.now() - t0) / 80;
+      const readRss = () => {
+        heapMb(); // collect first, as snapshot() does, so that blocks compare alike
+        rss.push(Deno.memoryUsage().rss / 1e6);
+      };
+      for (let i = 1; i <= KILLS; i++) {
+        await killRestart();
+        if (i % BLOCK === 0) readRss();
+      }
+      const killMs = (performance.now() - t0) / KILLS;
       const t1 = performance.now();
-      for (let i = 0; i < 20; i++) await blackholeHeal();
-      const holeMs = (performance.now() - t1) / 20;
+      for (let i = 1; i <= HOLES; i++) {
+        await blackholeHeal();
+        if ((KILLS + i) % BLOCK === 0 && i < HOLES) readRss();
+      }
+      const holeMs = (performance.now() - t1) / HOLES;
       // A close that hangs in the library is forced after 1 s, its socket torn
       // down within 2 s more: on a loaded machine the last one can still be
       // going. A leak stays; a slow close is gone within 5 s.
@@ -122,8 +143,15 @@ Deno.test({
       assert.ok(after.fds <= before.fds + 2, msg);
       const heapGrowth = after.heapMb - before.heapMb;
       assert.ok(heapGrowth < HEAP_TOLERANCE_MB, `heap grew ${heapGrowth.toFixed(1)} MB: ${msg}`);
-      const growth = after.rssMb - before.rssMb;
-      assert.ok(growth < RSS_TOLERANCE_MB, `RSS grew ${growth.toFixed(1)} MB: ${msg}`);
+      rss.push(after.rssMb);
+      const blocks = rss.slice(1).map((v, i) => v - rss[i]!).sort((a, b) => a - b);
+      const medianBlock = blocks[Math.floor(blocks.length / 2)]!;
+      assert.ok(
+        medianBlock < RSS_PER_CYCLE_TOLERANCE_MB * BLOCK,
+        `RSS grew ${medianBlock.toFixed(1)} MB in the median block of ${BLOCK} cycles (blocks: ${
+          blocks.map((b) => b.toFixed(1)).join(", ")
+        }): ${msg}`,
+      );
       record(
         "cycles",
         "kill/restart cycle (TERMINATE to DOWN, restart to UP)",
@@ -149,7 +177,7 @@ Deno.test({
       record("cycles", "heap after GC before", before.heapMb, "MB");
       record(
         "cycles",
-        "heap after GC after 100 cycles",
+        `heap after GC after ${CYCLES} cycles`,
         after.heapMb,
         "MB",
         `< before + ${HEAP_TOLERANCE_MB} MB`,
@@ -157,10 +185,16 @@ Deno.test({
       record("cycles", "resident memory before", before.rssMb, "MB");
       record(
         "cycles",
-        "resident memory after 100 cycles",
+        `resident memory after ${CYCLES} cycles`,
         after.rssMb,
         "MB",
-        `< before + ${RSS_TOLERANCE_MB} MB`,
+      );
+      record(
+        "cycles",
+        `resident memory growth per ${BLOCK} cycles, median of ${blocks.length} blocks`,
+        medianBlock,
+        "MB",
+        `< ${RSS_PER_CYCLE_TOLERANCE_MB * BLOCK} MB`,
       );
     } finally {
       await monitor.stop();

@@ -193,7 +193,10 @@ Deno.test("HeartbeatWatch sends six probe datagrams an eighth of the timeout apa
     assert.deepEqual(silent.offsets, [0, 12.5, 25, 37.5, 50, 62.5]);
     // A heartbeat 30 ms in ends the burst: nothing is sent after it.
     const answered = await run(30);
-    assert.ok(answered.offsets.length >= 3 && answered.offsets.length <= 4, String(answered.offsets));
+    assert.ok(
+      answered.offsets.length >= 3 && answered.offsets.length <= 4,
+      String(answered.offsets),
+    );
     assert.ok(answered.offsets.every((o) => o <= 37.5), String(answered.offsets));
   })();
 });

@@ -75,16 +75,8 @@ export class FleetDirectory implements ServerDirectory {
   }
 
   pick(strategy: Strategy = "weighted"): PickResult {
-    return this.#selector.pick(
-      this.status().map((v) => ({
-        address: v.address,
-        state: v.state,
-        status: v.status,
-        weight: v.weight,
-        load: v.load,
-      })),
-      strategy,
-    );
+    // A server's view is a candidate as it stands.
+    return this.#selector.pick(this.status(), strategy);
   }
 
   subscribe(listener: (address: string) => void): () => void {

@@ -260,16 +260,8 @@ export class Monitor {
 
   /** Picks the server for the next request with `strategy`. */
   pick(strategy: Strategy = "weighted"): PickResult {
-    return this.#selector.pick(
-      this.status().map((v) => ({
-        address: v.address,
-        state: v.state,
-        status: v.status,
-        weight: v.weight,
-        load: v.load,
-      })),
-      strategy,
-    );
+    // A server's view is a candidate as it stands.
+    return this.#selector.pick(this.status(), strategy);
   }
 
   /** Calls `listener` whenever a server's status changes; returns the unsubscribe function. */

@@ -144,6 +144,25 @@ export interface WatchCounters {
   downsBy: Record<Evidence, number>;
 }
 
+/** Counters at zero: a new server's, or those of a server this LB does not check. */
+export function zeroCounters(): WatchCounters {
+  return {
+    ok: 0,
+    failed: 0,
+    stateChanges: 0,
+    downs: 0,
+    late: 0,
+    dials: 0,
+    durations: new DurationHistogram(),
+    heartbeats: 0,
+    heartbeatsMissed: 0,
+    probes: 0,
+    probesFailed: 0,
+    pushes: 0,
+    downsBy: { polls: 0, "heartbeat_silence+probe": 0, pushed_status: 0, terminate: 0 },
+  };
+}
+
 /**
  * Which evidence decided a verdict: `polls` (checks counted against fall or
  * rise, a failed session among them), `heartbeat_silence+probe` (heartbeats
@@ -177,21 +196,7 @@ export class ServerRecord {
   readonly address: string;
   readonly #health: HealthTracker;
   readonly #history = new CheckHistory();
-  readonly counters: WatchCounters = {
-    ok: 0,
-    failed: 0,
-    stateChanges: 0,
-    downs: 0,
-    late: 0,
-    dials: 0,
-    durations: new DurationHistogram(),
-    heartbeats: 0,
-    heartbeatsMissed: 0,
-    probes: 0,
-    probesFailed: 0,
-    pushes: 0,
-    downsBy: { polls: 0, "heartbeat_silence+probe": 0, pushed_status: 0, terminate: 0 },
-  };
+  readonly counters: WatchCounters = zeroCounters();
   #rtt: number | null = null;
   #metrics: MetricValues | null = null;
   #status: ServerStatus | null = null;

@@ -9,9 +9,10 @@ import type { ServerDirectory } from "../lb/directory.ts";
 import { servicesOf } from "../lb/services.ts";
 import {
   DURATION_BUCKETS,
-  DurationHistogram,
+  type DurationHistogram,
   type Evidence,
   type WatchCounters,
+  zeroCounters,
 } from "../lb/record.ts";
 
 /** One server in a metrics snapshot. */
@@ -267,21 +268,7 @@ export function renderPrometheus(s: MetricsSnapshot): string {
 }
 
 /** The counters of a server this LB does not check. */
-const _NONE: Readonly<WatchCounters> = {
-  ok: 0,
-  failed: 0,
-  stateChanges: 0,
-  downs: 0,
-  late: 0,
-  dials: 0,
-  durations: new DurationHistogram(),
-  heartbeats: 0,
-  heartbeatsMissed: 0,
-  probes: 0,
-  probesFailed: 0,
-  pushes: 0,
-  downsBy: { polls: 0, "heartbeat_silence+probe": 0, pushed_status: 0, terminate: 0 },
-};
+const _NONE: Readonly<WatchCounters> = zeroCounters();
 
 const _EVIDENCE: readonly Evidence[] = [
   "polls",

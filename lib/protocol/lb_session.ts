@@ -17,6 +17,7 @@
  */
 
 import {
+  _acceptDatagram,
   _classifyInvalid,
   _closeCodeFor,
   _fatal,
@@ -50,8 +51,8 @@ export type {
   StatusAction,
   TerminatedAction,
 };
-import { CodecError, ProtocolError, QhcpError } from "./errors.ts";
-import { decodeDatagram, encodeDatagram } from "./datagram.ts";
+import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
+import { encodeDatagram } from "./datagram.ts";
 import {
   type AckMessage,
   type Capability,
@@ -330,33 +331,14 @@ export class LbSession {
    * `datagram`, or malformed, one is a breach.
    */
   receiveDatagram(bytes: Uint8Array, _now: number): LbAction[] {
-    if (this.#state !== "READY") return [];
-    if (!this.#caps.has("datagram")) {
-      return this.#fail(
-        new ProtocolError(
-          "UNEXPECTED_MESSAGE",
-          "remote",
-          "Cannot accept a datagram: this session did not negotiate datagram",
-        ),
-      );
-    }
-    let datagram;
-    try {
-      datagram = decodeDatagram(bytes);
-    } catch (e) {
-      if (e instanceof CodecError) return this.#fail(e);
-      throw e;
-    }
+    const datagram = _acceptDatagram(
+      bytes,
+      this.#state === "READY",
+      this.#caps.has("datagram"),
+      "heartbeat",
+    );
+    if (datagram instanceof QhcpError) return this.#fail(datagram);
     if (datagram === null) return [];
-    if (datagram.kind !== "heartbeat") {
-      return this.#fail(
-        new ProtocolError(
-          "UNEXPECTED_MESSAGE",
-          "remote",
-          "Cannot accept a probe datagram: only an LB sends probes",
-        ),
-      );
-    }
     return this.#heartbeatAction(
       datagram.counter,
       datagram.status,

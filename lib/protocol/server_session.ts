@@ -24,6 +24,7 @@
 
 import { AGENT_DEFAULTS } from "../util/defaults.ts";
 import {
+  _acceptDatagram,
   _classifyInvalid,
   _closeCodeFor,
   _fatal,
@@ -34,8 +35,8 @@ import {
   type SendAction,
 } from "./session_rules.ts";
 import { validateConfigUpdate } from "./codec.ts";
-import { decodeDatagram, encodeDatagram } from "./datagram.ts";
-import { CodecError, ConfigError, ProtocolError, QhcpError } from "./errors.ts";
+import { encodeDatagram } from "./datagram.ts";
+import { type CodecError, ConfigError, ProtocolError, QhcpError } from "./errors.ts";
 import {
   type Capability,
   CLOSE_CODES,
@@ -375,33 +376,14 @@ export class ServerSession {
    * the stream); in a session without `datagram`, or malformed, one is a breach.
    */
   receiveDatagram(bytes: Uint8Array, now: number): ServerAction[] {
-    if (this.#state !== "READY") return [];
-    if (!this.#caps.has("datagram")) {
-      return this.#fail(
-        new ProtocolError(
-          "UNEXPECTED_MESSAGE",
-          "remote",
-          "Cannot accept a datagram: this session did not negotiate datagram",
-        ),
-      );
-    }
-    let datagram;
-    try {
-      datagram = decodeDatagram(bytes);
-    } catch (e) {
-      if (e instanceof CodecError) return this.#fail(e);
-      throw e;
-    }
+    const datagram = _acceptDatagram(
+      bytes,
+      this.#state === "READY",
+      this.#caps.has("datagram"),
+      "probe",
+    );
+    if (datagram instanceof QhcpError) return this.#fail(datagram);
     if (datagram === null) return [];
-    if (datagram.kind !== "probe") {
-      return this.#fail(
-        new ProtocolError(
-          "UNEXPECTED_MESSAGE",
-          "remote",
-          "Cannot accept a heartbeat datagram: only a server sends heartbeats",
-        ),
-      );
-    }
     return this.heartbeat(now);
   }
 

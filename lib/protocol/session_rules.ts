@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type CodecError, ProtocolError, type QhcpError } from "./errors.ts";
+import { type Datagram, decodeDatagram } from "./datagram.ts";
+import { CodecError, ProtocolError, type QhcpError } from "./errors.ts";
 import {
   CLOSE_CODES,
   type CloseCode,
@@ -144,4 +145,43 @@ export function _fatal(
  */
 export function _closeCodeFor(code: ErrorCode): CloseCode {
   return code === "BAD_CONFIG" ? CLOSE_CODES.UNEXPECTED_MESSAGE : CLOSE_CODES[code];
+}
+
+/**
+ * One received QUIC DATAGRAM, checked as both machines check it: `null` to
+ * ignore (outside READY, or a record kind from the future), the datagram of
+ * the `expected` kind, or the breach: no `datagram` negotiated, malformed, or
+ * the kind only this side sends.
+ */
+export function _acceptDatagram<K extends Datagram["kind"]>(
+  bytes: Uint8Array,
+  ready: boolean,
+  negotiated: boolean,
+  expected: K,
+): Extract<Datagram, { kind: K }> | null | QhcpError {
+  if (!ready) return null;
+  if (!negotiated) {
+    return new ProtocolError(
+      "UNEXPECTED_MESSAGE",
+      "remote",
+      "Cannot accept a datagram: this session did not negotiate datagram",
+    );
+  }
+  let datagram: Datagram | null;
+  try {
+    datagram = decodeDatagram(bytes);
+  } catch (e) {
+    if (e instanceof CodecError) return e;
+    throw e;
+  }
+  if (datagram === null) return null;
+  if (datagram.kind !== expected) {
+    const sender = datagram.kind === "probe" ? "an LB sends probes" : "a server sends heartbeats";
+    return new ProtocolError(
+      "UNEXPECTED_MESSAGE",
+      "remote",
+      `Cannot accept a ${datagram.kind} datagram: only ${sender}`,
+    );
+  }
+  return datagram as Extract<Datagram, { kind: K }>;
 }

@@ -12,7 +12,7 @@
  * (max(30, 3 intervals)) --procs P (endpoint processes; default N / 2000,
  * at least 2) --warmup S (2 intervals, at least 5 s) --profile FILE (a V8
  * profile of the LB; read it with `node --prof-process FILE`),
- * --heartbeat-interval S and --extensions LIST (passed to lb.ts; the
+ * --heartbeat-interval S, --heartbeat-budget N and --extensions LIST (passed to lb.ts; the
  * endpoints accept every extension, as agents do by default).
  *
  * @module
@@ -196,12 +196,19 @@ if (import.meta.main) {
       warmup: { type: "string" },
       profile: { type: "string" },
       "heartbeat-interval": { type: "string" },
+      "heartbeat-budget": { type: "string" },
       extensions: { type: "string" },
       lbs: { type: "string" },
       standalone: { type: "boolean", default: false },
       "checkers-per-server": { type: "string" },
     },
   });
+  // Flags for every lb.ts of the run.
+  const lbExtra = [
+    ...(values["heartbeat-interval"] ? ["--heartbeat-interval", values["heartbeat-interval"]] : []),
+    ...(values["heartbeat-budget"] ? ["--heartbeat-budget", values["heartbeat-budget"]] : []),
+    ...(values.extensions ? ["--extensions", values.extensions] : []),
+  ];
   if (values.lbs) {
     // M LBs: a fleet through etcd, or M standalone LBs (bench/fleet_scale.ts).
     const { runFleetScale } = await import("./fleet_scale.ts");
@@ -216,10 +223,7 @@ if (import.meta.main) {
         : {}),
       ...(values.duration ? { durationS: Number(values.duration) } : {}),
       lbArgs: [
-        ...(values["heartbeat-interval"]
-          ? ["--heartbeat-interval", values["heartbeat-interval"]]
-          : []),
-        ...(values.extensions ? ["--extensions", values.extensions] : []),
+        ...lbExtra,
       ],
     });
     const results = readResults();
@@ -248,10 +252,7 @@ if (import.meta.main) {
     ...(values.warmup ? { warmupS: Number(values.warmup) } : {}),
     ...(values.profile ? { profile: values.profile } : {}),
     lbArgs: [
-      ...(values["heartbeat-interval"]
-        ? ["--heartbeat-interval", values["heartbeat-interval"]]
-        : []),
-      ...(values.extensions ? ["--extensions", values.extensions] : []),
+      ...lbExtra,
     ],
   });
   const results = readResults();

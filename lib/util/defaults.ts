@@ -67,8 +67,12 @@ export const LB_DEFAULTS = {
    * each costs about ten times the CPU).
    */
   heartbeatMs: { native: 250, matrixai: 1000 },
-  /** Heartbeats per second the LB takes at most from all its servers; beyond, intervals grow. */
-  heartbeatBudget: { native: 4000, matrixai: 500 },
+  /**
+   * Heartbeats per second the LB takes at most from all its servers; beyond,
+   * intervals grow. 4000 did not hold 10,000 servers on two shared cores
+   * (docs/PERFORMANCE.md, "Detection and its cost"); 2000 did.
+   */
+  heartbeatBudget: { native: 2000, matrixai: 500 },
   /** Ask servers to push status changes. */
   push: true,
   /** Suspicion level (phi) of heartbeat silence at which the LB probes a server. */

@@ -72,8 +72,16 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       const http = await child.waitForLog(/HTTP status endpoint listening .*port=(\d+)/, 60_000);
       lbs.push({ child, base: `http://127.0.0.1:${http.match[1]}` });
     }
-    const totals = async (i: number) =>
-      (await (await fetch(`${lbs[i]!.base}/api/totals`)).json()) as MonitorTotals;
+    const totals = async (i: number) => {
+      const res = await fetch(`${lbs[i]!.base}/api/totals`).catch((e) => {
+        // An LB that stopped answering: say what it printed last.
+        const tail = lbs[i]!.child.stderr().split("\n").slice(-20).join("\n");
+        throw new Error(
+          `LB ${i} does not answer (${(e as Error).message}); its last lines:\n${tail}`,
+        );
+      });
+      return (await res.json()) as MonitorTotals;
+    };
     const all = async (which = lbs.map((_, i) => i)) => await Promise.all(which.map(totals));
     const sessionsWanted = o.standalone ? o.lbs : Math.min(k, o.lbs);
     const upBy = performance.now() + Math.max(90_000, o.servers * 40);

@@ -328,3 +328,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "Fleet.addServer() while etcd does not answer keeps the entry and writes it at the next lease renewal",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const transport = new MemoryTransport();
+    const store = new MemoryStore();
+    const agent = await startMemoryAgent(transport, HOSTS[0]!, { secret });
+    const [lb] = await startLbs(store, transport, ["lb-a"]);
+    try {
+      store.down = true;
+      // Resolves (a slow etcd must not fail the servers file), writes nothing yet.
+      await lb!.fleet.addServer(`${HOSTS[0]}:4243`);
+      store.down = false;
+      assert.equal((await store.list("/qhcp/servers/")).kvs.length, 0);
+      // The next renewal (a third of the 3 s TTL) writes it, and the LB checks it.
+      await waitFor("the entry written", async () => {
+        return (await store.list("/qhcp/servers/")).kvs.length === 1;
+      }, 5000);
+      await waitFor("the server checked", () => lb!.monitor.size === 1, 5000);
+    } finally {
+      await lb!.fleet.stop();
+      await lb!.monitor.stop();
+      await agent.shutdown("done", 50);
+      await transport.close();
+      await store.close();
+    }
+  },
+});

@@ -31,7 +31,7 @@ import type { ServerSet } from "../lb/directory.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import { owners } from "./assign.ts";
 import type { FleetKeys } from "./keys.ts";
-import type { Store, StoreError, WatchEvent, Watching } from "./store.ts";
+import { type Store, StoreError, type WatchEvent, type Watching } from "./store.ts";
 import {
   combine,
   type FleetVerdict,
@@ -41,6 +41,8 @@ import {
   verdictChanged,
 } from "./verdicts.ts";
 
+/** Claims and releases in flight at once (etcd transactions). */
+const _CLAIMS_AT_ONCE = 32;
 /** Options of {@linkcode Fleet}. */
 export interface FleetOptions {
   store: Store;
@@ -115,6 +117,8 @@ export class Fleet {
   #listeners = new Set<(address: string) => void>();
   #assigning: Promise<void> = Promise.resolve();
   #assignRunning = false;
+  /** Servers added while etcd did not answer, written at the next renewal. */
+  readonly #pendingEntries = new Set<string>();
   #assignAgain = false;
   /** True once the fleet was listed under the current lease. */
   #listed = false;
@@ -215,11 +219,28 @@ export class Fleet {
     };
   }
 
-  /** Adds a server to the fleet's set (an entry of this LB). */
+  /**
+   * Adds a server to the fleet's set (an entry of this LB). When etcd does
+   * not answer, the entry waits and is written again at the next lease
+   * renewal: a slow etcd must not cost the LB its servers file.
+   */
   async addServer(address: string): Promise<void> {
     const key = this.#o.keys.server(address, this.lbId);
     const value = JSON.stringify({ at: new Date(this.#now()).toISOString() });
-    const revision = await this.#o.store.put(key, value);
+    let revision: number;
+    try {
+      revision = await this.#o.store.put(key, value);
+    } catch (e) {
+      if (!(e instanceof StoreError) || e.kind !== "unavailable") throw e;
+      if (this.#pendingEntries.size === 0) {
+        this.#log.warn("etcd did not answer: servers join the fleet's set when it does", {
+          error: e.message,
+        });
+      }
+      this.#pendingEntries.add(address);
+      return;
+    }
+    this.#pendingEntries.delete(address);
     this.#contacted();
     // Seen at once here; the watch brings the same change again, which changes nothing.
     this.#apply({ type: "put", key, value, modRevision: revision }, revision);
@@ -283,6 +304,10 @@ export class Fleet {
       this.#contacted();
       if (ttl > 0) {
         if (!this.#listed) await this.#relist();
+        for (const address of [...this.#pendingEntries]) {
+          await this.addServer(address);
+          if (this.#pendingEntries.has(address)) break; // still not answering
+        }
         return;
       }
       // The lease expired while etcd could not be reached (or this LB was paused):
@@ -458,11 +483,15 @@ export class Fleet {
     for (const address of this.#entries.keys()) {
       if (owners(address, members, k).includes(this.lbId)) want.add(address);
     }
-    for (const address of [...this.#claims.keys()]) {
-      if (!want.has(address)) await this.#release(address);
+    // Many at a time: a dead LB's servers are taken over by claiming hundreds.
+    const release = [...this.#claims.keys()].filter((a) => !want.has(a));
+    for (let i = 0; i < release.length; i += _CLAIMS_AT_ONCE) {
+      await Promise.all(release.slice(i, i + _CLAIMS_AT_ONCE).map((a) => this.#release(a)));
     }
-    for (const address of want) {
-      if (!this.#claims.has(address)) await this.#claim(address);
+    const claim = [...want].filter((a) => !this.#claims.has(a));
+    for (let i = 0; i < claim.length; i += _CLAIMS_AT_ONCE) {
+      if (this.#stopped) return;
+      await Promise.all(claim.slice(i, i + _CLAIMS_AT_ONCE).map((a) => this.#claim(a)));
     }
   }
 

@@ -51,19 +51,22 @@ Deno.test({
       );
       const s = await state();
       assert.equal(s.status, "FAILING");
+      // Failing from the start: the first reply may say so before any push (a push is a change).
       assert.match(
         s.last_error!,
-        new RegExp(`^server pushed FAILING: tcp 127\\.0\\.0\\.1:${appPort}: .*refused`, "i"),
+        new RegExp(`^server (pushed )?FAILING: tcp 127\\.0\\.0\\.1:${appPort}: .*refused`, "i"),
       );
       assert.equal(s.checks?.[0]?.ok, false);
-      // The agent pushed it (§10): DOWN at once, not after fall failed checks.
-      await lb.program.waitForLine(/server DOWN .*cause=failing evidence=pushed_status/);
       await server.program.waitForLine(/local check fails: reporting FAILING/);
+      const listen = () => {
+        const l = Deno.listen({ hostname: "127.0.0.1", port: appPort });
+        void (async () => {
+          for await (const c of l) c.close();
+        })().catch(() => {});
+        return l;
+      };
       // The application comes up.
-      app = Deno.listen({ hostname: "127.0.0.1", port: appPort });
-      void (async () => {
-        for await (const c of app!) c.close();
-      })().catch(() => {});
+      app = listen();
       const t0 = performance.now();
       await waitFor("UP", async () => (await state()).state === "UP", 10_000);
       record(
@@ -72,6 +75,17 @@ Deno.test({
         performance.now() - t0,
         "ms",
       );
+      // It goes away while the session is READY: the agent pushes it (§10), DOWN at once.
+      app.close();
+      app = undefined;
+      await waitFor("DOWN again", async () => (await state()).state === "DOWN", 10_000);
+      assert.match(
+        (await state()).last_error!,
+        new RegExp(`^server pushed FAILING: tcp 127\\.0\\.0\\.1:${appPort}: .*refused`, "i"),
+      );
+      await lb.program.waitForLine(/server DOWN .*cause=failing evidence=pushed_status/);
+      app = listen();
+      await waitFor("UP again", async () => (await state()).state === "UP", 10_000);
       assert.equal((await state()).checks?.[0]?.ok, true);
       // Drain with the file, undrain by removing it.
       await Deno.writeTextFile(drainFile, "");

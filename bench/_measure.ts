@@ -75,6 +75,23 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
+/**
+ * The flags of every `lb.ts` a benchmark starts: the stack, no status table,
+ * the HTTP API on loopback and the QHCP port the system picks.
+ */
+export function benchLbFlags(quic: string): string[] {
+  return [
+    "--quic",
+    quic,
+    "--table",
+    "off",
+    "--http-host",
+    "127.0.0.1",
+    "--loadbalancer-port",
+    "0",
+  ];
+}
+
 /** A child process whose stdout lines are JSON messages and whose stderr lines are logs. */
 export class Child {
   readonly process: Deno.ChildProcess;

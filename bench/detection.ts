@@ -13,7 +13,7 @@
  */
 
 import type { QuicStack } from "../lib/transport/stacks.ts";
-import { Child, sleep, summarize, type Summary } from "./_measure.ts";
+import { benchLbFlags, Child, sleep, summarize, type Summary } from "./_measure.ts";
 import { runScale } from "./scale.ts";
 
 /** Signal to DOWN, one configuration. */
@@ -80,14 +80,7 @@ function lb(b: DetectionBench, stack: QuicStack, ports: number[], args: string[]
   return new Child("lb.ts", [
     "--servers",
     ports.map((p) => `127.0.0.1:${p}`).join(","),
-    "--quic",
-    stack,
-    "--table",
-    "off",
-    "--http-host",
-    "127.0.0.1",
-    "--loadbalancer-port",
-    "0",
+    ...benchLbFlags(stack),
     ...args,
   ], b.env);
 }

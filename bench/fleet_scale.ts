@@ -14,7 +14,7 @@ import type { MonitorTotals } from "../lib/lb/monitor.ts";
 import type { QuicStack } from "../lib/transport/stacks.ts";
 import { createEtcdStore } from "../lib/fleet/etcd.ts";
 import { EtcdCluster } from "../tools/etcd_cluster.ts";
-import { Child, procSample, sleep, startEndpoints } from "./_measure.ts";
+import { benchLbFlags, Child, procSample, sleep, startEndpoints } from "./_measure.ts";
 import type { FleetScaleResult } from "./_report.ts";
 
 /** Options of {@linkcode runFleetScale}. */
@@ -56,14 +56,7 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
         ...(etcd ? ["--etcd", etcd.endpoints.join(","), "--checkers-per-server", String(k)] : []),
         "--check-interval",
         String(o.intervalS),
-        "--quic",
-        o.quic,
-        "--table",
-        "off",
-        "--http-host",
-        "127.0.0.1",
-        "--loadbalancer-port",
-        "0",
+        ...benchLbFlags(o.quic),
         "--lb-id",
         `lb-scale-${i}`,
         ...(o.lbArgs ?? []),

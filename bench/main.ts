@@ -32,6 +32,7 @@ import { parseArgs } from "node:util";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
 import { QUIC_STACKS, type QuicStack } from "../lib/transport/stacks.ts";
 import {
+  benchLbFlags,
   Child,
   machine,
   memoryDetail,
@@ -227,14 +228,7 @@ function lbArgs(stack: QuicStack, servers: string[], extra: string[]): string[] 
   return [
     "--servers",
     servers.join(","),
-    "--quic",
-    stack,
-    "--table",
-    "off",
-    "--http-host",
-    "127.0.0.1",
-    "--loadbalancer-port",
-    "0",
+    ...benchLbFlags(stack),
     ...extra,
   ];
 }

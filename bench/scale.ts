@@ -23,6 +23,7 @@ import { ensureDefaultFiles } from "../lib/security/files.ts";
 import type { MonitorTotals } from "../lib/lb/monitor.ts";
 import type { QuicStack } from "../lib/transport/stacks.ts";
 import {
+  benchLbFlags,
   Child,
   fdCount,
   machine,
@@ -84,14 +85,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         serversFile,
         "--check-interval",
         String(o.intervalS),
-        "--quic",
-        o.quic,
-        "--table",
-        "off",
-        "--http-host",
-        "127.0.0.1",
-        "--loadbalancer-port",
-        "0",
+        ...benchLbFlags(o.quic),
         "--lb-id",
         "lb-scale",
         ...(o.lbArgs ?? []),

@@ -46,6 +46,37 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * A steady stream of HTTP requests to `url` (one every 10 ms, 20 ms more
+ * after a failure), recording which backend answered each one (the body) and
+ * when. `stop()` ends it.
+ */
+export function startTraffic(url: string): {
+  served: { at: number; by: string }[];
+  stop(): Promise<void>;
+} {
+  const served: { at: number; by: string }[] = [];
+  let sending = true;
+  const loop = (async () => {
+    while (sending) {
+      try {
+        const res = await fetch(url);
+        served.push({ at: performance.now(), by: await res.text() });
+      } catch {
+        await sleep(20);
+      }
+      await sleep(10);
+    }
+  })();
+  return {
+    served,
+    stop: async () => {
+      sending = false;
+      await loop;
+    },
+  };
+}
+
 /** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
 export async function waitFor<T>(
   what: string,

@@ -24,7 +24,7 @@ import {
   Fleet,
   freeTcpPort,
   mulberry32,
-  sleep,
+  startTraffic,
   tempDir,
   waitFor,
 } from "./_helpers.ts";
@@ -472,19 +472,8 @@ Deno.test({
       stdout: "null",
       stderr: "null",
     }).spawn();
-    const served: { at: number; by: string }[] = [];
-    let sending = true;
-    const traffic = (async () => {
-      while (sending) {
-        try {
-          const res = await fetch(`http://127.0.0.1:${frontend}/`);
-          served.push({ at: performance.now(), by: await res.text() });
-        } catch {
-          await sleep(20);
-        }
-        await sleep(10);
-      }
-    })();
+    const traffic = startTraffic(`http://127.0.0.1:${frontend}/`);
+    const served = traffic.served;
     try {
       await waitFor(
         "both backends serve",
@@ -530,8 +519,7 @@ Deno.test({
       record("dns", "agent back to HAProxy's first request to it", performance.now() - back, "ms");
       void again;
     } finally {
-      sending = false;
-      await traffic;
+      await traffic.stop();
       try {
         haproxy.kill("SIGTERM");
       } catch { /* gone */ }

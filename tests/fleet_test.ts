@@ -183,6 +183,30 @@ async function startLbs(
   return out;
 }
 
+/** Agents on `hosts` and LBs `ids` on one in-memory store; `body` runs, then all of it stops. */
+async function withFleet(
+  hosts: readonly string[],
+  ids: string[],
+  body: (r: { store: MemoryStore; agents: Agent[]; lbs: Lb[] }) => Promise<void>,
+): Promise<void> {
+  const transport = new MemoryTransport();
+  const store = new MemoryStore();
+  const agents: Agent[] = [];
+  for (const host of hosts) agents.push(await startMemoryAgent(transport, host, { secret }));
+  const lbs = await startLbs(store, transport, ids);
+  try {
+    await body({ store, agents, lbs });
+  } finally {
+    for (const lb of lbs) {
+      await lb.fleet.stop();
+      await lb.monitor.stop();
+    }
+    for (const a of agents) await a.shutdown("done", 50);
+    await transport.close();
+    await store.close();
+  }
+}
+
 const sessionsPerAgent = (agents: Agent[]) =>
   agents.map((a) => a.sessions().filter((s) => s.state === "READY").length);
 
@@ -191,13 +215,8 @@ Deno.test({
     "Fleet: three LBs, six agents, K = 2: one verdict on every LB, two sessions per agent, a departure taken over, a lost claim, an unreachable store",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn() {
-    const transport = new MemoryTransport();
-    const store = new MemoryStore();
-    const agents: Agent[] = [];
-    for (const host of HOSTS) agents.push(await startMemoryAgent(transport, host, { secret }));
-    const lbs = await startLbs(store, transport, ["lb-a", "lb-b", "lb-c"]);
-    try {
+  fn: () =>
+    withFleet(HOSTS, ["lb-a", "lb-b", "lb-c"], async ({ store, agents, lbs }) => {
       for (const host of HOSTS) await lbs[0]!.directory.addServer({ host, port: 4243 });
       const allUp = (lb: Lb) =>
         lb.directory.status().length === 6 && lb.directory.status().every((v) => v.state === "UP");
@@ -262,16 +281,7 @@ Deno.test({
         () => lbs[0]!.directory.status()[1]!.fleet!.stale_ms === null,
         6000,
       );
-    } finally {
-      for (const lb of lbs) {
-        await lb.fleet.stop();
-        await lb.monitor.stop();
-      }
-      for (const a of agents) await a.shutdown("done", 50);
-      await transport.close();
-      await store.close();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -279,15 +289,8 @@ Deno.test({
     "Fleet: an LB whose lease is gone stops checking, writes no verdict over the new owners, and rejoins",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn() {
-    const transport = new MemoryTransport();
-    const store = new MemoryStore();
-    const agents: Agent[] = [];
-    for (const host of HOSTS.slice(0, 3)) {
-      agents.push(await startMemoryAgent(transport, host, { secret }));
-    }
-    const lbs = await startLbs(store, transport, ["lb-a", "lb-b"]);
-    try {
+  fn: () =>
+    withFleet(HOSTS.slice(0, 3), ["lb-a", "lb-b"], async ({ store, lbs }) => {
       for (const host of HOSTS.slice(0, 3)) await lbs[0]!.directory.addServer({ host, port: 4243 });
       await waitFor("both check all three", () => lbs.every((lb) => lb.monitor.size === 3), 5000);
       // lb-b's lease ends as if it had been paused past its TTL.
@@ -317,16 +320,7 @@ Deno.test({
         () => lbs.every((lb) => lb.monitor.size === 3),
         5000,
       );
-    } finally {
-      for (const lb of lbs) {
-        await lb.fleet.stop();
-        await lb.monitor.stop();
-      }
-      for (const a of agents) await a.shutdown("done", 50);
-      await transport.close();
-      await store.close();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -334,12 +328,8 @@ Deno.test({
     "Fleet.addServer() while etcd does not answer keeps the entry and writes it at the next lease renewal",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn() {
-    const transport = new MemoryTransport();
-    const store = new MemoryStore();
-    const agent = await startMemoryAgent(transport, HOSTS[0]!, { secret });
-    const [lb] = await startLbs(store, transport, ["lb-a"]);
-    try {
+  fn: () =>
+    withFleet(HOSTS.slice(0, 1), ["lb-a"], async ({ store, lbs: [lb] }) => {
       store.down = true;
       // Resolves (a slow etcd must not fail the servers file), writes nothing yet.
       await lb!.fleet.addServer(`${HOSTS[0]}:4243`);
@@ -350,12 +340,5 @@ Deno.test({
         return (await store.list("/qhcp/servers/")).kvs.length === 1;
       }, 5000);
       await waitFor("the server checked", () => lb!.monitor.size === 1, 5000);
-    } finally {
-      await lb!.fleet.stop();
-      await lb!.monitor.stop();
-      await agent.shutdown("done", 50);
-      await transport.close();
-      await store.close();
-    }
-  },
+    }),
 });

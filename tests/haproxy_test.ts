@@ -13,6 +13,7 @@ import {
   sleep,
   startLbProcess,
   startServerProcess,
+  startTraffic,
   tempDir,
   waitFor,
 } from "./_helpers.ts";
@@ -124,19 +125,8 @@ Deno.test({
     void haproxy.stdout.cancel().catch(() => {});
 
     // A steady stream of requests through HAProxy, recording who served each one and when.
-    const served: { at: number; by: string }[] = [];
-    let sending = true;
-    const traffic = (async () => {
-      while (sending) {
-        try {
-          const res = await fetch(`http://127.0.0.1:${frontend}/`);
-          served.push({ at: performance.now(), by: await res.text() });
-        } catch {
-          await sleep(20);
-        }
-        await sleep(10);
-      }
-    })();
+    const traffic = startTraffic(`http://127.0.0.1:${frontend}/`);
+    const served = traffic.served;
     const servedBy = (name: string, since: number) =>
       served.filter((s) => s.at >= since && s.by === name).length;
     const lbState = async (i: number) =>
@@ -231,8 +221,7 @@ Deno.test({
     } catch (e) {
       throw new Error(`${(e as Error).message}\n--- haproxy said:\n${haproxyOut.join("")}`);
     } finally {
-      sending = false;
-      await traffic;
+      await traffic.stop();
       try {
         haproxy.kill("SIGTERM");
       } catch { /* gone */ }

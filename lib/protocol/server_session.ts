@@ -101,7 +101,9 @@ export interface ServerSessionOptions {
   services?: readonly ServiceInfo[];
   /**
    * Returns the status and the named metric values right now. Called while
-   * answering HEALTH_REQUEST, so it must return cached values, not probe.
+   * answering HEALTH_REQUEST and on every heartbeat, so it must be cheap:
+   * cached values, refreshed at most once per sample interval (the agent's
+   * `SystemMetrics` reads a few small /proc files then).
    */
   health: (names: readonly string[]) => HealthSnapshot;
 }

@@ -51,7 +51,10 @@ find_deno() {
 run_program() { # run_program lb.ts|server.ts ARGS...
   local entry="$1"
   shift
-  exec "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/$entry" "$@"
+  # The agent's Deno flags are AGENT_DENO_FLAGS in lib/util/defaults.ts.
+  local flags=()
+  if [ "$entry" = server.ts ]; then flags=(--no-code-cache); fi
+  exec "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "${flags[@]}" "$HERE/$entry" "$@"
 }
 
 # Colour codes only on a terminal: logs and test output written to a file or

@@ -53,6 +53,7 @@ import {
 } from "./_report.ts";
 import { runScale } from "./scale.ts";
 import { SystemMetrics } from "../lib/agent/metrics.ts";
+import { AGENT_DENO_FLAGS } from "../lib/util/defaults.ts";
 import { type DetectionBench, detectionRuns, heartbeatCosts, pushLatency } from "./detection.ts";
 
 const PARTS = ["rtt", "peers", "setup", "memory", "detection", "heartbeats", "lbcpu"] as const;
@@ -125,7 +126,7 @@ async function startServer(stack: QuicStack, id: string): Promise<{ child: Child
     // A benchmark asks as fast as the stack answers, far beyond an LB's pace.
     "--session-rate",
     "1000000",
-  ]);
+  ], [...AGENT_DENO_FLAGS]);
   const m = await child.waitForLog(/server listening .*port=(\d+)/, 60_000);
   return { child, port: Number(m.match[1]) };
 }

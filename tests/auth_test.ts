@@ -1,6 +1,7 @@
 /**
- * Unit tests of JWT authentication (`lib/security/jwt.ts`). Forged tokens are built by
- * hand with base64url and WebCrypto HMAC, so jose stays confined to the lib.
+ * Unit tests of JWT authentication (`lib/security/jwt.ts`, `jws.ts`). Forged tokens are
+ * built by hand with base64url and WebCrypto HMAC; jose is the reference the interop test
+ * holds ours against (the lib itself no longer imports it).
  */
 
 import assert from "node:assert/strict";
@@ -497,4 +498,64 @@ Deno.test("checkTokenBinding() accepts a token bound to one of the server's own 
   assert.match(checkTokenBinding([], self, true)!, /not bound to a server/);
   // A server that cannot name itself accepts no bound token.
   assert.match(checkTokenBinding(["10.0.0.7"], [], false)!, /bound to/);
+});
+
+// --- interoperability with jose, the reference implementation -----------------
+
+Deno.test("TokenSigner and TokenVerifier interoperate with jose both ways (HS256 and EdDSA)", async () => {
+  const jose = await import("jose");
+  // Ours signed, jose verifies.
+  const { token: hs } = await createHmacSigner(SECRET, { lbId: LB }).sign(NOW, "10.0.0.7");
+  const hsClaims = await jose.jwtVerify(hs, SECRET, {
+    algorithms: ["HS256"],
+    audience: "qhcp",
+    currentDate: new Date(NOW),
+  });
+  assert.equal(hsClaims.payload.iss, LB);
+  assert.deepEqual(hsClaims.payload.aud, ["qhcp", bindingAudience("10.0.0.7")]);
+  const keys = await edKeys();
+  const edSigned = await edToken();
+  const edClaims = await jose.jwtVerify(
+    edSigned,
+    await jose.importSPKI(keys.publicKeyPem, "EdDSA"),
+    {
+      algorithms: ["EdDSA"],
+      currentDate: new Date(NOW),
+    },
+  );
+  assert.equal(edClaims.payload.iss, LB);
+  // jose signed, ours verifies; and our keys are what jose reads.
+  for (
+    const [alg, signKey, verifier] of [
+      ["HS256", SECRET, hmacVerifier],
+      ["EdDSA", await jose.importPKCS8(keys.privateKeyPem, "EdDSA"), await edVerifier()],
+    ] as const
+  ) {
+    const token = await new jose.SignJWT({})
+      .setProtectedHeader({ alg })
+      .setIssuer(LB)
+      .setAudience("qhcp")
+      .setIssuedAt(T)
+      .setExpirationTime(T + 60)
+      .sign(signKey);
+    assertAccepted(await verifier.verify(token, LB, NOW), (T + 120) * 1000);
+  }
+});
+
+Deno.test("TokenVerifier.verify() returns a refusal for random and mutated tokens, never throws", async () => {
+  const verifiers = [hmacVerifier, await edVerifier()];
+  const { token } = await createHmacSigner(SECRET, { lbId: LB }).sign(NOW);
+  const alphabet = 'ABCxyz019-_.=+/ \u00e9{}"';
+  let seed = 7;
+  const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+  for (let i = 0; i < 400; i++) {
+    const chars = [...token];
+    for (let k = 0; k <= rand(4); k++) chars[rand(chars.length)] = alphabet[rand(alphabet.length)]!;
+    const mutated = i % 2 === 0 ? chars.join("") : chars.slice(0, rand(chars.length)).join("");
+    for (const verifier of verifiers) {
+      const result = await verifier.verify(mutated, LB, NOW);
+      // Only the last character's spare bits may change and still verify.
+      if (result.ok) assert.equal(mutated.slice(0, -1), token.slice(0, -1), mutated);
+    }
+  }
 });

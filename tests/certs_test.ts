@@ -316,7 +316,7 @@ Deno.test({
 
 Deno.test("checkCertificatePair() accepts a matching pair and returns the certificate's names", async () => {
   const c = await defaults();
-  const info = checkCertificatePair(c.serverCertPem, c.serverKeyPem, Date.now());
+  const info = await checkCertificatePair(c.serverCertPem, c.serverKeyPem, Date.now());
   assert.ok(!("file" in info), JSON.stringify(info));
   assert.deepEqual(info.names, [
     { type: "dns", value: "localhost" },
@@ -330,23 +330,27 @@ Deno.test("checkCertificatePair() accepts a matching pair and returns the certif
 Deno.test("checkCertificatePair() names the file at fault: not PEM, garbage, a key of another certificate, expired", async () => {
   const c = await defaults();
   const now = Date.now();
-  const problem = (cert: string, key: string, at = now) => {
-    const r = checkCertificatePair(cert, key, at);
+  const problem = async (cert: string, key: string, at = now) => {
+    const r = await checkCertificatePair(cert, key, at);
     assert.ok("file" in r, "expected a problem");
     return r;
   };
-  assert.deepEqual(problem("hello", c.serverKeyPem).file, "cert");
-  assert.match(problem("hello", c.serverKeyPem).reason, /no PEM certificate/);
+  assert.deepEqual((await problem("hello", c.serverKeyPem)).file, "cert");
+  assert.match((await problem("hello", c.serverKeyPem)).reason, /no PEM certificate/);
   const garbageCert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-  assert.equal(problem(garbageCert, c.serverKeyPem).file, "cert");
-  assert.equal(problem(c.serverCertPem, "hello").file, "key");
-  assert.equal(problem(c.serverCertPem, c.serverCertPem).file, "key", "a certificate is no key");
+  assert.equal((await problem(garbageCert, c.serverKeyPem)).file, "cert");
+  assert.equal((await problem(c.serverCertPem, "hello")).file, "key");
+  assert.equal(
+    (await problem(c.serverCertPem, c.serverCertPem)).file,
+    "key",
+    "a certificate is no key",
+  );
   const garbageKey = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-  assert.match(problem(c.serverCertPem, garbageKey).reason, /does not parse/);
-  const mismatch = problem(c.serverCertPem, c.caKeyPem);
+  assert.match((await problem(c.serverCertPem, garbageKey)).reason, /does not parse/);
+  const mismatch = await problem(c.serverCertPem, c.caKeyPem);
   assert.equal(mismatch.file, "both");
   assert.match(mismatch.reason, /does not belong to the certificate/);
-  const expired = problem(c.serverCertPem, c.serverKeyPem, now + 3000 * DAY_MS);
+  const expired = await problem(c.serverCertPem, c.serverKeyPem, now + 3000 * DAY_MS);
   assert.equal(expired.file, "cert");
   assert.match(expired.reason, /valid from .* to .*, not now/);
 });

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CliError } from "../lib/cli/flags.ts";
+import { CliError, type FlagSpec, parseFlags } from "../lib/cli/flags.ts";
 import { LB_FLAGS, parseLbArgs } from "../lib/cli/lb_flags.ts";
 import { parseServerAddress } from "../lib/protocol/address.ts";
 import { parseServerArgs, SERVER_FLAGS } from "../lib/cli/server_flags.ts";
@@ -20,6 +20,39 @@ function cliError(fn: () => unknown, message: RegExp): void {
     return true;
   });
 }
+
+const SPECS: FlagSpec[] = [
+  { name: "port", type: "string", help: "" },
+  { name: "tag", type: "string", multiple: true, help: "" },
+  { name: "verbose", type: "boolean", help: "" },
+  { name: "help", type: "boolean", short: "h", help: "" },
+];
+
+Deno.test("parseFlags() reads --flag value, --flag=value, switches, repeats and short aliases", () => {
+  assert.deepEqual(
+    parseFlags(SPECS, ["--port", "80", "--tag=a", "--tag", "b", "--verbose", "-h"]),
+    { port: "80", tag: ["a", "b"], verbose: true, help: true },
+  );
+  // The last of a flag given twice wins; a value may start with - after =.
+  assert.deepEqual(parseFlags(SPECS, ["--port", "1", "--port=-2"]), { port: "-2" });
+  assert.deepEqual(parseFlags(SPECS, ["--port", "-"]), { port: "-" });
+  assert.deepEqual(parseFlags(SPECS, ["--port="]), { port: "" });
+  assert.deepEqual(parseFlags(SPECS, []), {});
+});
+
+Deno.test("parseFlags() names the flag at fault in one line", () => {
+  cliError(() => parseFlags(SPECS, ["--nope"]), /^unknown flag --nope \(see --help\)$/);
+  cliError(() => parseFlags(SPECS, ["-x"]), /^unknown flag -x /);
+  cliError(() => parseFlags(SPECS, ["--port"]), /^--port: expected a value$/);
+  cliError(
+    () => parseFlags(SPECS, ["--port", "-1"]),
+    /^--port: expected a value \(write --port=VALUE for a value starting with -\)$/,
+  );
+  cliError(() => parseFlags(SPECS, ["--verbose=yes"]), /^--verbose: takes no value$/);
+  cliError(() => parseFlags(SPECS, ["80"]), /^unexpected argument "80"/);
+  cliError(() => parseFlags(SPECS, ["--"]), /^unexpected argument "--"/);
+  cliError(() => parseFlags(SPECS, ["-"]), /^unexpected argument "-"/);
+});
 
 Deno.test("parseLbArgs() applies the documented defaults", () => {
   const c = parseLbArgs([]);

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { requirePeer } from "../tools/peers.ts";
 import { parseServerArgs } from "../lib/cli/server_flags.ts";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
+import { AGENT_DENO_FLAGS } from "../lib/util/defaults.ts";
 import { fetchStatus, tempDir, waitFor } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -149,5 +150,33 @@ Deno.test("README shows deploy/ files exactly as they are", async () => {
   for (const name of [...UNITS, "Dockerfile"]) {
     const text = (await Deno.readTextFile(`${root}/deploy/${name}`)).trimEnd();
     assert.ok(readme.includes(text), `README.md must include deploy/${name} verbatim`);
+  }
+});
+
+Deno.test("run_quic.sh runs server.ts with AGENT_DENO_FLAGS and lb.ts without them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A stand-in deno that prints the arguments it is given.
+    await Deno.writeTextFile(`${dir}/deno`, '#!/bin/sh\nprintf "%s\\n" "$@"\n', { mode: 0o755 });
+    const run = async (program: string) => {
+      const out = await new Deno.Command("bash", {
+        args: [`${root}/run_quic.sh`, program, "--help"],
+        env: { PATH: `${dir}:${Deno.env.get("PATH")}` },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      return new TextDecoder().decode(out.stdout).trim().split("\n");
+    };
+    const server = await run("server");
+    assert.equal(server[0], "run");
+    for (const flag of AGENT_DENO_FLAGS) assert.ok(server.includes(flag), server.join(" "));
+    assert.ok(
+      server.indexOf(AGENT_DENO_FLAGS[0]!) < server.findIndex((a) => a.endsWith("server.ts")),
+    );
+    const lb = await run("lb");
+    for (const flag of AGENT_DENO_FLAGS) assert.ok(!lb.includes(flag), lb.join(" "));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

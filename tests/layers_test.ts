@@ -5,8 +5,10 @@
  * - imports run one way: util, then protocol, security, transport, then lb
  *   and agent (which never import each other), then ops and fleet (nor do
  *   they), then cli;
- * - each dependency has one home: one module imports each QUIC stack, jose,
- *   @peculiar/x509, node:crypto and dns-packet;
+ * - each dependency has one home: one module imports each QUIC stack,
+ *   @peculiar/x509 and dns-packet, and jose and node:crypto, fs and util are
+ *   not used by lib/ at all;
+ * - server.ts loads no npm package or node: module with the native stack;
  * - the root mod.ts does not load the native QUIC addon.
  */
 
@@ -31,10 +33,13 @@ const LAYERS: Record<string, number> = {
 const HOMES: Record<string, string> = {
   "@matrixai/quic": "lib/transport/matrixai.ts",
   "@matrixai/logger": "lib/transport/matrixai.ts",
-  "jose": "lib/security/jwt.ts",
+  // jose is no longer used by lib/ (our own jws.ts); tests hold ours against it.
+  "jose": "(tests only)",
   "@peculiar/x509": "lib/security/certs.ts",
   "reflect-metadata": "lib/security/certs.ts",
-  "node:crypto": "lib/security/names.ts",
+  "node:crypto": "(not in lib/)",
+  "node:fs": "(not in lib/)",
+  "node:util": "(not in lib/)",
   "dns-packet": "lib/ops/dns.ts",
 };
 
@@ -153,4 +158,39 @@ Deno.test("The root mod.ts does not load the native QUIC addon: not in its stati
     "no addon",
     new TextDecoder().decode(out.stderr),
   );
+});
+
+Deno.test("server.ts loads no npm package and no node: module unless the matrixai stack is chosen", async () => {
+  // Either would bring Deno's Node compatibility layer into every agent (docs/PERFORMANCE.md).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--config", `${root}deno.json`, `${root}server.ts`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: {
+      specifier: string;
+      dependencies?: { specifier: string; code?: { specifier: string }; isDynamic?: boolean }[];
+    }[];
+  };
+  const bySpecifier = new Map(graph.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const foreign: string[] = [];
+  const queue = [...graph.roots];
+  while (queue.length > 0) {
+    const at = queue.pop()!;
+    if (seen.has(at)) continue;
+    seen.add(at);
+    for (const dep of bySpecifier.get(at)?.dependencies ?? []) {
+      if (dep.isDynamic) continue;
+      const target = dep.code?.specifier ?? dep.specifier;
+      if (/^(npm|node):/.test(target) || /^(npm|node):/.test(dep.specifier)) {
+        foreign.push(`${at.replace(`file://${root}`, "")} imports ${dep.specifier}`);
+      } else queue.push(target);
+    }
+  }
+  assert.ok(seen.size > 20, `walked ${seen.size} modules`);
+  assert.deepEqual(foreign, []);
 });

@@ -459,3 +459,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test("statvfs() through libc reads the blocks node:fs statfsSync reads", async () => {
+  const { statvfs } = await import("../lib/agent/statvfs.ts");
+  const { statfsSync } = await import("node:fs");
+  for (const path of ["/", "/proc", Deno.cwd()]) {
+    const ours = statvfs(path);
+    const node = statfsSync(path);
+    // Free blocks move with other writers; the size does not.
+    assert.equal(ours.blocks, node.blocks, path);
+    assert.ok(Math.abs(ours.bavail - node.bavail) < 1024 * 256, path);
+    assert.ok(ours.bfree >= ours.bavail, path);
+  }
+  assert.throws(() => statvfs("/no/such/path"), /statvfs\("\/no\/such\/path"\) failed/);
+});
+
+Deno.test("SystemMetrics reads the disk only once an LB asks for disk_percent, then at most every slow interval", () => {
+  let calls = 0;
+  let clock = 0;
+  const metrics = new SystemMetrics({
+    intervalMs: 1000,
+    slowIntervalMs: 10_000,
+    files: {
+      statfs: () => (calls++, { blocks: 100, bfree: 40, bavail: 20 }),
+      now: () => clock,
+    },
+  });
+  assert.equal(calls, 0, "nothing at start");
+  clock = 2000;
+  metrics.snapshot(["cpu_percent", "mem_percent"]);
+  assert.equal(calls, 0, "not asked for");
+  const asked = metrics.snapshot(["disk_percent"]);
+  assert.equal(calls, 1, "asked for, within a young sample");
+  assert.equal(asked.disk_percent, 75); // 60 used of 80 usable
+  clock = 5000;
+  metrics.snapshot(["disk_percent"]);
+  assert.equal(calls, 1, "the slow interval holds");
+  clock = 13_000;
+  metrics.snapshot(["disk_percent"]);
+  assert.equal(calls, 2);
+  metrics.snapshot(["disk_percent"]);
+  assert.equal(calls, 2);
+});

@@ -121,12 +121,12 @@ export function hostMetrics(
     a !== undefined && b !== undefined && seconds > 0 && b >= a ? Math.round((b - a) / seconds) : 0;
   const psi = now.pressure;
   return {
-    cpu_percent: _percent(cpu),
-    mem_percent: _percent(memTotal > 0 ? (memUsed / memTotal) * 100 : 0),
+    cpu_percent: clampPercent(cpu),
+    mem_percent: clampPercent(memTotal > 0 ? (memUsed / memTotal) * 100 : 0),
     mem_used_bytes: memUsed,
     mem_total_bytes: memTotal,
-    host_cpu_percent: _percent(hostCpu),
-    host_mem_percent: _percent(hostMem),
+    host_cpu_percent: clampPercent(hostCpu),
+    host_mem_percent: clampPercent(hostMem),
     cpu_limit_cores: _round(limits.cpuCores ?? 0),
     mem_limit_bytes: limits.memBytes ?? 0,
     cpu_pressure_some_avg10: psi.cpu?.some.avg10 ?? 0,
@@ -138,13 +138,13 @@ export function hostMetrics(
     io_pressure_full_avg10: psi.io?.full?.avg10 ?? 0,
     io_pressure_some_avg60: psi.io?.some.avg60 ?? 0,
     swap_percent: mem && mem.swapTotal > 0
-      ? _percent(((mem.swapTotal - mem.swapFree) / mem.swapTotal) * 100)
+      ? clampPercent(((mem.swapTotal - mem.swapFree) / mem.swapTotal) * 100)
       : 0,
     load_1: _round(load[0]),
     load_5: _round(load[1]),
     load_15: _round(load[2]),
     cpu_count: cpus,
-    disk_percent: _percent(diskPercent),
+    disk_percent: clampPercent(diskPercent),
     net_rx_bytes_per_s: rate(prev?.net?.rx, now.net?.rx),
     net_tx_bytes_per_s: rate(prev?.net?.tx, now.net?.tx),
     uptime_s: Math.round(now.uptimeS ?? 0),
@@ -158,7 +158,8 @@ export function diskPercent(s: { blocks: number; bfree: number; bavail: number }
   return usable > 0 ? (used / usable) * 100 : 0;
 }
 
-function _percent(v: number): number {
+/** A percentage as reported: 0 when not finite, else clamped to 0..100 with two decimals. */
+export function clampPercent(v: number): number {
   if (!Number.isFinite(v)) return 0;
   return _round(Math.min(100, Math.max(0, v)));
 }

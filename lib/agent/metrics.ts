@@ -3,18 +3,21 @@
  * them and at most once per sample interval: an agent no LB talks to samples
  * nothing. A sample reads a few small files of `/proc` and of the agent's
  * cgroup, in well under a millisecond, and spawns no process; the disk is a
- * `statfs` at most every slow interval. Rates (CPU, network) are over the
+ * `statvfs` at most every slow interval, and only once an LB asks for
+ * `disk_percent` (the foreign call costs the agent resident memory, and the
+ * default metrics do not include it). Rates (CPU, network) are over the
  * time since the previous sample, so an LB that checks every 10 s sees the
  * CPU use of those 10 s.
  *
  * @module
  */
 
-import { statfsSync } from "node:fs";
 import { AGENT_DEFAULTS } from "../util/defaults.ts";
 import type { MetricValues } from "../protocol/wire.ts";
 import { Cgroup, type ReadFile } from "./cgroup.ts";
+import { type FsBlocks, statvfs } from "./statvfs.ts";
 import {
+  clampPercent,
   diskPercent,
   hostMetrics,
   type HostReading,
@@ -36,8 +39,11 @@ export { SYSTEM_METRICS };
 export interface MetricsSource {
   /** Every name this source can report. */
   readonly names: readonly string[];
-  /** The latest values (cached; never blocks). */
-  snapshot(): MetricValues;
+  /**
+   * The latest values (cached; never blocks). With `wanted`, only those names
+   * need be current: a source may skip probes nobody asked for.
+   */
+  snapshot(wanted?: readonly string[]): MetricValues;
 }
 
 /** Where the host's files are; tests point these at a fixture directory. */
@@ -48,8 +54,8 @@ export interface HostFiles {
   proc?: string;
   /** Where cgroup file systems are mounted. Default `/sys/fs/cgroup`. */
   cgroupRoot?: string;
-  /** Blocks of the file system holding `/`. Default: `statfs("/")`. */
-  statfs?: () => { blocks: number; bfree: number; bavail: number };
+  /** Blocks of the file system holding `/`. Default: `statvfs("/")` through libc. */
+  statfs?: () => FsBlocks;
   /** Logical CPUs. Default: `navigator.hardwareConcurrency`. */
   cpuCount?: number;
   /** A monotonic clock, ms. Default `performance.now`. */
@@ -90,7 +96,7 @@ export class SystemMetrics implements MetricsSource {
   readonly #onError: (error: unknown) => void;
   readonly #read: ReadFile;
   readonly #proc: string;
-  readonly #statfs: () => { blocks: number; bfree: number; bavail: number };
+  readonly #statfs: () => FsBlocks;
   readonly #cgroup: Cgroup | undefined;
   readonly #shape: HostShape;
   readonly #now: () => number;
@@ -106,7 +112,7 @@ export class SystemMetrics implements MetricsSource {
     const files = options.files ?? {};
     this.#read = files.read ?? _readFile;
     this.#proc = files.proc ?? "/proc";
-    this.#statfs = files.statfs ?? (() => statfsSync("/"));
+    this.#statfs = files.statfs ?? (() => statvfs("/"));
     this.#now = files.now ?? (() => performance.now());
     this.#cgroup = Cgroup.detect(
       this.#read,
@@ -117,19 +123,26 @@ export class SystemMetrics implements MetricsSource {
       cpuCount: files.cpuCount ?? (navigator.hardwareConcurrency || 1),
       limits: this.#cgroup?.limits,
     };
-    this.#values = this.#sample();
+    this.#values = this.#sample(false);
   }
 
-  /** The values of a sample at most an interval old: a new one when the last is older. */
-  snapshot(): MetricValues {
+  /**
+   * The values of a sample at most an interval old: a new one when the last
+   * is older. The disk is read only when `wanted` names it (or is absent).
+   */
+  snapshot(wanted?: readonly string[]): MetricValues {
+    const wantDisk = wanted === undefined || wanted.includes("disk_percent");
     const last = this.#prev?.atMs ?? -Infinity;
-    if (this.#now() - last >= this.#intervalMs) this.#values = this.#sample();
+    if (this.#now() - last >= this.#intervalMs) this.#values = this.#sample(wantDisk);
+    else if (wantDisk && this.#readDisk(this.#now())) {
+      this.#values = { ...this.#values, disk_percent: clampPercent(this.#disk) };
+    }
     return this.#values;
   }
 
   /** Takes a sample now, however young the last one, and returns it (tests, benchmarks). */
   sampleNow(): MetricValues {
-    return this.#values = this.#sample();
+    return this.#values = this.#sample(true);
   }
 
   /** Which limits `cpu_percent` and `mem_percent` are against, for the agent's log. */
@@ -146,7 +159,19 @@ export class SystemMetrics implements MetricsSource {
     return `cgroup v${cg.version}: ${cpu}; ${memory}`;
   }
 
-  #sample(): MetricValues {
+  /** Reads the disk when the last reading is a slow interval old; true when it did. */
+  #readDisk(atMs: number): boolean {
+    if (atMs - this.#lastSlow < this.#slowIntervalMs) return false;
+    this.#lastSlow = atMs;
+    try {
+      this.#disk = diskPercent(this.#statfs());
+    } catch (e) {
+      this.#onError(e);
+    }
+    return true;
+  }
+
+  #sample(wantDisk: boolean): MetricValues {
     const proc = this.#proc;
     const text = (name: string) => this.#read(`${proc}/${name}`) ?? "";
     const pressure = (kind: "cpu" | "memory" | "io") =>
@@ -161,14 +186,7 @@ export class SystemMetrics implements MetricsSource {
       cgroup: this.#cgroup?.usage(),
       pressure: { cpu: pressure("cpu"), memory: pressure("memory"), io: pressure("io") },
     };
-    if (now.atMs - this.#lastSlow >= this.#slowIntervalMs) {
-      this.#lastSlow = now.atMs;
-      try {
-        this.#disk = diskPercent(this.#statfs());
-      } catch (e) {
-        this.#onError(e);
-      }
-    }
+    if (wantDisk) this.#readDisk(now.atMs);
     const values = hostMetrics(this.#shape, this.#prev, now, this.#disk);
     this.#prev = now;
     return values;

@@ -89,11 +89,11 @@ export class AgentSession {
       ...(options.services ? { services: options.services } : {}),
       ...(options.defaultMetrics ? { defaultMetrics: options.defaultMetrics } : {}),
       ...(options.helloTimeoutMs === undefined ? {} : { helloTimeoutMs: options.helloTimeoutMs }),
-      health: () => {
+      health: (names) => {
         const checks = options.checks?.();
         return checks
-          ? { status: status(), metrics: metrics.snapshot(), checks }
-          : { status: status(), metrics: metrics.snapshot() };
+          ? { status: status(), metrics: metrics.snapshot(names), checks }
+          : { status: status(), metrics: metrics.snapshot(names) };
       },
     }, this.#since);
     this.#log.debug("connection accepted");

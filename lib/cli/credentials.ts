@@ -18,7 +18,8 @@ import {
   type TokenSigner,
   type TokenVerifier,
 } from "../security/jwt.ts";
-import { checkCertificatePair } from "../security/names.ts";
+import { checkCertificatePair, type KeyCheck } from "../security/names.ts";
+import { nativeKeyCheck } from "../transport/native_keys.ts";
 import {
   defaultCertsDir,
   type DefaultFiles,
@@ -47,11 +48,12 @@ export async function readCertificatePair(
   certPath: string,
   keyPath: string,
   [certFlag, keyFlag]: readonly [string, string],
+  keyCheck?: KeyCheck,
 ): Promise<{ certPem: string; keyPem: string }> {
   const certPem = await readFlagFile(certFlag, certPath);
   const keyPem = await readFlagFile(keyFlag, keyPath);
   // A QUIC or TLS stack takes a bad pair and fails every handshake later: check it now.
-  const pair = checkCertificatePair(certPem, keyPem, Date.now());
+  const pair = await checkCertificatePair(certPem, keyPem, Date.now(), keyCheck);
   if ("file" in pair) {
     const where = pair.file === "cert"
       ? `--${certFlag}: ${certPath}`
@@ -169,6 +171,8 @@ export async function loadAgentCredentials(
     config.certFile ?? files!.serverCert,
     config.keyFile ?? files!.serverKey,
     ["cert-file", "key-file"],
+    // The native stack checks the pair itself, with code the agent runs anyway.
+    config.quic === "native" ? nativeKeyCheck : undefined,
   );
   const verifierOptions = { leewaySec: config.jwtLeewaySec };
   const verifier = config.jwtPublicKeyFile

@@ -1,12 +1,11 @@
 /**
  * Command-line helpers shared by `lb.ts` and `server.ts`: a flag table that
- * drives both `node:util` parseArgs and `--help`, and value checks whose
- * errors name the flag.
+ * drives both the parser and `--help` (our own, so that the agent loads no
+ * Node module), and value checks whose errors name the flag.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { CERTS_DIR_ENV } from "../security/files.ts";
 import { COMMON_DEFAULTS, seconds } from "../util/defaults.ts";
 import type { LogLevel } from "../util/log.ts";
@@ -50,32 +49,48 @@ export type ParsedFlags = Record<string, FlagValue>;
  * positional arguments raise {@linkcode CliError} naming the flag.
  */
 export function parseFlags(specs: readonly FlagSpec[], args: readonly string[]): ParsedFlags {
-  const options: Record<
-    string,
-    { type: "string" | "boolean"; short?: string; multiple?: boolean }
-  > = {};
-  for (const s of specs) {
-    options[s.name] = {
-      type: s.type,
-      ...(s.short ? { short: s.short } : {}),
-      ...(s.multiple ? { multiple: true } : {}),
-    };
-  }
-  let parsed: { values: Record<string, unknown>; positionals: string[] };
-  try {
-    parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: true });
-  } catch (e) {
-    throw new CliError(_parseArgsMessage((e as Error).message));
-  }
-  if (parsed.positionals.length > 0) {
-    throw new CliError(
-      `unexpected argument ${JSON.stringify(parsed.positionals[0])} (flags start with --)`,
-    );
-  }
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const byShort = new Map(specs.flatMap((s) => (s.short ? [[s.short, s] as const] : [])));
   const out: ParsedFlags = {};
-  for (const [k, v] of Object.entries(parsed.values)) {
-    if (typeof v === "string" || typeof v === "boolean") out[k] = v;
-    else if (Array.isArray(v)) out[k] = v.filter((x): x is string => typeof x === "string");
+  const put = (spec: FlagSpec, value: string | boolean): void => {
+    if (spec.multiple && typeof value === "string") {
+      const before = out[spec.name];
+      out[spec.name] = [...(Array.isArray(before) ? before : []), value];
+    } else {
+      out[spec.name] = value;
+    }
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const long = arg.startsWith("--") && arg.length > 2;
+    if (!long && !(arg.startsWith("-") && arg.length > 1 && arg !== "--")) {
+      throw new CliError(`unexpected argument ${JSON.stringify(arg)} (flags start with --)`);
+    }
+    // --name, --name=value, -x, -xVALUE
+    const eq = long ? arg.indexOf("=") : -1;
+    const key = long ? arg.slice(2, eq < 0 ? undefined : eq) : arg.slice(1, 2);
+    const spec = long ? byName.get(key) : byShort.get(key);
+    const shown = long ? `--${key}` : `-${key}`;
+    if (!spec) throw new CliError(`unknown flag ${shown} (see --help)`);
+    const inline = long ? (eq < 0 ? undefined : arg.slice(eq + 1)) : arg.slice(2) || undefined;
+    if (spec.type === "boolean") {
+      if (inline !== undefined) throw new CliError(`--${spec.name}: takes no value`);
+      put(spec, true);
+      continue;
+    }
+    if (inline !== undefined) {
+      put(spec, inline);
+      continue;
+    }
+    const next = args[i + 1];
+    if (next === undefined) throw new CliError(`--${spec.name}: expected a value`);
+    if (next.startsWith("-") && next !== "-") {
+      throw new CliError(
+        `--${spec.name}: expected a value (write --${spec.name}=VALUE for a value starting with -)`,
+      );
+    }
+    put(spec, next);
+    i++;
   }
   return out;
 }
@@ -206,22 +221,6 @@ export function exclusive(flags: ParsedFlags, a: string, b: string): void {
   if (flags[a] !== undefined && flags[b] !== undefined) {
     throw new CliError(`--${a} and --${b} cannot be used together`);
   }
-}
-
-function _parseArgsMessage(message: string): string {
-  const unknown = /Unknown option '([^']+)'/.exec(message);
-  if (unknown) return `unknown flag ${unknown[1]} (see --help)`;
-  const missing = /Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
-  if (missing) return `${missing[2]}: expected a value`;
-  const ambiguous = /Option '(--[\w-]+)' argument is ambiguous/.exec(message);
-  if (ambiguous) {
-    return `${ambiguous[1]}: expected a value (write ${
-      ambiguous[1]
-    }=VALUE for a value starting with -)`;
-  }
-  const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
-  if (noValue) return `${noValue[1]}: takes no value`;
-  return message.split("\n")[0] ?? message;
 }
 
 /** Flags both programs take, at the end of each program's table. */

@@ -169,7 +169,7 @@ export function serverQuestions(certsDir: string = defaultCertsDir()): Question[
           return problem;
         }
         // The server would refuse a pair that does not match: say so now.
-        const pair = checkCertificatePair(
+        const pair = await checkCertificatePair(
           await Deno.readTextFile(answer),
           await Deno.readTextFile(key).catch(() => ""),
           Date.now(),

@@ -1,7 +1,8 @@
 /**
  * JWT authentication of the LB to servers: HS256 with a shared secret, or
  * EdDSA (Ed25519) where the LB signs with a private key and servers hold only
- * the public key. The only module that imports jose.
+ * the public key. The signatures are `jws.ts`'s; this module holds the
+ * claims.
  *
  * Claims: `iss` = the LB id, `aud` contains "qhcp", `exp` and `iat` required,
  * 60 s clock leeway by default. Only the configured algorithm is accepted, so
@@ -18,7 +19,15 @@
  */
 
 import { AGENT_DEFAULTS, LB_DEFAULTS } from "../util/defaults.ts";
-import * as jose from "jose";
+import {
+  generateEd25519Pem,
+  importEd25519Pem,
+  importHmacKey,
+  JwsError,
+  type JwsKey,
+  signJws,
+  verifyJws,
+} from "./jws.ts";
 import { hostMatchesNames, type SubjectName } from "./names.ts";
 import { TOKEN_AUDIENCE, TOKEN_BINDING_PREFIX } from "../protocol/wire.ts";
 
@@ -141,14 +150,7 @@ export function generateSecret(): string {
 export async function generateEd25519KeyPair(): Promise<
   { privateKeyPem: string; publicKeyPem: string }
 > {
-  const { privateKey, publicKey } = await jose.generateKeyPair("EdDSA", {
-    crv: "Ed25519",
-    extractable: true,
-  });
-  return {
-    privateKeyPem: await jose.exportPKCS8(privateKey),
-    publicKeyPem: await jose.exportSPKI(publicKey),
-  };
+  return await generateEd25519Pem();
 }
 
 /**
@@ -163,7 +165,7 @@ export async function generateEd25519KeyPair(): Promise<
  */
 export function createHmacSigner(secret: Uint8Array, options: SignerOptions): TokenSigner {
   _checkSecret(secret);
-  return _signer("HS256", secret, options);
+  return _signer("HS256", importHmacKey(secret), options);
 }
 
 /**
@@ -177,13 +179,13 @@ export async function createEd25519Signer(
 ): Promise<TokenSigner> {
   let key: CryptoKey;
   try {
-    key = await jose.importPKCS8(privateKeyPem, "EdDSA");
+    key = await importEd25519Pem(privateKeyPem, "private");
   } catch (e) {
     throw new AuthConfigError(
       `Cannot use the JWT private key: ${(e as Error).message}; expected an Ed25519 PKCS#8 PEM key`,
     );
   }
-  return _signer("EdDSA", key, options);
+  return _signer("EdDSA", Promise.resolve(key), options);
 }
 
 /** Creates an HS256 verifier. */
@@ -192,7 +194,7 @@ export function createHmacVerifier(
   options: VerifierOptions = {},
 ): TokenVerifier {
   _checkSecret(secret);
-  return _verifier("HS256", secret, options);
+  return _verifier("HS256", importHmacKey(secret), options);
 }
 
 /**
@@ -206,13 +208,13 @@ export async function createEd25519Verifier(
 ): Promise<TokenVerifier> {
   let key: CryptoKey;
   try {
-    key = await jose.importSPKI(publicKeyPem, "EdDSA");
+    key = await importEd25519Pem(publicKeyPem, "public");
   } catch (e) {
     throw new AuthConfigError(
       `Cannot use the JWT public key: ${(e as Error).message}; expected an Ed25519 SPKI PEM key`,
     );
   }
-  return _verifier("EdDSA", key, options);
+  return _verifier("EdDSA", Promise.resolve(key), options);
 }
 
 function _checkSecret(secret: Uint8Array): void {
@@ -225,7 +227,7 @@ function _checkSecret(secret: Uint8Array): void {
 
 function _signer(
   alg: TokenAlgorithm,
-  key: Uint8Array | CryptoKey,
+  key: Promise<JwsKey>,
   options: SignerOptions,
 ): TokenSigner {
   const ttlSec = options.ttlSec ?? LB_DEFAULTS.jwtTtlSec;
@@ -235,60 +237,77 @@ function _signer(
     async sign(now: number, server?: string): Promise<SignedToken> {
       const iat = Math.floor(now / 1000);
       const exp = iat + ttlSec;
-      const audience = server === undefined
+      const aud = server === undefined
         ? [TOKEN_AUDIENCE]
         : [TOKEN_AUDIENCE, bindingAudience(server)];
-      const token = await new jose.SignJWT({})
-        .setProtectedHeader({ alg, typ: "JWT" })
-        .setIssuer(options.lbId)
-        .setAudience(audience)
-        .setIssuedAt(iat)
-        .setExpirationTime(exp)
-        .setJti(crypto.randomUUID())
-        .sign(key);
-      return { token, expiresAt: exp * 1000 };
+      const claims = { iss: options.lbId, aud, iat, exp, jti: crypto.randomUUID() };
+      return { token: await signJws(alg, await key, claims), expiresAt: exp * 1000 };
     },
   };
 }
 
 function _verifier(
   alg: TokenAlgorithm,
-  key: Uint8Array | CryptoKey,
+  key: Promise<JwsKey>,
   options: VerifierOptions,
 ): TokenVerifier {
   const leewaySec = options.leewaySec ?? AGENT_DEFAULTS.jwtLeewaySec;
   return {
     alg,
     async verify(token: string, lbId: string, now: number): Promise<VerifyResult> {
+      let payload: Record<string, unknown>;
       try {
-        const { payload } = await jose.jwtVerify(token, key, {
-          algorithms: [alg],
-          audience: TOKEN_AUDIENCE,
-          clockTolerance: leewaySec,
-          currentDate: new Date(now),
-          requiredClaims: ["exp", "iat", "iss"],
-        });
-        if (payload.iss !== lbId) {
-          return {
-            ok: false,
-            reason: `token issuer ${JSON.stringify(payload.iss)} is not the LB id ${
-              JSON.stringify(lbId)
-            }`,
-          };
-        }
-        if (payload.iat! * 1000 > now + leewaySec * 1000) {
-          return { ok: false, reason: "token issued in the future (iat beyond the clock leeway)" };
-        }
-        return {
-          ok: true,
-          expiresAt: (payload.exp! + leewaySec) * 1000,
-          boundTo: _boundTo(payload.aud),
-        };
+        payload = await verifyJws(token, alg, await key);
       } catch (e) {
         return { ok: false, reason: _reason(e, alg) };
       }
+      const refused = _checkClaims(payload, lbId, now / 1000, leewaySec);
+      if (refused !== undefined) return { ok: false, reason: refused };
+      return {
+        ok: true,
+        expiresAt: ((payload.exp as number) + leewaySec) * 1000,
+        boundTo: _boundTo(payload.aud),
+      };
     },
   };
+}
+
+/**
+ * The claim checks, in jose's order and words: required claims are numbers
+ * (`exp`, `iat`) or a string (`iss`), the audience includes "qhcp", `nbf`
+ * and `iat` are not beyond the leeway ahead, `exp` not beyond it behind.
+ * Reasons name the claim, never its value.
+ */
+function _checkClaims(
+  p: Record<string, unknown>,
+  lbId: string,
+  nowSec: number,
+  leewaySec: number,
+): string | undefined {
+  for (const claim of ["exp", "iat", "iss"] as const) {
+    if (!(claim in p)) return `token rejected: missing required "${claim}" claim`;
+  }
+  if (typeof p.iss !== "string") return `token rejected: "iss" claim must be a string`;
+  for (const claim of ["exp", "iat", "nbf"] as const) {
+    if (claim in p && (typeof p[claim] !== "number" || !Number.isFinite(p[claim]))) {
+      return `token rejected: "${claim}" claim must be a number`;
+    }
+  }
+  const aud = Array.isArray(p.aud) ? p.aud : [p.aud];
+  if (!aud.includes(TOKEN_AUDIENCE)) return `token rejected: unexpected "aud" claim value`;
+  if (typeof p.nbf === "number" && p.nbf > nowSec + leewaySec) {
+    return `token rejected: "nbf" claim timestamp check failed`;
+  }
+  if ((p.exp as number) <= nowSec - leewaySec) return "token expired";
+  if (p.iss !== lbId) {
+    return `token issuer ${JSON.stringify(p.iss.slice(0, 64))} is not the LB id ${
+      JSON.stringify(lbId)
+    }`;
+  }
+  if ((p.iat as number) > nowSec + leewaySec) {
+    return "token issued in the future (iat beyond the clock leeway)";
+  }
+  return undefined;
 }
 
 function _boundTo(aud: unknown): string[] {
@@ -328,23 +347,10 @@ export function checkTokenBinding(
   return `token is bound to ${shown}, which this server's certificate does not name`;
 }
 
-/** Maps jose errors to short reasons that never contain the token. */
+/** A signature-level refusal as a short reason that never contains the token. */
 function _reason(e: unknown, alg: TokenAlgorithm): string {
-  if (e instanceof jose.errors.JWTExpired) return "token expired";
-  if (e instanceof jose.errors.JWTClaimValidationFailed) {
-    return `token rejected: ${e.message}`;
-  }
-  if (e instanceof jose.errors.JOSEAlgNotAllowed) {
-    return `token algorithm not allowed, expected ${alg}`;
-  }
-  if (e instanceof jose.errors.JWSSignatureVerificationFailed) {
-    return "token signature is not valid";
-  }
-  if (e instanceof jose.errors.JOSENotSupported) {
-    return `token algorithm not supported, expected ${alg}`;
-  }
-  if (e instanceof jose.errors.JWTInvalid || e instanceof jose.errors.JWSInvalid) {
-    return "token is malformed";
-  }
-  return "token rejected";
+  if (!(e instanceof JwsError)) return "token rejected";
+  if (e.failure === "algorithm") return `token algorithm not allowed, expected ${alg}`;
+  if (e.failure === "signature") return "token signature is not valid";
+  return "token is malformed";
 }

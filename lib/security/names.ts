@@ -1,14 +1,22 @@
 /**
- * What a server's certificate says about it, read with the runtime's own
- * X.509 (node:crypto, its only importer) so that the agent never loads the
- * certificate library of `certs.ts`: the subjectAltName entries, whether a
- * host matches them, and whether a certificate and key belong together.
+ * What a server's certificate says about it, read with our own DER reader
+ * (`x509.ts`) and WebCrypto, so that the agent loads neither the certificate
+ * library of `certs.ts` nor any Node module: the subjectAltName entries,
+ * whether a host matches them, and whether a certificate and key belong
+ * together.
  *
  * @module
  */
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import {
+  type CertificateFacts,
+  pkcs8AlgorithmName,
+  privateKeyPkcs8,
+  readCertificate,
+} from "./x509.ts";
 import { parseIp } from "../protocol/address.ts";
+
+export type { CertificateFacts };
 
 /** A subjectAltName entry: a DNS name (possibly a `*.` wildcard) or an IP address. */
 export interface SubjectName {
@@ -85,55 +93,102 @@ export interface PairInfo {
  * import { checkCertificatePair } from "./names.ts";
  * import { generateDevCertificates } from "./certs.ts";
  * const c = await generateDevCertificates();
- * checkCertificatePair(c.serverCertPem, c.serverKeyPem, Date.now()); // { names: [{ type: "dns", value: "localhost" }, …], … }
- * checkCertificatePair(c.serverCertPem, c.caKeyPem, Date.now()); // { file: "both", reason: … }
+ * await checkCertificatePair(c.serverCertPem, c.serverKeyPem, Date.now()); // { names: [{ type: "dns", value: "localhost" }, …], … }
+ * await checkCertificatePair(c.serverCertPem, c.caKeyPem, Date.now()); // { file: "both", reason: … }
  * ```
  */
-export function checkCertificatePair(
+export async function checkCertificatePair(
   certPem: string,
   keyPem: string,
   now: number,
-): PairInfo | PairProblem {
+  keyCheck: KeyCheck = webCryptoKeyCheck,
+): Promise<PairInfo | PairProblem> {
   const first = splitPem(certPem)[0];
   if (!first) {
     return { file: "cert", reason: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)" };
   }
-  let cert: X509Certificate;
+  let cert: CertificateFacts;
   try {
-    cert = new X509Certificate(first);
+    cert = readCertificate(pemToDer(first));
   } catch (e) {
     return {
       file: "cert",
       reason: `the first certificate does not parse: ${(e as Error).message}`,
     };
   }
-  if (!/-----BEGIN ((RSA|EC) )?PRIVATE KEY-----/.test(keyPem)) {
+  if (!PRIVATE_KEY_PEM.test(keyPem)) {
     return { file: "key", reason: "holds no PEM private key (-----BEGIN PRIVATE KEY-----)" };
   }
-  let key: ReturnType<typeof createPrivateKey>;
-  try {
-    key = createPrivateKey(keyPem);
-  } catch (e) {
-    return { file: "key", reason: `the private key does not parse: ${(e as Error).message}` };
-  }
-  if (!cert.checkPrivateKey(key)) {
-    return {
-      file: "both",
-      reason: `the private key does not belong to the certificate for ${
-        cert.subjectAltName ?? cert.subject
-      }`,
-    };
-  }
-  const notBefore = Date.parse(cert.validFrom);
-  const notAfter = Date.parse(cert.validTo);
-  if (now < notBefore || now > notAfter) {
+  const problem = await keyCheck(cert, certPem, keyPem);
+  if (problem) return problem;
+  if (now < cert.notBefore || now > cert.notAfter) {
     return {
       file: "cert",
-      reason: `the certificate is valid from ${cert.validFrom} to ${cert.validTo}, not now`,
+      reason: `the certificate is valid from ${new Date(cert.notBefore).toISOString()} to ${
+        new Date(cert.notAfter).toISOString()
+      }, not now`,
     };
   }
-  return { names: _sanEntries(cert.subjectAltName), notAfter };
+  return { names: cert.names, notAfter: cert.notAfter };
 }
+
+const PRIVATE_KEY_PEM = /-----BEGIN ((RSA |EC )?PRIVATE KEY)-----[\s\S]+?-----END \1-----/;
+
+/**
+ * Whether a private key (PEM) belongs to a certificate: undefined when it
+ * does, else the problem. {@linkcode webCryptoKeyCheck} by default; the
+ * native QUIC stack brings its own (rustls refuses a pair that does not
+ * match), which costs the agent no code it does not run anyway.
+ */
+export type KeyCheck = (
+  cert: CertificateFacts,
+  certPem: string,
+  keyPem: string,
+) => Promise<PairProblem | undefined>;
+
+/** The problem of a key that belongs to another certificate than `cert`. */
+export function keyMismatch(cert: CertificateFacts): PairProblem {
+  return {
+    file: "both",
+    reason: `the private key does not belong to the certificate for ${_namesText(cert.names)}`,
+  };
+}
+
+/**
+ * Compares the public key of the certificate with the one of the private key
+ * through WebCrypto (JWK export of both). Keys: PKCS#8, SEC1 (`EC PRIVATE
+ * KEY`) or PKCS#1 (`RSA PRIVATE KEY`); EC P-256/384/521, Ed25519 or RSA.
+ */
+export const webCryptoKeyCheck: KeyCheck = async (cert, _certPem, keyPem) => {
+  const algorithm = cert.keyAlgorithm;
+  if (!algorithm) {
+    return {
+      file: "cert",
+      reason: "its public key is not EC (P-256, P-384, P-521), Ed25519 or RSA",
+    };
+  }
+  const block = PRIVATE_KEY_PEM.exec(keyPem)!;
+  let theirs: JsonWebKey;
+  try {
+    const certKey = await crypto.subtle.importKey("spki", cert.spki, algorithm, true, ["verify"]);
+    theirs = await crypto.subtle.exportKey("jwk", certKey);
+  } catch (e) {
+    return { file: "cert", reason: `its public key does not parse: ${(e as Error).message}` };
+  }
+  let mine: JsonWebKey;
+  try {
+    const der = privateKeyPkcs8(pemToDer(block[0]), block[1]!, cert.spki);
+    const key = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
+    mine = await crypto.subtle.exportKey("jwk", key);
+  } catch (e) {
+    const other = _pkcs8Algorithm(keyPem);
+    return other !== undefined && other !== algorithm.name
+      ? keyMismatch(cert)
+      : { file: "key", reason: `the private key does not parse: ${(e as Error).message}` };
+  }
+  const same = (["kty", "crv", "x", "y", "n", "e"] as const).every((k) => mine[k] === theirs[k]);
+  return same ? undefined : keyMismatch(cert);
+};
 
 /**
  * The subjectAltName entries of the first certificate in `certPem`; empty
@@ -143,16 +198,25 @@ export function certificateNames(certPem: string): SubjectName[] {
   const first = splitPem(certPem)[0];
   if (!first) return [];
   try {
-    return _sanEntries(new X509Certificate(first).subjectAltName);
+    return readCertificate(pemToDer(first)).names;
   } catch {
     return [];
   }
 }
 
-/** node:crypto's subjectAltName text ("DNS:a, IP Address:10.0.0.1") as entries. */
-function _sanEntries(san: string | undefined): SubjectName[] {
-  return (san ?? "").split(/,\s*/).flatMap((entry): SubjectName[] => {
-    const m = /^(DNS|IP Address):(.+)$/.exec(entry.trim());
-    return m ? [{ type: m[1] === "DNS" ? "dns" : "ip", value: m[2]! }] : [];
-  });
+/** Names as `openssl` prints them: "DNS:a, IP Address:10.0.0.1". */
+function _namesText(names: readonly SubjectName[]): string {
+  if (names.length === 0) return "(no subjectAltName)";
+  return names.map((n) => `${n.type === "dns" ? "DNS" : "IP Address"}:${n.value}`).join(", ");
+}
+
+/** The WebCrypto name of a private key's algorithm, when the PEM says which. */
+function _pkcs8Algorithm(keyPem: string): string | undefined {
+  if (/BEGIN RSA PRIVATE KEY/.test(keyPem)) return "RSASSA-PKCS1-v1_5";
+  if (/BEGIN EC PRIVATE KEY/.test(keyPem)) return "ECDSA";
+  try {
+    return pkcs8AlgorithmName(pemToDer(keyPem));
+  } catch {
+    return undefined;
+  }
 }

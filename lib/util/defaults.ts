@@ -89,6 +89,14 @@ export const LB_DEFAULTS = {
   leaseTtlSec: 3,
 } as const;
 
+/**
+ * Deno flags the agent runs with (`run_quic.sh server`, the benchmarks):
+ * without V8's code cache it maps no cache database, a few MB less resident
+ * memory for a few milliseconds more at start (docs/PERFORMANCE.md). A test
+ * holds run_quic.sh to this list.
+ */
+export const AGENT_DENO_FLAGS: readonly string[] = ["--no-code-cache"];
+
 /** Defaults of the server agent (`server.ts`, `Agent`, `ServerSession`). */
 export const AGENT_DEFAULTS = {
   host: "0.0.0.0",

@@ -140,6 +140,21 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       }
       result.takeover_s = round((performance.now() - killedAt) / 1000);
       if (flipped) result.false_downs++;
+      // Where the time went, from each survivor's log: members seen changed, last claim.
+      for (const i of survivors) {
+        const after = lbs[i]!.child.stderrLines.filter((l) => l.at > killedAt);
+        const at = (re: RegExp, last = false) => {
+          const hits = after.filter((l) => re.test(l.line));
+          const hit = last ? hits[hits.length - 1] : hits[0];
+          return hit ? `${round((hit.at - killedAt) / 1000)} s` : "never";
+        };
+        const claims = after.filter((l) => /checking server for the fleet/.test(l.line)).length;
+        say(
+          `fleet scale: LB ${i} after the kill: members changed at ${
+            at(/fleet members changed/)
+          }, ${claims} claims, the last at ${at(/checking server for the fleet/, true)}`,
+        );
+      }
     }
     await store?.close();
     return result;

@@ -311,6 +311,34 @@ export function udpDrops(): { rcvbufErrors: number; inErrors: number } {
   return { rcvbufErrors: get("RcvbufErrors"), inErrors: get("InErrors") };
 }
 
+/**
+ * UDP datagrams dropped for a full receive buffer by the sockets of one
+ * process, summed (the `drops` column of /proc/net/udp and udp6, matched to
+ * the process by socket inode). Tells which side of a loopback benchmark
+ * could not keep up.
+ */
+export function udpDropsOf(pid: number): number {
+  const inodes = new Set<string>();
+  try {
+    for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`));
+        if (m) inodes.add(m[1]!);
+      } catch { /* closed meanwhile */ }
+    }
+  } catch {
+    return 0;
+  }
+  let drops = 0;
+  for (const table of ["/proc/net/udp", "/proc/net/udp6"]) {
+    for (const line of Deno.readTextFileSync(table).split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 13 && inodes.has(f[9]!)) drops += Number(f[f.length - 1]);
+    }
+  }
+  return drops;
+}
+
 /** Open file descriptors of a process. */
 export function fdCount(pid: number): number {
   let n = 0;

@@ -14,7 +14,15 @@ import type { MonitorTotals } from "../lib/lb/monitor.ts";
 import type { QuicStack } from "../lib/transport/stacks.ts";
 import { createEtcdStore } from "../lib/fleet/etcd.ts";
 import { EtcdCluster } from "../tools/etcd_cluster.ts";
-import { benchLbFlags, Child, procSample, sleep, startEndpoints } from "./_measure.ts";
+import {
+  benchLbFlags,
+  Child,
+  procSample,
+  sleep,
+  startEndpoints,
+  udpDrops,
+  udpDropsOf,
+} from "./_measure.ts";
 import type { FleetScaleResult } from "./_report.ts";
 
 /** Options of {@linkcode runFleetScale}. */
@@ -131,15 +139,51 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       const killedAt = performance.now();
       lbs[victim]!.child.process.kill("SIGKILL");
       let flipped = false;
-      for (;;) {
+      const timeline: string[] = [];
+      const watched = children.filter((c) => c !== lbs[victim]!.child);
+      const cpuAtKill = watched.map((c) => procSample(c.pid).cpuMs);
+      const udpAtKill = udpDrops().rcvbufErrors;
+      const dropsAtKill = watched.map((c) => udpDropsOf(c.pid));
+      for (let nextMark = 0;;) {
         const t = await all(survivors);
         if (t.some((x) => x.up !== o.servers)) flipped = true;
-        if (t.reduce((n, x) => n + x.sessions, 0) >= want) break;
+        const held = t.reduce((n, x) => n + x.sessions, 0);
+        const since = performance.now() - killedAt;
+        if (since >= nextMark) {
+          timeline.push(`${Math.round(since / 100) / 10} s: ${held}`);
+          nextMark += 1000;
+        }
+        if (held >= want) break;
         if (performance.now() - killedAt > 60_000) break;
         await sleep(100);
       }
       result.takeover_s = round((performance.now() - killedAt) / 1000);
       if (flipped) result.false_downs++;
+      const busy = watched.map((c, i) =>
+        `${
+          round(
+            ((procSample(c.pid).cpuMs - cpuAtKill[i]!) / ((result.takeover_s ?? 1) * 1000)) * 100,
+          )
+        } %`
+      );
+      say(
+        `fleet scale: UDP receive-buffer drops during the takeover: ${
+          udpDrops().rcvbufErrors - udpAtKill
+        } (endpoints, then survivors: ${
+          watched.map((c, i) => udpDropsOf(c.pid) - dropsAtKill[i]!).join(", ")
+        })`,
+      );
+      say(`fleet scale: sessions held by the survivors (want ${want}): ${timeline.join(", ")}`);
+      say(`fleet scale: CPU during the takeover (endpoints, then survivors): ${busy.join(", ")}`);
+      // QHCP_BENCH_LOGS=DIR keeps every LB's log lines after the kill, with times from it.
+      const keep = Deno.env.get("QHCP_BENCH_LOGS");
+      if (keep) {
+        for (const [i, lb] of lbs.entries()) {
+          const lines = lb.child.stderrLines.filter((l) => l.at > killedAt)
+            .map((l) => `+${Math.round(l.at - killedAt)} ms ${l.line}`);
+          await Deno.writeTextFile(`${keep}/lb-${i}.log`, lines.join("\n") + "\n");
+        }
+      }
       // Where the time went, from each survivor's log: members seen changed, last claim.
       for (const i of survivors) {
         const after = lbs[i]!.child.stderrLines.filter((l) => l.at > killedAt);

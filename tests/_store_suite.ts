@@ -126,4 +126,25 @@ export function storeSuite(name: string, make: () => Promise<StoreUnderTest>): v
       }
     },
   );
+
+  test(
+    "Store.txn() creates 64 keys together at one revision, or none when one exists",
+    async ({ store }, p) => {
+      const lease = await store.grant(30);
+      const keys = Array.from({ length: 64 }, (_, i) => `${p}owner/${i}`);
+      const create = (which: string[]) =>
+        store.txn(
+          which.map((key) => ({ key, target: "create_revision" as const, equals: 0 })),
+          which.map((key) => ({ put: key, value: "x", lease })),
+        );
+      const r = await create(keys);
+      assert.ok(r.succeeded);
+      const { kvs } = await store.list(`${p}owner/`);
+      assert.equal(kvs.length, 64);
+      assert.ok(kvs.every((kv) => kv.createRevision === r.revision), "one revision, the txn's");
+      const more = [...Array.from({ length: 10 }, (_, i) => `${p}owner/new-${i}`), keys[5]!];
+      assert.equal((await create(more)).succeeded, false);
+      assert.equal((await store.list(`${p}owner/new-`)).kvs.length, 0, "all or nothing");
+    },
+  );
 }

@@ -119,3 +119,28 @@ Deno.test("createNativeTransport({ onlyGivenCa }) trusts only the dial's CA, not
     /^refused: certificate of 127\.0\.0\.1:\d+ rejected: .*UnknownIssuer/,
   );
 });
+
+Deno.test("EndpointPool spreads connections over endpoints of at most N, least loaded first, and closes empty extra ones", async () => {
+  const { EndpointPool } = await import("../lib/transport/native_pool.ts");
+  let made = 0;
+  const closed: number[] = [];
+  const pool = new EndpointPool(2, () => {
+    const id = made++;
+    return { id, close: () => closed.push(id) } as unknown as Deno.QuicEndpoint;
+  });
+  const id = (l: { endpoint: Deno.QuicEndpoint }) => (l.endpoint as unknown as { id: number }).id;
+  const leases = Array.from({ length: 5 }, () => pool.acquire());
+  assert.deepEqual(leases.map(id), [0, 0, 1, 1, 2]);
+  assert.equal(pool.size, 3);
+  leases[0]!.release();
+  leases[0]!.release(); // twice: once counted
+  assert.equal(id(pool.acquire()), 0, "the least loaded endpoint first");
+  leases[4]!.release();
+  assert.deepEqual(closed, [2], "an empty extra endpoint is closed");
+  leases[2]!.release();
+  leases[3]!.release();
+  assert.deepEqual(closed, [2, 1]);
+  assert.equal(pool.size, 1);
+  pool.close();
+  assert.deepEqual(closed, [2, 1, 0]);
+});

@@ -41,8 +41,15 @@ import {
   verdictChanged,
 } from "./verdicts.ts";
 
-/** Claims and releases in flight at once (etcd transactions). */
+/** Releases in flight at once (etcd deletes). */
 const _CLAIMS_AT_ONCE = 32;
+/**
+ * Owner keys created in one etcd transaction (etcd allows 128 operations):
+ * a takeover of hundreds of servers is a few round trips, not hundreds.
+ */
+const _CLAIMS_PER_TXN = 64;
+/** Claiming transactions in flight at once. */
+const _CLAIM_TXNS_AT_ONCE = 4;
 /** Options of {@linkcode Fleet}. */
 export interface FleetOptions {
   store: Store;
@@ -489,10 +496,36 @@ export class Fleet {
       await Promise.all(release.slice(i, i + _CLAIMS_AT_ONCE).map((a) => this.#release(a)));
     }
     const claim = [...want].filter((a) => !this.#claims.has(a));
-    for (let i = 0; i < claim.length; i += _CLAIMS_AT_ONCE) {
-      if (this.#stopped) return;
-      await Promise.all(claim.slice(i, i + _CLAIMS_AT_ONCE).map((a) => this.#claim(a)));
+    const batches: string[][] = [];
+    for (let i = 0; i < claim.length; i += _CLAIMS_PER_TXN) {
+      batches.push(claim.slice(i, i + _CLAIMS_PER_TXN));
     }
+    for (let i = 0; i < batches.length; i += _CLAIM_TXNS_AT_ONCE) {
+      if (this.#stopped) return;
+      await Promise.all(batches.slice(i, i + _CLAIM_TXNS_AT_ONCE).map((b) => this.#claimMany(b)));
+    }
+  }
+
+  /**
+   * Claims servers in one transaction that creates every owner key or none;
+   * when one exists already (ours from an earlier pass), one by one.
+   */
+  async #claimMany(addresses: readonly string[]): Promise<void> {
+    if (addresses.length === 1) return await this.#claim(addresses[0]!);
+    const { store, keys } = this.#o;
+    const owned = addresses.map((a) => keys.owner(a, this.lbId));
+    const at = new Date(this.#now()).toISOString();
+    const r = await store.txn(
+      owned.map((key) => ({ key, target: "create_revision" as const, equals: 0 })),
+      owned.map((key) => ({ put: key, value: at, lease: this.#lease! })),
+    );
+    this.#contacted();
+    if (!r.succeeded) {
+      await Promise.all(addresses.map((a) => this.#claim(a)));
+      return;
+    }
+    // Created together: each key's creation revision is the transaction's.
+    for (const a of addresses) this.#claimed(a, r.revision);
   }
 
   async #claim(address: string): Promise<void> {
@@ -511,6 +544,11 @@ export class Fleet {
       if (!mine) return;
       revision = mine.createRevision;
     }
+    this.#claimed(address, revision);
+  }
+
+  /** Checks a server whose owner key this LB now holds, created at `revision`. */
+  #claimed(address: string, revision: number): void {
     this.#claims.set(address, revision);
     try {
       this.#o.monitor.addServer(parseServerAddress(address));

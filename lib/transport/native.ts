@@ -43,11 +43,13 @@ import {
   TransportError,
 } from "./transport.ts";
 import { formatAddress } from "../protocol/address.ts";
+import { type EndpointLease, EndpointPool } from "./native_pool.ts";
 
 /** Options of {@linkcode createNativeTransport}. */
 export interface NativeTransportOptions {
   /**
-   * Local address of the one endpoint all dialled connections share. Default
+   * Local address of the endpoints dialled connections use (one UDP socket
+   * per 128 connections). Default
    * `"::"` (dual stack, reaches IPv4 and IPv6 servers), or `"0.0.0.0"` where
    * IPv6 is unavailable.
    */
@@ -91,7 +93,10 @@ export function createNativeTransport(options: NativeTransportOptions = {}): Tra
       "Deno's QUIC API is not available: run deno with --unstable-net (or use --quic matrixai)",
     );
   }
-  let endpoint: Deno.QuicEndpoint | undefined;
+  const endpoints = new EndpointPool(
+    _CONNECTIONS_PER_ENDPOINT,
+    () => _clientEndpoint(options.localHost),
+  );
   const dialled = new Set<_NativeChannel>();
   const listeners = new Set<Listener>();
   return {
@@ -104,17 +109,13 @@ export function createNativeTransport(options: NativeTransportOptions = {}): Tra
     },
     dial: (dialOptions) => {
       if (options.onlyGivenCa && dialOptions.caPem) _trustOnly(dialOptions.caPem);
-      endpoint ??= _clientEndpoint(options.localHost);
-      return _dial(dialOptions, endpoint, dialled);
+      return _dial(dialOptions, endpoints.acquire(), dialled);
     },
     stats: () => ({ connections: dialled.size, listeners: listeners.size }),
     close: async () => {
       await Promise.all([...dialled].map((ch) => ch.abort(0x12, "transport closing")));
       dialled.clear();
-      try {
-        endpoint?.close();
-      } catch { /* already closed */ }
-      endpoint = undefined;
+      endpoints.close();
     },
   };
 }
@@ -147,6 +148,12 @@ export function isNativeQuicError(reason: unknown): boolean {
   const stack = (reason as { stack?: unknown } | null)?.stack;
   return typeof stack === "string" && stack.includes("ext:deno_net/03_quic.js");
 }
+
+/**
+ * Dialled connections per UDP socket: an LB with more sessions opens more
+ * sockets, each with its own receive buffer (see `native_pool.ts`).
+ */
+const _CONNECTIONS_PER_ENDPOINT = 128;
 
 function _clientEndpoint(localHost: string | undefined): Deno.QuicEndpoint {
   if (localHost !== undefined) return new Deno.QuicEndpoint({ hostname: localHost, port: 0 });
@@ -287,9 +294,24 @@ function _controlStream(conn: Deno.QuicConn): Promise<Deno.QuicBidirectionalStre
 
 async function _dial(
   options: DialOptions,
-  endpoint: Deno.QuicEndpoint,
+  place: EndpointLease,
   dialled: Set<_NativeChannel>,
 ): Promise<Channel> {
+  try {
+    const channel = await _dialOn(options, place.endpoint);
+    dialled.add(channel);
+    void channel.closed.then(() => {
+      dialled.delete(channel);
+      place.release();
+    });
+    return channel;
+  } catch (e) {
+    place.release();
+    throw e;
+  }
+}
+
+async function _dialOn(options: DialOptions, endpoint: Deno.QuicEndpoint): Promise<_NativeChannel> {
   const target = formatAddress(options.host, options.port);
   if (options.insecure) {
     throw new TransportError(
@@ -344,10 +366,7 @@ async function _dial(
     _closeQuietly(conn, 0x7, "cannot open control stream");
     throw _ioError(`cannot open control stream to ${target}`, e);
   }
-  const channel = new _NativeChannel(conn, Promise.resolve(stream));
-  dialled.add(channel);
-  void channel.closed.then(() => dialled.delete(channel));
-  return channel;
+  return new _NativeChannel(conn, Promise.resolve(stream));
 }
 
 /** Deno's error for a host name that did not resolve. */

@@ -175,12 +175,13 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       );
       say(`fleet scale: sessions held by the survivors (want ${want}): ${timeline.join(", ")}`);
       say(`fleet scale: CPU during the takeover (endpoints, then survivors): ${busy.join(", ")}`);
-      // QHCP_BENCH_LOGS=DIR keeps every LB's log lines after the kill, with times from it.
+      // QHCP_BENCH_LOGS=DIR keeps every LB's log lines, timed from the kill.
       const keep = Deno.env.get("QHCP_BENCH_LOGS");
       if (keep) {
         for (const [i, lb] of lbs.entries()) {
-          const lines = lb.child.stderrLines.filter((l) => l.at > killedAt)
-            .map((l) => `+${Math.round(l.at - killedAt)} ms ${l.line}`);
+          const lines = lb.child.stderrLines.map((l) =>
+            `${Math.round(l.at - killedAt)} ms ${l.line}`
+          );
           await Deno.writeTextFile(`${keep}/lb-${i}.log`, lines.join("\n") + "\n");
         }
       }

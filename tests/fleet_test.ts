@@ -342,3 +342,19 @@ Deno.test({
       await waitFor("the server checked", () => lb!.monitor.size === 1, 5000);
     }),
 });
+
+Deno.test({
+  name: "Fleet.addServer() called for 200 servers at once writes them in four transactions",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withFleet(HOSTS.slice(0, 1), ["lb-a"], async ({ store, lbs: [lb] }) => {
+      const before = store.revision;
+      const many = Array.from({ length: 200 }, (_, i) => `10.9.${i >> 8}.${i & 255}:4243`);
+      await Promise.all(many.map((a) => lb!.fleet.addServer(a)));
+      const { kvs } = await store.list("/qhcp/servers/");
+      assert.equal(kvs.length, 200);
+      assert.equal(new Set(kvs.map((kv) => kv.createRevision)).size, 4, "64 + 64 + 64 + 8");
+      assert.ok(store.revision - before >= 4);
+    }),
+});

@@ -48,6 +48,8 @@ const _CLAIMS_AT_ONCE = 32;
  * a takeover of hundreds of servers is a few round trips, not hundreds.
  */
 const _CLAIMS_PER_TXN = 64;
+/** Server entries written in one etcd transaction. */
+const _ENTRIES_PER_TXN = 64;
 /** Claiming transactions in flight at once. */
 const _CLAIM_TXNS_AT_ONCE = 4;
 /** Options of {@linkcode Fleet}. */
@@ -126,6 +128,9 @@ export class Fleet {
   #assignRunning = false;
   /** Servers added while etcd did not answer, written at the next renewal. */
   readonly #pendingEntries = new Set<string>();
+  readonly #entryQueue: { address: string; resolve: () => void; reject: (e: unknown) => void }[] =
+    [];
+  #entryWriting = false;
   #assignAgain = false;
   /** True once the fleet was listed under the current lease. */
   #listed = false;
@@ -227,32 +232,62 @@ export class Fleet {
   }
 
   /**
-   * Adds a server to the fleet's set (an entry of this LB). When etcd does
-   * not answer, the entry waits and is written again at the next lease
-   * renewal: a slow etcd must not cost the LB its servers file.
+   * Adds a server to the fleet's set (an entry of this LB). Entries added
+   * together are written together, 64 to a transaction: a servers file of
+   * thousands is a few writes (one put each made every LB reassign thousands
+   * of times, and took minutes at 3,000 servers). When etcd does not answer,
+   * the entry waits and is written again at the next lease renewal: a slow
+   * etcd must not cost the LB its servers file.
    */
-  async addServer(address: string): Promise<void> {
-    const key = this.#o.keys.server(address, this.lbId);
-    const value = JSON.stringify({ at: new Date(this.#now()).toISOString() });
-    let revision: number;
-    try {
-      revision = await this.#o.store.put(key, value);
-    } catch (e) {
-      if (!(e instanceof StoreError) || e.kind !== "unavailable") throw e;
-      if (this.#pendingEntries.size === 0) {
-        this.#log.warn("etcd did not answer: servers join the fleet's set when it does", {
-          error: e.message,
-        });
-      }
-      this.#pendingEntries.add(address);
-      return;
-    }
-    this.#pendingEntries.delete(address);
-    this.#contacted();
-    // Seen at once here; the watch brings the same change again, which changes nothing.
-    this.#apply({ type: "put", key, value, modRevision: revision }, revision);
-    this.#reassign();
+  addServer(address: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#entryQueue.push({ address, resolve, reject });
+      if (!this.#entryWriting) void this.#writeEntries();
+    });
   }
+
+  async #writeEntries(): Promise<void> {
+    this.#entryWriting = true;
+    // Let the rest of a burst of additions join the first transaction.
+    await new Promise((r) => setTimeout(r, 0));
+    try {
+      while (this.#entryQueue.length > 0) {
+        const batch = this.#entryQueue.splice(0, _ENTRIES_PER_TXN);
+        const value = JSON.stringify({ at: new Date(this.#now()).toISOString() });
+        const puts = batch.map((b) => ({ put: this.#o.keys.server(b.address, this.lbId), value }));
+        let revision: number;
+        try {
+          revision = (await this.#o.store.txn([], puts)).revision;
+        } catch (e) {
+          if (!(e instanceof StoreError) || e.kind !== "unavailable") {
+            for (const b of batch) b.reject(e);
+            continue;
+          }
+          if (this.#pendingEntries.size === 0) {
+            this.#log.warn("etcd did not answer: servers join the fleet's set when it does", {
+              error: e.message,
+            });
+          }
+          for (const b of batch) {
+            this.#pendingEntries.add(b.address);
+            b.resolve();
+          }
+          continue;
+        }
+        this.#contacted();
+        for (const [i, b] of batch.entries()) {
+          this.#pendingEntries.delete(b.address);
+          // Seen at once here; the watch brings the same change again, which changes nothing.
+          this.#apply({ type: "put", key: puts[i]!.put, value, modRevision: revision }, revision);
+          b.resolve();
+        }
+        this.#reassign();
+      }
+    } finally {
+      this.#entryWriting = false;
+    }
+  }
+
   /**
    * Removes this LB's entry of a server, or with `everywhere` every LB's
    * (the server leaves the fleet). False when the fleet does not list it.

@@ -97,18 +97,20 @@ export class Discovery {
       if (await this.#monitor.removeServer(address)) removed.push(address);
     }
     let full = 0;
-    for (const address of wanted) {
-      if (present.has(address)) continue;
-      try {
-        await this.#monitor.addServer(parseServerAddress(address));
-      } catch (e) {
-        if (!(e instanceof ServerSetError)) throw e;
-        if (e.kind === "limit") full++;
-        continue;
-      }
-      this.#managed.add(address);
-      added.push(address);
-    }
+    // Together, so that a fleet writes a long list in a few transactions.
+    await Promise.all(
+      [...wanted].filter((a) => !present.has(a)).map(async (address) => {
+        try {
+          await this.#monitor.addServer(parseServerAddress(address));
+        } catch (e) {
+          if (!(e instanceof ServerSetError)) throw e;
+          if (e.kind === "limit") full++;
+          return;
+        }
+        this.#managed.add(address);
+        added.push(address);
+      }),
+    );
     if (full > 0) {
       this.#log.warn("server limit reached: some listed servers are not watched", {
         source,
@@ -119,8 +121,8 @@ export class Discovery {
     if (added.length || removed.length) {
       this.#log.info("server list changed", {
         source,
-        added: added.join(",") || undefined,
-        removed: removed.join(",") || undefined,
+        added: _some(added),
+        removed: _some(removed),
         servers: this.#monitor.addresses().length,
       });
     }
@@ -286,4 +288,11 @@ export async function watchDnsName(
       clearInterval(timer);
     },
   };
+}
+
+/** Up to ten addresses of a list for a log line, and how many more (a file may list thousands). */
+function _some(list: readonly string[]): string | undefined {
+  if (list.length === 0) return undefined;
+  const shown = list.slice(0, 10).join(",");
+  return list.length > 10 ? `${shown} (+${list.length - 10} more)` : shown;
 }

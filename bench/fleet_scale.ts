@@ -193,11 +193,14 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
           const hit = last ? hits[hits.length - 1] : hits[0];
           return hit ? `${round((hit.at - killedAt) / 1000)} s` : "never";
         };
-        const claims = after.filter((l) => /checking server for the fleet/.test(l.line)).length;
+        const claims = after.reduce(
+          (n, l) => n + Number(/checking servers for the fleet count=(\d+)/.exec(l.line)?.[1] ?? 0),
+          0,
+        );
         say(
           `fleet scale: LB ${i} after the kill: members changed at ${
             at(/fleet members changed/)
-          }, ${claims} claims, the last at ${at(/checking server for the fleet/, true)}`,
+          }, ${claims} claims, the last at ${at(/checking servers for the fleet/, true)}`,
         );
       }
     }

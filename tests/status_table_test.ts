@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Redrawer, renderStatusTable, StatusScreen, summarize } from "../lib/ops/status_table.ts";
-import { oneLine } from "../lib/util/text.ts";
+import { fewOf, oneLine } from "../lib/util/text.ts";
 import type { WatchView } from "../lib/lb/watch.ts";
 import { sleep } from "./_helpers.ts";
 
@@ -140,4 +140,12 @@ Deno.test("Redrawer draws at once, soon after a change, and on its interval othe
   r.changed();
   await sleep(120);
   assert.equal(draws.length, n, "nothing after stop()");
+});
+
+Deno.test("fewOf() shows at most ten items of a list and counts the rest", () => {
+  const many = Array.from({ length: 3000 }, (_, i) => `10.0.0.${i}:4243`);
+  assert.equal(fewOf(many), `${many.slice(0, 10).join(",")} (+2990 more)`);
+  assert.equal(fewOf(["a", "b"]), "a,b");
+  assert.equal(fewOf(["a", "b", "c"], 2), "a,b (+1 more)");
+  assert.equal(fewOf([]), undefined);
 });

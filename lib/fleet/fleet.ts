@@ -24,6 +24,7 @@
  * @module
  */
 
+import { fewOf } from "../util/text.ts";
 import type { Logger } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import type { Monitor } from "../lb/monitor.ts";
@@ -530,6 +531,14 @@ export class Fleet {
     for (let i = 0; i < release.length; i += _CLAIMS_AT_ONCE) {
       await Promise.all(release.slice(i, i + _CLAIMS_AT_ONCE).map((a) => this.#release(a)));
     }
+    // One line per pass, not per server: a takeover claims hundreds.
+    if (release.length > 0) {
+      this.#log.info("servers handed over", {
+        count: release.length,
+        servers: fewOf(release),
+        checking: this.#claims.size,
+      });
+    }
     const claim = [...want].filter((a) => !this.#claims.has(a));
     const batches: string[][] = [];
     for (let i = 0; i < claim.length; i += _CLAIMS_PER_TXN) {
@@ -538,6 +547,14 @@ export class Fleet {
     for (let i = 0; i < batches.length; i += _CLAIM_TXNS_AT_ONCE) {
       if (this.#stopped) return;
       await Promise.all(batches.slice(i, i + _CLAIM_TXNS_AT_ONCE).map((b) => this.#claimMany(b)));
+    }
+    const claimed = claim.filter((a) => this.#claims.has(a));
+    if (claimed.length > 0) {
+      this.#log.info("checking servers for the fleet", {
+        count: claimed.length,
+        servers: fewOf(claimed),
+        checking: this.#claims.size,
+      });
     }
   }
 
@@ -588,7 +605,7 @@ export class Fleet {
     try {
       this.#o.monitor.addServer(parseServerAddress(address));
     } catch { /* already checked locally */ }
-    this.#log.info("checking server for the fleet", { server: address });
+    this.#log.debug("checking server for the fleet", { server: address });
   }
 
   async #release(address: string): Promise<void> {
@@ -596,7 +613,7 @@ export class Fleet {
     this.#written.delete(address);
     await this.#o.monitor.removeServer(address);
     await this.#o.store.delete(this.#o.keys.owner(address, this.lbId)).catch(() => {});
-    this.#log.info("server handed over", { server: address });
+    this.#log.debug("server handed over", { server: address });
   }
 
   /** Our claim is gone (a fenced write was refused, or the key was deleted): stop checking. */

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { fewOf } from "../util/text.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import { ServerSetError } from "./monitor.ts";
 import type { ServerSet } from "./directory.ts";
@@ -121,8 +122,8 @@ export class Discovery {
     if (added.length || removed.length) {
       this.#log.info("server list changed", {
         source,
-        added: _some(added),
-        removed: _some(removed),
+        added: fewOf(added),
+        removed: fewOf(removed),
         servers: this.#monitor.addresses().length,
       });
     }
@@ -288,11 +289,4 @@ export async function watchDnsName(
       clearInterval(timer);
     },
   };
-}
-
-/** Up to ten addresses of a list for a log line, and how many more (a file may list thousands). */
-function _some(list: readonly string[]): string | undefined {
-  if (list.length === 0) return undefined;
-  const shown = list.slice(0, 10).join(",");
-  return list.length > 10 ? `${shown} (+${list.length - 10} more)` : shown;
 }

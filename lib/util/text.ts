@@ -33,3 +33,20 @@ export function oneLine(text: string): string {
 export function clip(text: string, max: number): string {
   return text.length > max ? text.slice(0, max - 1) + "…" : text;
 }
+
+/**
+ * The first `max` items of a list joined for a log line, and how many more:
+ * a servers file may list thousands. Undefined for an empty list.
+ *
+ * @example
+ * ```ts
+ * import { fewOf } from "./text.ts";
+ * fewOf(["a", "b", "c"], 2); // "a,b (+1 more)"
+ * fewOf([]); // undefined
+ * ```
+ */
+export function fewOf(list: readonly string[], max = 10): string | undefined {
+  if (list.length === 0) return undefined;
+  const shown = list.slice(0, max).join(",");
+  return list.length > max ? `${shown} (+${list.length - max} more)` : shown;
+}

@@ -113,3 +113,13 @@ Deno.test("nativeKeyCheck() agrees with webCryptoKeyCheck() on matching and mism
   );
   assert.equal(problem?.file, "key");
 });
+
+Deno.test("createNativeKeyCheck() compares through WebCrypto where no loopback endpoint can be made", async () => {
+  const { createNativeKeyCheck } = await import("../lib/transport/native_keys.ts");
+  const check = createNativeKeyCheck(() => {
+    throw new Deno.errors.AddrNotAvailable("no loopback here");
+  });
+  const facts = readCertificate(pemToDer(text("ec.pem")));
+  assert.equal(await check(facts, text("ec.pem"), text("ec.key")), undefined);
+  assert.equal((await check(facts, text("ec.pem"), text("rsa.key")))?.file, "both");
+});

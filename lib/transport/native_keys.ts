@@ -8,11 +8,14 @@
  * @module
  */
 
-import { type KeyCheck, keyMismatch } from "../security/names.ts";
+import { type KeyCheck, keyMismatch, webCryptoKeyCheck } from "../security/names.ts";
 import { ALPN } from "../protocol/wire.ts";
 
 /**
  * A {@linkcode KeyCheck} by the native QUIC stack (needs `--unstable-net`).
+ * Where no loopback endpoint can be made (a network namespace without `lo`
+ * up), the pair is compared through WebCrypto instead. `makeEndpoint` is
+ * for tests.
  *
  * @example
  * ```ts ignore
@@ -21,19 +24,32 @@ import { ALPN } from "../protocol/wire.ts";
  * await checkCertificatePair(certPem, keyPem, Date.now(), nativeKeyCheck);
  * ```
  */
-export const nativeKeyCheck: KeyCheck = (cert, certPem, keyPem) => {
-  const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
-  try {
-    endpoint.listen({ alpnProtocols: [ALPN], cert: certPem, key: keyPem }).stop();
-    return Promise.resolve(undefined);
-  } catch (e) {
-    const message = (e as Error).message;
-    return Promise.resolve(
-      /KeyMismatch|keys may not be consistent/.test(message)
-        ? keyMismatch(cert)
-        : { file: "key", reason: `the private key does not parse: ${message}` },
-    );
-  } finally {
-    endpoint.close();
-  }
-};
+export function createNativeKeyCheck(
+  makeEndpoint: () => Deno.QuicEndpoint = () =>
+    new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 }),
+): KeyCheck {
+  return (cert, certPem, keyPem) => {
+    let endpoint: Deno.QuicEndpoint;
+    try {
+      endpoint = makeEndpoint();
+    } catch {
+      return webCryptoKeyCheck(cert, certPem, keyPem);
+    }
+    try {
+      endpoint.listen({ alpnProtocols: [ALPN], cert: certPem, key: keyPem }).stop();
+      return Promise.resolve(undefined);
+    } catch (e) {
+      const message = (e as Error).message;
+      return Promise.resolve(
+        /KeyMismatch|keys may not be consistent/.test(message)
+          ? keyMismatch(cert)
+          : { file: "key", reason: `the private key does not parse: ${message}` },
+      );
+    } finally {
+      endpoint.close();
+    }
+  };
+}
+
+/** {@linkcode createNativeKeyCheck} on a loopback endpoint. */
+export const nativeKeyCheck: KeyCheck = createNativeKeyCheck();

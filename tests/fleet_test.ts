@@ -13,6 +13,7 @@ import { assigned, owners } from "../lib/fleet/assign.ts";
 import { FleetDirectory } from "../lib/fleet/directory.ts";
 import { Fleet } from "../lib/fleet/fleet.ts";
 import { FleetKeys } from "../lib/fleet/keys.ts";
+import { FleetView } from "../lib/fleet/view.ts";
 import { MemoryStore } from "../lib/fleet/memory_store.ts";
 import { combine, type OwnerVerdict, parseVerdict } from "../lib/fleet/verdicts.ts";
 import { Monitor } from "../lib/lb/monitor.ts";
@@ -357,4 +358,38 @@ Deno.test({
       assert.equal(new Set(kvs.map((kv) => kv.createRevision)).size, 4, "64 + 64 + 64 + 8");
       assert.ok(store.revision - before >= 4);
     }),
+});
+
+Deno.test("FleetView.apply() keeps members, entries, owner revisions and verdicts, and says what it touched", () => {
+  const keys = new FleetKeys("/qhcp/");
+  const view = new FleetView(keys);
+  const put = (key: string, value: string, rev: number) =>
+    view.apply({ type: "put", key, value, modRevision: rev }, rev);
+  const del = (key: string) => view.apply({ type: "delete", key, value: "", modRevision: 0 }, 0);
+  const s = "10.0.0.7:4243";
+  assert.deepEqual(put(keys.member("lb-a"), "{}", 2), {
+    kind: "members",
+    address: "",
+    lb: "lb-a",
+    put: true,
+  });
+  put(keys.server(s, "lb-a"), "{}", 3);
+  put(keys.server(s, "lb-b"), "{}", 4);
+  put(keys.owner(s, "lb-a"), "t", 5);
+  put(keys.owner(s, "lb-a"), "t2", 9); // a later put keeps the creation revision
+  assert.equal(view.ownerKeys.get(s)?.get("lb-a"), 5);
+  assert.deepEqual([...view.entries.get(s)!], ["lb-a", "lb-b"]);
+  del(keys.server(s, "lb-a"));
+  del(keys.server(s, "lb-b"));
+  assert.equal(view.entries.has(s), false, "the last entry gone: the server leaves the set");
+  const applied = del(keys.owner(s, "lb-a"));
+  assert.deepEqual(applied, { kind: "owners", address: s, lb: "lb-a", put: false });
+  put(keys.verdict(s, "lb-a"), "not json", 10);
+  assert.equal(view.verdicts.get(s)?.size, 0, "an unreadable verdict counts as none");
+  assert.equal(
+    view.apply({ type: "put", key: "/other/x", value: "", modRevision: 1 }, 1),
+    undefined,
+  );
+  view.clear();
+  assert.equal(view.seenMembers.size + view.ownerKeys.size + view.verdicts.size, 0);
 });

@@ -32,13 +32,13 @@ import type { ServerSet } from "../lb/directory.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import { owners } from "./assign.ts";
 import type { FleetKeys } from "./keys.ts";
+import { FleetView } from "./view.ts";
 import { type Store, StoreError, type WatchEvent, type Watching } from "./store.ts";
 import {
   combine,
   type FleetVerdict,
   type OwnerVerdict,
   ownerVerdict,
-  parseVerdict,
   verdictChanged,
 } from "./verdicts.ts";
 
@@ -112,14 +112,10 @@ export class Fleet {
   /** When etcd last answered. */
   #contact = 0;
   #staleLogged = false;
-  /** Live members as in etcd, and as applied (after the debounce). */
-  #seenMembers = new Set<string>();
+  /** The fleet as listed and watched. */
+  readonly #view: FleetView;
+  /** Live members as applied (after the debounce). */
   #members: string[] = [];
-  /** servers/<address>/<lb> entries. */
-  #entries = new Map<string, Set<string>>();
-  /** owners/<address>/<lb>, with each key's creation revision. */
-  #ownerKeys = new Map<string, Map<string, number>>();
-  #verdicts = new Map<string, Map<string, OwnerVerdict>>();
   /** This LB's claims: owner key revision by address. */
   #claims = new Map<string, number>();
   /** What this LB last wrote per server. */
@@ -149,6 +145,7 @@ export class Fleet {
     };
     this.#now = options.now ?? Date.now;
     this.#log = options.log.child({ fleet: options.lbId });
+    this.#view = new FleetView(options.keys);
   }
 
   /**
@@ -206,7 +203,7 @@ export class Fleet {
 
   /** One server, or undefined when the fleet does not know it. */
   server(address: string): FleetServer | undefined {
-    return this.#entries.has(address) ? this.#server(address) : undefined;
+    return this.#view.entries.has(address) ? this.#server(address) : undefined;
   }
 
   /** Servers in the fleet's set, sorted. */
@@ -222,7 +219,8 @@ export class Fleet {
   entries(): ServerSet {
     return {
       maxServers: this.#o.monitor.maxServers,
-      addresses: () => [...this.#entries].filter(([, lbs]) => lbs.has(this.lbId)).map(([a]) => a),
+      addresses: () =>
+        [...this.#view.entries].filter(([, lbs]) => lbs.has(this.lbId)).map(([a]) => a),
       addServer: async (address) => {
         const key = formatAddress(address.host, address.port);
         await this.addServer(key);
@@ -294,7 +292,7 @@ export class Fleet {
    * (the server leaves the fleet). False when the fleet does not list it.
    */
   async removeServer(address: string, everywhere: boolean): Promise<boolean> {
-    const lbs = this.#entries.get(address);
+    const lbs = this.#view.entries.get(address);
     if (!lbs || (!everywhere && !lbs.has(this.lbId))) return false;
     const key = everywhere
       ? `${this.#o.keys.of("servers")}${address}/`
@@ -331,7 +329,7 @@ export class Fleet {
     await this.#relist();
     this.#log.info("joined the fleet", {
       members: this.#members.join(","),
-      servers: this.#entries.size,
+      servers: this.#view.entries.size,
       lease_ttl_s: this.#o.leaseTtlSec,
     });
   }
@@ -390,17 +388,14 @@ export class Fleet {
   async #relist(): Promise<void> {
     const { kvs, revision } = await this.#o.store.list(this.#o.keys.prefix);
     this.#contacted();
-    this.#seenMembers.clear();
-    this.#entries.clear();
-    this.#ownerKeys.clear();
-    this.#verdicts.clear();
+    this.#view.clear();
     for (const kv of kvs) {
       this.#apply(
         { type: "put", key: kv.key, value: kv.value, modRevision: kv.modRevision },
         kv.createRevision,
       );
     }
-    this.#members = [...this.#seenMembers].sort();
+    this.#members = [...this.#view.seenMembers].sort();
     this.#listed = true;
     this.#watching?.close();
     this.#watching = this.#o.store.watch(
@@ -431,51 +426,22 @@ export class Fleet {
     else if (assignment) this.#reassign();
   }
 
-  /** Applies one change; returns its family. `created` is the key's creation revision for a put. */
+  /** Applies one change to the view; returns its family. */
   #apply(e: WatchEvent, created: number): string | undefined {
-    const k = this.#o.keys.parse(e.key);
-    if (!k) return undefined;
-    const put = e.type === "put";
-    switch (k.kind) {
-      case "members":
-        if (put) this.#seenMembers.add(k.lb);
-        else this.#seenMembers.delete(k.lb);
-        break;
-      case "servers": {
-        const set = this.#entries.get(k.address) ?? new Set();
-        if (put) set.add(k.lb);
-        else set.delete(k.lb);
-        if (set.size > 0) this.#entries.set(k.address, set);
-        else this.#entries.delete(k.address);
-        break;
-      }
-      case "owners": {
-        const map = this.#ownerKeys.get(k.address) ?? new Map<string, number>();
-        // A put of an existing owner key keeps its creation revision.
-        if (put) map.set(k.lb, map.get(k.lb) ?? created);
-        else map.delete(k.lb);
-        this.#ownerKeys.set(k.address, map);
-        // Another LB removed our claim (our lease expired): it is over.
-        if (!put && k.lb === this.lbId && this.#claims.has(k.address)) this.#lost(k.address);
-        break;
-      }
-      case "verdicts": {
-        const map = this.#verdicts.get(k.address) ?? new Map<string, OwnerVerdict>();
-        const v = put ? parseVerdict(e.value) : undefined;
-        if (v) map.set(k.lb, v);
-        else map.delete(k.lb);
-        this.#verdicts.set(k.address, map);
-        this.#notify(k.address);
-        break;
-      }
+    const a = this.#view.apply(e, created);
+    if (!a) return undefined;
+    // Another LB removed our claim (our lease expired): it is over.
+    if (a.kind === "owners" && !a.put && a.lb === this.lbId && this.#claims.has(a.address)) {
+      this.#lost(a.address);
     }
-    return k.kind;
+    if (a.kind === "verdicts") this.#notify(a.address);
+    return a.kind;
   }
 
   #membersChanged(): void {
     clearTimeout(this.#debounce);
     this.#debounce = setTimeout(() => {
-      const next = [...this.#seenMembers].sort();
+      const next = [...this.#view.seenMembers].sort();
       if (next.join(",") === this.#members.join(",")) return;
       this.#log.info("fleet members changed", {
         members: next.join(","),
@@ -523,7 +489,7 @@ export class Fleet {
       ? this.#members
       : [...this.#members, this.lbId].sort();
     const want = new Set<string>();
-    for (const address of this.#entries.keys()) {
+    for (const address of this.#view.entries.keys()) {
       if (owners(address, members, k).includes(this.lbId)) want.add(address);
     }
     // Many at a time: a dead LB's servers are taken over by claiming hundreds.
@@ -681,7 +647,7 @@ export class Fleet {
     const before = this.#written.get(address);
     if (!refresh && !verdictChanged(before, v)) return;
     const { store, keys } = this.#o;
-    const previous = [...(this.#verdicts.get(address)?.keys() ?? [])]
+    const previous = [...(this.#view.verdicts.get(address)?.keys() ?? [])]
       .filter((lb) => lb !== this.lbId && !this.#members.includes(lb));
     try {
       const r = await store.txn(
@@ -703,13 +669,13 @@ export class Fleet {
   // --- reading --------------------------------------------------------------------------
 
   #addresses(): string[] {
-    const all = new Set([...this.#entries.keys()]);
+    const all = new Set([...this.#view.entries.keys()]);
     return [...all].sort();
   }
 
   #server(address: string): FleetServer {
     const owned = owners(address, this.#members, this.#o.checkersPerServer);
-    const verdicts = [...(this.#verdicts.get(address)?.values() ?? [])];
+    const verdicts = [...(this.#view.verdicts.get(address)?.values() ?? [])];
     // This LB's own verdict is fresher than what it last wrote.
     const view = this.#claims.has(address) ? this.#o.monitor.server(address) : undefined;
     const mine = view ? ownerVerdict(view, this.lbId, this.#now()) : undefined;
@@ -730,6 +696,6 @@ export class Fleet {
   }
 
   #notifyAll(): void {
-    for (const a of this.#entries.keys()) this.#notify(a);
+    for (const a of this.#view.entries.keys()) this.#notify(a);
   }
 }

@@ -1,0 +1,100 @@
+/**
+ * The fleet as this LB knows it from etcd: live members, server entries,
+ * owner keys with their creation revisions, and owners' verdicts. Pure: a
+ * listing and then watch events are applied to it in revision order, and it
+ * says what each change touched; the `Fleet` decides what to do about it.
+ *
+ * @module
+ */
+
+import type { WatchEvent } from "./store.ts";
+import type { FleetKeys, KeyKind } from "./keys.ts";
+import { type OwnerVerdict, parseVerdict } from "./verdicts.ts";
+
+/** What one applied change touched. */
+export interface Applied {
+  kind: KeyKind;
+  /** The server (empty for a member). */
+  address: string;
+  /** The LB the key belongs to. */
+  lb: string;
+  put: boolean;
+}
+
+/**
+ * The fleet's keys as maps.
+ *
+ * @example
+ * ```ts
+ * import { FleetKeys } from "./keys.ts";
+ * import { FleetView } from "./view.ts";
+ * const keys = new FleetKeys("/qhcp/");
+ * const view = new FleetView(keys);
+ * view.apply({ type: "put", key: keys.server("10.0.0.7:4243", "lb-1"), value: "{}", modRevision: 5 }, 5);
+ * view.entries.get("10.0.0.7:4243"); // Set { "lb-1" }
+ * ```
+ */
+export class FleetView {
+  /** Live members as in etcd (the Fleet applies changes after a debounce). */
+  readonly seenMembers = new Set<string>();
+  /** servers/<address>/<lb> entries: the LBs that list each server. */
+  readonly entries = new Map<string, Set<string>>();
+  /** owners/<address>/<lb>, with each key's creation revision. */
+  readonly ownerKeys = new Map<string, Map<string, number>>();
+  /** verdicts/<address>/<lb>. */
+  readonly verdicts = new Map<string, Map<string, OwnerVerdict>>();
+  readonly #keys: FleetKeys;
+
+  constructor(keys: FleetKeys) {
+    this.#keys = keys;
+  }
+
+  /** Forgets everything (before a new listing). */
+  clear(): void {
+    this.seenMembers.clear();
+    this.entries.clear();
+    this.ownerKeys.clear();
+    this.verdicts.clear();
+  }
+
+  /**
+   * Applies one change; `created` is the key's creation revision for a put.
+   * Undefined for a key that is not the fleet's.
+   */
+  apply(e: WatchEvent, created: number): Applied | undefined {
+    const k = this.#keys.parse(e.key);
+    if (!k) return undefined;
+    const put = e.type === "put";
+    switch (k.kind) {
+      case "members":
+        if (put) this.seenMembers.add(k.lb);
+        else this.seenMembers.delete(k.lb);
+        break;
+      case "servers": {
+        const set = this.entries.get(k.address) ?? new Set();
+        if (put) set.add(k.lb);
+        else set.delete(k.lb);
+        if (set.size > 0) this.entries.set(k.address, set);
+        else this.entries.delete(k.address);
+        break;
+      }
+      case "owners": {
+        const map = this.ownerKeys.get(k.address) ?? new Map<string, number>();
+        // A put of an existing owner key keeps its creation revision.
+        if (put) map.set(k.lb, map.get(k.lb) ?? created);
+        else map.delete(k.lb);
+        this.ownerKeys.set(k.address, map);
+        break;
+      }
+      case "verdicts": {
+        const map = this.verdicts.get(k.address) ?? new Map<string, OwnerVerdict>();
+        const v = put ? parseVerdict(e.value) : undefined;
+        if (v) map.set(k.lb, v);
+        else map.delete(k.lb);
+        this.verdicts.set(k.address, map);
+        break;
+      }
+    }
+    return { ...k, put };
+  }
+}

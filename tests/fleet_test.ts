@@ -13,7 +13,7 @@ import { assigned, owners } from "../lib/fleet/assign.ts";
 import { FleetDirectory } from "../lib/fleet/directory.ts";
 import { Fleet } from "../lib/fleet/fleet.ts";
 import { FleetKeys } from "../lib/fleet/keys.ts";
-import { FleetView } from "../lib/fleet/view.ts";
+import { FleetMirror } from "../lib/fleet/mirror.ts";
 import { MemoryStore } from "../lib/fleet/memory_store.ts";
 import { combine, type OwnerVerdict, parseVerdict } from "../lib/fleet/verdicts.ts";
 import { Monitor } from "../lib/lb/monitor.ts";
@@ -360,9 +360,9 @@ Deno.test({
     }),
 });
 
-Deno.test("FleetView.apply() keeps members, entries, owner revisions and verdicts, and says what it touched", () => {
+Deno.test("FleetMirror.apply() keeps members, entries, owner revisions and verdicts, and says what it touched", () => {
   const keys = new FleetKeys("/qhcp/");
-  const view = new FleetView(keys);
+  const view = new FleetMirror(keys);
   const put = (key: string, value: string, rev: number) =>
     view.apply({ type: "put", key, value, modRevision: rev }, rev);
   const del = (key: string) => view.apply({ type: "delete", key, value: "", modRevision: 0 }, 0);

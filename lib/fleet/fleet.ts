@@ -32,7 +32,7 @@ import type { ServerSet } from "../lb/directory.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import { owners } from "./assign.ts";
 import type { FleetKeys } from "./keys.ts";
-import { FleetView } from "./view.ts";
+import { FleetMirror } from "./mirror.ts";
 import { type Store, StoreError, type WatchEvent, type Watching } from "./store.ts";
 import {
   combine,
@@ -113,7 +113,7 @@ export class Fleet {
   #contact = 0;
   #staleLogged = false;
   /** The fleet as listed and watched. */
-  readonly #view: FleetView;
+  readonly #mirror: FleetMirror;
   /** Live members as applied (after the debounce). */
   #members: string[] = [];
   /** This LB's claims: owner key revision by address. */
@@ -145,7 +145,7 @@ export class Fleet {
     };
     this.#now = options.now ?? Date.now;
     this.#log = options.log.child({ fleet: options.lbId });
-    this.#view = new FleetView(options.keys);
+    this.#mirror = new FleetMirror(options.keys);
   }
 
   /**
@@ -203,7 +203,7 @@ export class Fleet {
 
   /** One server, or undefined when the fleet does not know it. */
   server(address: string): FleetServer | undefined {
-    return this.#view.entries.has(address) ? this.#server(address) : undefined;
+    return this.#mirror.entries.has(address) ? this.#server(address) : undefined;
   }
 
   /** Servers in the fleet's set, sorted. */
@@ -220,7 +220,7 @@ export class Fleet {
     return {
       maxServers: this.#o.monitor.maxServers,
       addresses: () =>
-        [...this.#view.entries].filter(([, lbs]) => lbs.has(this.lbId)).map(([a]) => a),
+        [...this.#mirror.entries].filter(([, lbs]) => lbs.has(this.lbId)).map(([a]) => a),
       addServer: async (address) => {
         const key = formatAddress(address.host, address.port);
         await this.addServer(key);
@@ -292,7 +292,7 @@ export class Fleet {
    * (the server leaves the fleet). False when the fleet does not list it.
    */
   async removeServer(address: string, everywhere: boolean): Promise<boolean> {
-    const lbs = this.#view.entries.get(address);
+    const lbs = this.#mirror.entries.get(address);
     if (!lbs || (!everywhere && !lbs.has(this.lbId))) return false;
     const key = everywhere
       ? `${this.#o.keys.of("servers")}${address}/`
@@ -329,7 +329,7 @@ export class Fleet {
     await this.#relist();
     this.#log.info("joined the fleet", {
       members: this.#members.join(","),
-      servers: this.#view.entries.size,
+      servers: this.#mirror.entries.size,
       lease_ttl_s: this.#o.leaseTtlSec,
     });
   }
@@ -388,14 +388,14 @@ export class Fleet {
   async #relist(): Promise<void> {
     const { kvs, revision } = await this.#o.store.list(this.#o.keys.prefix);
     this.#contacted();
-    this.#view.clear();
+    this.#mirror.clear();
     for (const kv of kvs) {
       this.#apply(
         { type: "put", key: kv.key, value: kv.value, modRevision: kv.modRevision },
         kv.createRevision,
       );
     }
-    this.#members = [...this.#view.seenMembers].sort();
+    this.#members = [...this.#mirror.seenMembers].sort();
     this.#listed = true;
     this.#watching?.close();
     this.#watching = this.#o.store.watch(
@@ -428,7 +428,7 @@ export class Fleet {
 
   /** Applies one change to the view; returns its family. */
   #apply(e: WatchEvent, created: number): string | undefined {
-    const a = this.#view.apply(e, created);
+    const a = this.#mirror.apply(e, created);
     if (!a) return undefined;
     // Another LB removed our claim (our lease expired): it is over.
     if (a.kind === "owners" && !a.put && a.lb === this.lbId && this.#claims.has(a.address)) {
@@ -441,7 +441,7 @@ export class Fleet {
   #membersChanged(): void {
     clearTimeout(this.#debounce);
     this.#debounce = setTimeout(() => {
-      const next = [...this.#view.seenMembers].sort();
+      const next = [...this.#mirror.seenMembers].sort();
       if (next.join(",") === this.#members.join(",")) return;
       this.#log.info("fleet members changed", {
         members: next.join(","),
@@ -489,7 +489,7 @@ export class Fleet {
       ? this.#members
       : [...this.#members, this.lbId].sort();
     const want = new Set<string>();
-    for (const address of this.#view.entries.keys()) {
+    for (const address of this.#mirror.entries.keys()) {
       if (owners(address, members, k).includes(this.lbId)) want.add(address);
     }
     // Many at a time: a dead LB's servers are taken over by claiming hundreds.
@@ -647,7 +647,7 @@ export class Fleet {
     const before = this.#written.get(address);
     if (!refresh && !verdictChanged(before, v)) return;
     const { store, keys } = this.#o;
-    const previous = [...(this.#view.verdicts.get(address)?.keys() ?? [])]
+    const previous = [...(this.#mirror.verdicts.get(address)?.keys() ?? [])]
       .filter((lb) => lb !== this.lbId && !this.#members.includes(lb));
     try {
       const r = await store.txn(
@@ -669,13 +669,13 @@ export class Fleet {
   // --- reading --------------------------------------------------------------------------
 
   #addresses(): string[] {
-    const all = new Set([...this.#view.entries.keys()]);
+    const all = new Set([...this.#mirror.entries.keys()]);
     return [...all].sort();
   }
 
   #server(address: string): FleetServer {
     const owned = owners(address, this.#members, this.#o.checkersPerServer);
-    const verdicts = [...(this.#view.verdicts.get(address)?.values() ?? [])];
+    const verdicts = [...(this.#mirror.verdicts.get(address)?.values() ?? [])];
     // This LB's own verdict is fresher than what it last wrote.
     const view = this.#claims.has(address) ? this.#o.monitor.server(address) : undefined;
     const mine = view ? ownerVerdict(view, this.lbId, this.#now()) : undefined;
@@ -696,6 +696,6 @@ export class Fleet {
   }
 
   #notifyAll(): void {
-    for (const a of this.#view.entries.keys()) this.#notify(a);
+    for (const a of this.#mirror.entries.keys()) this.#notify(a);
   }
 }

@@ -14,5 +14,5 @@ export * from "./assign.ts";
 export * from "./keys.ts";
 export * from "./verdicts.ts";
 export * from "./fleet.ts";
-export * from "./view.ts";
+export * from "./mirror.ts";
 export * from "./directory.ts";

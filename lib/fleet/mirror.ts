@@ -27,22 +27,22 @@ export interface Applied {
  * @example
  * ```ts
  * import { FleetKeys } from "./keys.ts";
- * import { FleetView } from "./view.ts";
+ * import { FleetMirror } from "./mirror.ts";
  * const keys = new FleetKeys("/qhcp/");
- * const view = new FleetView(keys);
+ * const view = new FleetMirror(keys);
  * view.apply({ type: "put", key: keys.server("10.0.0.7:4243", "lb-1"), value: "{}", modRevision: 5 }, 5);
  * view.entries.get("10.0.0.7:4243"); // Set { "lb-1" }
  * ```
  */
-export class FleetView {
+export class FleetMirror {
   /** Live members as in etcd (the Fleet applies changes after a debounce). */
-  readonly seenMembers = new Set<string>();
+  readonly seenMembers: Set<string> = new Set();
   /** servers/<address>/<lb> entries: the LBs that list each server. */
-  readonly entries = new Map<string, Set<string>>();
+  readonly entries: Map<string, Set<string>> = new Map();
   /** owners/<address>/<lb>, with each key's creation revision. */
-  readonly ownerKeys = new Map<string, Map<string, number>>();
+  readonly ownerKeys: Map<string, Map<string, number>> = new Map();
   /** verdicts/<address>/<lb>. */
-  readonly verdicts = new Map<string, Map<string, OwnerVerdict>>();
+  readonly verdicts: Map<string, Map<string, OwnerVerdict>> = new Map();
   readonly #keys: FleetKeys;
 
   constructor(keys: FleetKeys) {

@@ -33,7 +33,8 @@ import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import { owners } from "./assign.ts";
 import type { FleetKeys } from "./keys.ts";
 import { FleetMirror } from "./mirror.ts";
-import { type Store, StoreError, type WatchEvent, type Watching } from "./store.ts";
+import { EntryWriter } from "./entries.ts";
+import type { Store, StoreError, WatchEvent, Watching } from "./store.ts";
 import {
   combine,
   type FleetVerdict,
@@ -49,8 +50,6 @@ const _CLAIMS_AT_ONCE = 32;
  * a takeover of hundreds of servers is a few round trips, not hundreds.
  */
 const _CLAIMS_PER_TXN = 64;
-/** Server entries written in one etcd transaction. */
-const _ENTRIES_PER_TXN = 64;
 /** Claiming transactions in flight at once. */
 const _CLAIM_TXNS_AT_ONCE = 4;
 /** Options of {@linkcode Fleet}. */
@@ -123,11 +122,8 @@ export class Fleet {
   #listeners = new Set<(address: string) => void>();
   #assigning: Promise<void> = Promise.resolve();
   #assignRunning = false;
-  /** Servers added while etcd did not answer, written at the next renewal. */
-  readonly #pendingEntries = new Set<string>();
-  readonly #entryQueue: { address: string; resolve: () => void; reject: (e: unknown) => void }[] =
-    [];
-  #entryWriting = false;
+  /** This LB's entries of the server set, written in batches. */
+  readonly #entryWriter: EntryWriter;
   #assignAgain = false;
   /** True once the fleet was listed under the current lease. */
   #listed = false;
@@ -146,6 +142,20 @@ export class Fleet {
     this.#now = options.now ?? Date.now;
     this.#log = options.log.child({ fleet: options.lbId });
     this.#mirror = new FleetMirror(options.keys);
+    this.#entryWriter = new EntryWriter({
+      store: options.store,
+      keys: options.keys,
+      lbId: options.lbId,
+      now: this.#now,
+      log: this.#log,
+      // Seen at once here; the watch brings the same change again, which changes nothing.
+      written: (key, value, revision) =>
+        void this.#apply({ type: "put", key, value, modRevision: revision }, revision),
+      afterBatch: () => {
+        this.#contacted();
+        this.#reassign();
+      },
+    });
   }
 
   /**
@@ -232,59 +242,11 @@ export class Fleet {
 
   /**
    * Adds a server to the fleet's set (an entry of this LB). Entries added
-   * together are written together, 64 to a transaction: a servers file of
-   * thousands is a few writes (one put each made every LB reassign thousands
-   * of times, and took minutes at 3,000 servers). When etcd does not answer,
-   * the entry waits and is written again at the next lease renewal: a slow
-   * etcd must not cost the LB its servers file.
+   * together are written together (see `entries.ts`). When etcd does not
+   * answer, the entry waits and is written again at the next lease renewal.
    */
   addServer(address: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#entryQueue.push({ address, resolve, reject });
-      if (!this.#entryWriting) void this.#writeEntries();
-    });
-  }
-
-  async #writeEntries(): Promise<void> {
-    this.#entryWriting = true;
-    // Let the rest of a burst of additions join the first transaction.
-    await new Promise((r) => setTimeout(r, 0));
-    try {
-      while (this.#entryQueue.length > 0) {
-        const batch = this.#entryQueue.splice(0, _ENTRIES_PER_TXN);
-        const value = JSON.stringify({ at: new Date(this.#now()).toISOString() });
-        const puts = batch.map((b) => ({ put: this.#o.keys.server(b.address, this.lbId), value }));
-        let revision: number;
-        try {
-          revision = (await this.#o.store.txn([], puts)).revision;
-        } catch (e) {
-          if (!(e instanceof StoreError) || e.kind !== "unavailable") {
-            for (const b of batch) b.reject(e);
-            continue;
-          }
-          if (this.#pendingEntries.size === 0) {
-            this.#log.warn("etcd did not answer: servers join the fleet's set when it does", {
-              error: e.message,
-            });
-          }
-          for (const b of batch) {
-            this.#pendingEntries.add(b.address);
-            b.resolve();
-          }
-          continue;
-        }
-        this.#contacted();
-        for (const [i, b] of batch.entries()) {
-          this.#pendingEntries.delete(b.address);
-          // Seen at once here; the watch brings the same change again, which changes nothing.
-          this.#apply({ type: "put", key: puts[i]!.put, value, modRevision: revision }, revision);
-          b.resolve();
-        }
-        this.#reassign();
-      }
-    } finally {
-      this.#entryWriting = false;
-    }
+    return this.#entryWriter.add(address);
   }
 
   /**
@@ -345,9 +307,9 @@ export class Fleet {
       this.#contacted();
       if (ttl > 0) {
         if (!this.#listed) await this.#relist();
-        for (const address of [...this.#pendingEntries]) {
+        for (const address of [...this.#entryWriter.pending]) {
           await this.addServer(address);
-          if (this.#pendingEntries.has(address)) break; // still not answering
+          if (this.#entryWriter.pending.has(address)) break; // still not answering
         }
         return;
       }

@@ -15,4 +15,5 @@ export * from "./keys.ts";
 export * from "./verdicts.ts";
 export * from "./fleet.ts";
 export * from "./mirror.ts";
+export * from "./entries.ts";
 export * from "./directory.ts";

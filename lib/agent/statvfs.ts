@@ -18,6 +18,7 @@ const LIBRARIES = ["libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1
 // struct statvfs on LP64: f_bsize, f_frsize, f_blocks, f_bfree, f_bavail, … (8 bytes each), 112 in all.
 const OFFSETS = { blocks: 16, bfree: 24, bavail: 32 } as const;
 const SIZE = 112;
+const _enc = new TextEncoder();
 
 type Libc = { symbols: { statvfs: (path: Uint8Array, out: Uint8Array) => number } };
 let libc: Libc | undefined;
@@ -54,7 +55,7 @@ function _libc(): Libc {
  */
 export function statvfs(path: string): FsBlocks {
   const out = new Uint8Array(SIZE);
-  const rc = _libc().symbols.statvfs(new TextEncoder().encode(`${path}\0`), out);
+  const rc = _libc().symbols.statvfs(_enc.encode(`${path}\0`), out);
   if (rc !== 0) throw new Error(`statvfs(${JSON.stringify(path)}) failed`);
   const view = new DataView(out.buffer);
   const read = (at: number) => Number(view.getBigUint64(at, true));

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { toBase64 } from "../util/bytes.ts";
 import {
   type Compare,
   type KeyValue,
@@ -43,15 +44,9 @@ interface _RawKv {
 const _enc = new TextEncoder();
 const _dec = new TextDecoder();
 
-const _b64 = (text: string): string => _bytesB64(_enc.encode(text));
+const _b64 = (text: string): string => toBase64(_enc.encode(text));
 const _unb64 = (b64: string | undefined): string =>
   b64 ? _dec.decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))) : "";
-
-function _bytesB64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
 
 /** etcd's range_end for every key under `prefix`: the prefix with its last byte + 1. */
 function _rangeEnd(prefix: string): string {
@@ -60,10 +55,10 @@ function _rangeEnd(prefix: string): string {
     if (bytes[i]! < 0xff) {
       const end = bytes.slice(0, i + 1);
       end[i]!++;
-      return _bytesB64(end);
+      return toBase64(end);
     }
   }
-  return _bytesB64(new Uint8Array([0]));
+  return toBase64(new Uint8Array([0]));
 }
 
 const _kv = (raw: _RawKv): KeyValue => ({

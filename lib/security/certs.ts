@@ -9,7 +9,8 @@
 import "reflect-metadata"; // @peculiar/x509 needs the Reflect polyfill loaded first
 import * as x509 from "@peculiar/x509";
 import { parseIp } from "../protocol/address.ts";
-import { hostMatchesNames, pemToDer, splitPem, type SubjectName } from "./names.ts";
+import { derToPem, hostMatchesNames, pemToDer, splitPem, type SubjectName } from "./names.ts";
+import { toHex } from "../util/bytes.ts";
 
 const _ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const _DAY_MS = 86_400_000;
@@ -241,12 +242,9 @@ function _nameMatches(cert: x509.X509Certificate, host: string): boolean {
 function _serial(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   bytes[0] = bytes[0]! & 0x7f; // positive
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(bytes);
 }
 
 function _pem(label: string, der: ArrayBuffer): string {
-  let bin = "";
-  for (const b of new Uint8Array(der)) bin += String.fromCharCode(b);
-  const b64 = btoa(bin).match(/.{1,64}/g)!.join("\n");
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+  return derToPem(label, new Uint8Array(der));
 }

@@ -29,7 +29,8 @@ export class JwsError extends Error {
   }
 }
 
-import { pemToDer } from "./names.ts";
+import { derToPem, pemToDer } from "./names.ts";
+import { toBase64 } from "../util/bytes.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -38,9 +39,7 @@ const B64URL = /^[A-Za-z0-9_-]*$/;
 /** Encodes bytes (or a string's UTF-8) as unpadded base64url. */
 export function base64url(data: Uint8Array | string): string {
   const bytes = typeof data === "string" ? enc.encode(data) : data;
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Decodes unpadded base64url; undefined when `text` is not base64url. */
@@ -105,14 +104,8 @@ export async function generateEd25519Pem(): Promise<
     "sign",
     "verify",
   ]) as CryptoKeyPair;
-  const pem = async (key: CryptoKey, format: "pkcs8" | "spki", label: string) => {
-    const b64 = btoa(
-      String.fromCharCode(...new Uint8Array(await crypto.subtle.exportKey(format, key))),
-    );
-    return `-----BEGIN ${label}-----\n${
-      b64.match(/.{1,64}/g)!.join("\n")
-    }\n-----END ${label}-----\n`;
-  };
+  const pem = async (key: CryptoKey, format: "pkcs8" | "spki", label: string) =>
+    derToPem(label, new Uint8Array(await crypto.subtle.exportKey(format, key)));
   return {
     privateKeyPem: await pem(pair.privateKey, "pkcs8", "PRIVATE KEY"),
     publicKeyPem: await pem(pair.publicKey, "spki", "PUBLIC KEY"),

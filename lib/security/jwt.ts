@@ -19,6 +19,7 @@
  */
 
 import { AGENT_DEFAULTS, LB_DEFAULTS } from "../util/defaults.ts";
+import { toHex } from "../util/bytes.ts";
 import {
   generateEd25519Pem,
   importEd25519Pem,
@@ -139,11 +140,7 @@ export async function readKeyFile(path: string, what: string): Promise<string> {
 
 /** Returns a new random HS256 secret as 64 hex characters (32 random bytes). */
 export function generateSecret(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(32)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
+  return toHex(crypto.getRandomValues(new Uint8Array(32)));
 }
 
 /** Creates an Ed25519 key pair as PKCS#8 and SPKI PEM texts. */

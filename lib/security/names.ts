@@ -15,6 +15,7 @@ import {
   readCertificate,
 } from "./x509.ts";
 import { parseIp } from "../protocol/address.ts";
+import { toBase64 } from "../util/bytes.ts";
 
 export type { CertificateFacts };
 
@@ -60,6 +61,12 @@ function _dnsMatches(pattern: string, host: string): boolean {
 /** Splits a PEM bundle into single-certificate PEM texts. */
 export function splitPem(text: string): string[] {
   return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/** Writes DER as a PEM block with `label` ("CERTIFICATE", "PRIVATE KEY", ...). */
+export function derToPem(label: string, der: Uint8Array): string {
+  const b64 = toBase64(der).match(/.{1,64}/g)!.join("\n");
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
 /** Converts one PEM certificate to DER. */
@@ -181,7 +188,7 @@ export const webCryptoKeyCheck: KeyCheck = async (cert, _certPem, keyPem) => {
     const key = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
     mine = await crypto.subtle.exportKey("jwk", key);
   } catch (e) {
-    const other = _pkcs8Algorithm(keyPem);
+    const other = _keyAlgorithm(block[1]!, block[0]);
     return other !== undefined && other !== algorithm.name
       ? keyMismatch(cert)
       : { file: "key", reason: `the private key does not parse: ${(e as Error).message}` };
@@ -210,12 +217,12 @@ function _namesText(names: readonly SubjectName[]): string {
   return names.map((n) => `${n.type === "dns" ? "DNS" : "IP Address"}:${n.value}`).join(", ");
 }
 
-/** The WebCrypto name of a private key's algorithm, when the PEM says which. */
-function _pkcs8Algorithm(keyPem: string): string | undefined {
-  if (/BEGIN RSA PRIVATE KEY/.test(keyPem)) return "RSASSA-PKCS1-v1_5";
-  if (/BEGIN EC PRIVATE KEY/.test(keyPem)) return "ECDSA";
+/** The WebCrypto name of a private key's algorithm, from its PEM label or its PKCS#8 header. */
+function _keyAlgorithm(label: string, block: string): string | undefined {
+  if (label === "RSA PRIVATE KEY") return "RSASSA-PKCS1-v1_5";
+  if (label === "EC PRIVATE KEY") return "ECDSA";
   try {
-    return pkcs8AlgorithmName(pemToDer(keyPem));
+    return pkcs8AlgorithmName(pemToDer(block));
   } catch {
     return undefined;
   }

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { toHex } from "../util/bytes.ts";
+
 /** A DER element: its tag and the bounds of its contents in the buffer. */
 interface Tlv {
   tag: number;
@@ -74,9 +76,7 @@ const CURVES: Record<string, string> = {
 };
 
 function _hex(der: Uint8Array, t: Tlv): string {
-  let s = "";
-  for (let i = t.start; i < t.end; i++) s += der[i]!.toString(16).padStart(2, "0");
-  return s;
+  return toHex(der.subarray(t.start, t.end));
 }
 
 /** What a certificate says about its subject. */

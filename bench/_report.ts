@@ -115,7 +115,13 @@ export interface FleetScaleResult {
   /** etcd revisions per second (each a write), fleet mode. */
   etcd_writes_per_s: number;
   failed_checks: number;
+  /** DOWN verdicts of the LBs' own checks of live servers, and LBs that ended not all UP. */
   false_downs: number;
+  /**
+   * Fleet mode: times the fleet's verdict (owners' verdicts combined, in etcd) on a live
+   * server turned DOWN, start-up and takeover included. Absent in older results.
+   */
+  fleet_false_downs?: number;
   /** SIGKILL of one LB to K sessions per server again, fleet mode. */
   takeover_s: number | null;
   when: string;
@@ -124,14 +130,14 @@ export interface FleetScaleResult {
 /** Fleet scale results as a Markdown table. */
 export function fleetTable(rows: readonly FleetScaleResult[]): string {
   const head =
-    "| stack | servers | interval | LBs | mode | checkers per server | sessions per agent | checks/s per LB | LB CPU (each) | LB CPU (all) | etcd writes/s | failed checks | false DOWN | LB killed: checked again after |";
+    "| stack | servers | interval | LBs | mode | checkers per server | sessions per agent | checks/s per LB | LB CPU (each) | LB CPU (all) | etcd writes/s | failed checks | false DOWN: own checks / fleet verdict | LB killed: checked again after |";
   const rule = "|" + "---|".repeat(14);
   const lines = rows.map((r) =>
     `| ${r.quic} | ${r.servers} | ${r.interval_s} s | ${r.lbs} | ${r.mode} | ${r.checkers_per_server} | ${r.sessions_per_agent} | ${
       r.checks_per_s_per_lb.join(", ")
     } | ${r.lb_cpu_percent.map((c) => `${c} %`).join(", ")} | ${r.lb_cpu_total_percent} % | ${
       r.mode === "fleet" ? r.etcd_writes_per_s : "–"
-    } | ${r.failed_checks} | ${r.false_downs} | ${
+    } | ${r.failed_checks} | ${r.false_downs} / ${r.fleet_false_downs ?? "–"} | ${
       r.takeover_s === null ? "–" : `${r.takeover_s} s`
     } |`
   );

@@ -134,6 +134,8 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       takeover_s: null,
       when: new Date().toISOString(),
     };
+    const fleetDowns = (t: MonitorTotals[]) => Math.max(0, ...t.map((x) => x.fleet_downs ?? 0));
+    if (!o.standalone) result.fleet_false_downs = fleetDowns(t1);
     if (!o.standalone && o.lbs > 1) {
       // The last LB dies: how long until the survivors hold K sessions per server again.
       const victim = lbs.length - 1;
@@ -147,6 +149,7 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       const cpuAtKill = watched.map((c) => procSample(c.pid).cpuMs);
       const udpAtKill = udpDrops().rcvbufErrors;
       const dropsAtKill = watched.map((c) => udpDropsOf(c.pid));
+      const stalledAtKill = (await all(survivors)).map((x) => x.loop_stalled_ms);
       for (let nextMark = 0;;) {
         const t = await all(survivors);
         if (t.some((x) => x.up !== o.servers)) flipped = true;
@@ -158,10 +161,15 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
         }
         if (held >= want) break;
         if (performance.now() - killedAt > 60_000) break;
-        await sleep(100);
+        // Not faster: each poll costs a fleet LB a pass over every server.
+        await sleep(250);
       }
       result.takeover_s = round((performance.now() - killedAt) / 1000);
       if (flipped) result.false_downs++;
+      result.fleet_false_downs = Math.max(
+        result.fleet_false_downs ?? 0,
+        fleetDowns(await all(survivors)),
+      );
       const busy = watched.map((c, i) =>
         `${
           round(
@@ -178,6 +186,10 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       );
       say(`fleet scale: sessions held by the survivors (want ${want}): ${timeline.join(", ")}`);
       say(`fleet scale: CPU during the takeover (endpoints, then survivors): ${busy.join(", ")}`);
+      const loops = (await all(survivors)).map((x, i) =>
+        `${x.loop_stalled_ms - stalledAtKill[i]!} ms stalled, longest ${x.loop_longest_stall_ms} ms`
+      );
+      say(`fleet scale: survivors' event loops during the takeover: ${loops.join("; ")}`);
       // QHCP_BENCH_LOGS=DIR keeps every LB's log lines, timed from the kill.
       const keep = Deno.env.get("QHCP_BENCH_LOGS");
       if (keep) {

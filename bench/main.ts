@@ -95,7 +95,8 @@ const say = (line: string) => console.error(`bench: ${line}`);
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
 const dir = await Deno.makeTempDir({ prefix: "qhcp-bench-" });
-const env = { QHCP_CERTS_DIR: dir };
+// As run_quic.sh runs the programs: no update check.
+const env = { QHCP_CERTS_DIR: dir, DENO_NO_UPDATE_CHECK: "1" };
 const children = new Set<Child>();
 const results: Partial<Record<QuicStack, StackResult>> = {};
 const peers: BenchRecord["peers"] = {};

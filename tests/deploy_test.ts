@@ -153,11 +153,15 @@ Deno.test("README shows deploy/ files exactly as they are", async () => {
   }
 });
 
-Deno.test("run_quic.sh runs server.ts with AGENT_DENO_FLAGS and lb.ts without them", async () => {
+Deno.test("run_quic.sh runs server.ts with AGENT_DENO_FLAGS, lb.ts without them, both without update checks", async () => {
   const dir = await Deno.makeTempDir();
   try {
     // A stand-in deno that prints the arguments it is given.
-    await Deno.writeTextFile(`${dir}/deno`, '#!/bin/sh\nprintf "%s\\n" "$@"\n', { mode: 0o755 });
+    await Deno.writeTextFile(
+      `${dir}/deno`,
+      '#!/bin/sh\nprintf "%s\\n" "$@" "update-check-off=$DENO_NO_UPDATE_CHECK"\n',
+      { mode: 0o755 },
+    );
     const run = async (program: string) => {
       const out = await new Deno.Command("bash", {
         args: [`${root}/run_quic.sh`, program, "--help"],
@@ -176,6 +180,8 @@ Deno.test("run_quic.sh runs server.ts with AGENT_DENO_FLAGS and lb.ts without th
     );
     const lb = await run("lb");
     for (const flag of AGENT_DENO_FLAGS) assert.ok(!lb.includes(flag), lb.join(" "));
+    // Neither program asks dl.deno.land for a newer Deno.
+    for (const args of [server, lb]) assert.equal(args.at(-1), "update-check-off=1");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

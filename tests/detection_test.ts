@@ -111,6 +111,21 @@ Deno.test("LoopHealth records late timers as stalls, merges them, and scales tim
   assert.equal(h.multiplier(20_000), 1, "healthy again after 10 s");
 });
 
+Deno.test("LoopHealth counts total stalled time once per overlap and reports the longest recent stall", () => {
+  const h = new LoopHealth({ toleranceMs: 40, memoryMs: 10_000 });
+  h.observe(1000, 1030);
+  assert.equal(h.totalMs, 0, "slack is not a stall");
+  h.observe(1000, 1300);
+  h.observe(1100, 1350); // overlaps the first: only 50 ms more
+  h.observe(5000, 5100);
+  assert.equal(h.totalMs, 450);
+  assert.equal(h.longestSince(0), 350);
+  assert.equal(h.longestSince(2000), 100, "the 350 ms stall ended before 2000");
+  h.observe(30_000, 30_060); // forgets stalls older than the memory, keeps the total
+  assert.equal(h.longestSince(0), 60);
+  assert.equal(h.totalMs, 510);
+});
+
 Deno.test("heartbeatInterval() keeps the fleet within the budget, in 50 ms steps, with hysteresis", () => {
   assert.equal(heartbeatInterval(0, 250, 100, 4000), 250);
   assert.equal(heartbeatInterval(250, 250, 1000, 4000), 250);

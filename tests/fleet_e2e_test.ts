@@ -249,6 +249,19 @@ Deno.test({
         "target <= 200",
       );
       assert.ok(Math.max(...times) < 5000, `DOWN everywhere after ${JSON.stringify([...seen])}`);
+      // The fleet's verdict turned DOWN once on every LB's count, and never before: not for
+      // the LB killed, the LB paused, nor etcd gone.
+      const downs = async (id: string) => {
+        const text = await (await fetch(`http://127.0.0.1:${lbs[id]!.httpPort}/metrics`)).text();
+        return /^qhcp_fleet_verdict_downs_total (\d+)$/m.exec(text)?.[1];
+      };
+      let counts: (string | undefined)[] = [];
+      await waitFor("one fleet DOWN verdict counted everywhere", async () => {
+        counts = await Promise.all(live().map(downs));
+        return counts.every((c) => c === "1");
+      }, 5000).catch(() => {
+        throw new Error(`fleet DOWN verdicts counted by ${live().join(", ")}: ${counts}`);
+      });
     });
 
     await t.step("an LB added: the servers that move go to it, no other moves", async () => {

@@ -10,13 +10,16 @@
 import assert from "node:assert/strict";
 import type { Agent } from "../lib/agent/agent.ts";
 import { assigned, owners } from "../lib/fleet/assign.ts";
+import { Claims } from "../lib/fleet/claims.ts";
 import { FleetDirectory } from "../lib/fleet/directory.ts";
 import { Fleet } from "../lib/fleet/fleet.ts";
 import { FleetKeys } from "../lib/fleet/keys.ts";
 import { FleetMirror } from "../lib/fleet/mirror.ts";
 import { MemoryStore } from "../lib/fleet/memory_store.ts";
-import { combine, type OwnerVerdict, parseVerdict } from "../lib/fleet/verdicts.ts";
+import { VerdictWriter } from "../lib/fleet/verdict_writer.ts";
+import { combine, type OwnerVerdict, parseVerdict, VerdictChanges } from "../lib/fleet/verdicts.ts";
 import { Monitor } from "../lib/lb/monitor.ts";
+import type { WatchView } from "../lib/lb/record.ts";
 import { MemoryTransport } from "../lib/transport/memory.ts";
 import { silentLogger } from "../lib/util/log.ts";
 import { hmacPair, startMemoryAgent, waitFor } from "./_helpers.ts";
@@ -140,6 +143,22 @@ Deno.test("combine(): a previous owner's verdict stands until a current owner ha
   assert.equal(parseVerdict(JSON.stringify(old))?.by, "lb-gone");
   assert.equal(parseVerdict("{}"), undefined);
   assert.equal(parseVerdict("not json"), undefined);
+});
+
+Deno.test("VerdictChanges counts turns to DOWN, not a listing, not a DOWN that stays DOWN", () => {
+  const c = new VerdictChanges();
+  c.record("a:1", "DOWN", true);
+  c.record("b:1", "UP", true);
+  assert.equal(c.downs, 0, "a listing counts nothing");
+  c.record("a:1", "DOWN");
+  assert.equal(c.downs, 0, "DOWN already");
+  c.record("b:1", "DOWN");
+  c.record("c:1", "UNKNOWN");
+  c.record("c:1", "DOWN");
+  assert.equal(c.downs, 2, "UP to DOWN and UNKNOWN to DOWN");
+  c.forget("b:1");
+  c.record("b:1", "DOWN");
+  assert.equal(c.downs, 3, "a server that left and came back DOWN");
 });
 
 // --- three LBs in this process ------------------------------------------------------------
@@ -270,12 +289,34 @@ Deno.test({
           lbs.slice(0, 2).every((lb) => lb.directory.server(`${HOSTS[0]}:4243`)?.state === "DOWN"),
         10_000,
       );
+      // Each LB counts the fleet's verdict turning DOWN once, as etcd holds it; the takeover
+      // before it turned nothing DOWN.
+      await waitFor(
+        "the DOWN verdict counted",
+        () => lbs.slice(0, 2).every((lb) => lb.directory.totals().fleet_downs === 1),
+        5000,
+      );
 
       // The store goes away: verdicts are served, marked stale; no server is taken out for it.
       store.down = true;
       await waitFor("stale", () => lbs[0]!.directory.status()[1]!.fleet!.stale_ms !== null, 6000);
       const live = lbs[0]!.directory.status().filter((v) => v.address !== `${HOSTS[0]}:4243`);
       assert.ok(live.every((v) => v.state === "UP"), "no server DOWN because the store is gone");
+      // One server, the counts and the size read as the whole view does (without building it).
+      const one = lbs[0]!.directory.server(live[0]!.address);
+      assert.ok(one?.fleet?.stale_ms !== null && one?.fleet?.stale_ms !== undefined);
+      const all = lbs[0]!.directory.status();
+      const totals = lbs[0]!.directory.totals();
+      assert.equal(lbs[0]!.directory.size, all.length);
+      assert.deepEqual(
+        [totals.servers, totals.up, totals.down, totals.unknown],
+        [
+          all.length,
+          ...(["UP", "DOWN", "UNKNOWN"] as const).map((st) =>
+            all.filter((v) => v.state === st).length
+          ),
+        ],
+      );
       store.down = false;
       await waitFor(
         "not stale",
@@ -345,6 +386,34 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "Fleet on a slow etcd: after its lease expired, one join at a time however long joining takes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withFleet(HOSTS.slice(0, 1), ["lb-a"], async ({ store, lbs: [lb] }) => {
+      await lb!.directory.addServer({ host: HOSTS[0]!, port: 4243 });
+      await waitFor("checked", () => lb!.monitor.size === 1, 5000);
+      let grants = 0;
+      const grant = store.grant.bind(store);
+      store.grant = (ttlSec) => {
+        grants++;
+        return grant(ttlSec);
+      };
+      // Away for longer than the 3 s lease, then back but slow: a join (lease, member key,
+      // listing) takes 3.6 s, while renewals come every second.
+      store.down = true;
+      await new Promise((r) => setTimeout(r, 3500));
+      store.latencyMs = 1200;
+      store.down = false;
+      await waitFor("a new lease", () => grants >= 1, 10_000);
+      await waitFor("checking again", () => lb!.monitor.size === 1, 15_000);
+      assert.equal(grants, 1, "one lease asked for, not one per renewal tick");
+      store.latencyMs = 0;
+    }),
+});
+
+Deno.test({
   name: "Fleet.addServer() called for 200 servers at once writes them in four transactions",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -358,6 +427,71 @@ Deno.test({
       assert.equal(new Set(kvs.map((kv) => kv.createRevision)).size, 4, "64 + 64 + 64 + 8");
       assert.ok(store.revision - before >= 4);
     }),
+});
+
+Deno.test("VerdictWriter gathers changes into transactions of 50, spreads a refresh, and a refused one finds the lost claim", async () => {
+  const store = new MemoryStore();
+  const keys = new FleetKeys("/qhcp/");
+  const lease = await store.grant(60);
+  const views = new Map<string, WatchView>();
+  const view = (address: string, state: "UP" | "DOWN") =>
+    ({
+      address,
+      state,
+      status: "OK",
+      weight: 100,
+      last_change: "2026-11-29T00:00:00.000Z",
+      load: null,
+      metrics: null,
+      last_rtt_ms: 1,
+      last_error: null,
+      services: [],
+    }) as unknown as WatchView;
+  const monitor = {
+    addServer: () => "",
+    removeServer: () => Promise.resolve(true),
+    server: (a: string) => views.get(a),
+  };
+  const common = { store, keys, lbId: "lb-a", isoNow: () => "now", contacted: () => {} };
+  const claims = new Claims({ ...common, monitor, log: silentLogger });
+  const lost: string[] = [];
+  const writer = new VerdictWriter({
+    ...common,
+    claims,
+    monitor,
+    previousOwners: () => [],
+    unreachable: (e) => assert.fail(e),
+    lost: (a) => {
+      lost.push(a);
+      claims.lose(a);
+    },
+    stopped: () => false,
+  });
+  const servers = Array.from({ length: 120 }, (_, i) => `10.7.0.${i}:4243`);
+  await claims.claim(servers, lease, () => false);
+  for (const a of servers) views.set(a, view(a, "UP"));
+  const before = store.revision;
+  await Promise.all(servers.map((a) => writer.write(a)));
+  assert.equal(store.revision - before, 3, "50 + 50 + 20");
+  assert.equal((await store.list("/qhcp/verdicts/")).kvs.length, 120);
+  // Nothing changed: nothing written.
+  await Promise.all(servers.map((a) => writer.write(a)));
+  assert.equal(store.revision - before, 3);
+  // A refresh rewrites all 120 in three transactions spread over the time given.
+  const started = performance.now();
+  await writer.refresh(300);
+  assert.equal(store.revision - before, 6);
+  assert.ok(performance.now() - started >= 150, "two pauses of 100 ms between the three");
+  // One claim is gone (its key deleted by another LB): its batch is refused, then written
+  // one by one, which finds it.
+  await store.delete(keys.owner(servers[5]!, "lb-a"));
+  for (const a of servers.slice(0, 10)) views.set(a, view(a, "DOWN"));
+  await Promise.all(servers.slice(0, 10).map((a) => writer.write(a)));
+  assert.deepEqual(lost, [servers[5]]);
+  const down = (await store.list("/qhcp/verdicts/")).kvs.filter((kv) =>
+    kv.value.includes('"DOWN"')
+  );
+  assert.equal(down.length, 9);
 });
 
 Deno.test("FleetMirror.apply() keeps members, entries, owner revisions and verdicts, and says what it touched", () => {

@@ -321,6 +321,8 @@ Deno.test("GET /metrics exports the documented families in the Prometheus text f
         "qhcp_checks_late_total",
         "qhcp_sessions",
         "qhcp_reconnects_total",
+        "qhcp_loop_stalled_seconds_total",
+        "qhcp_loop_longest_stall_seconds",
       ]
     ) assert.match(r.text, new RegExp(`^# TYPE ${family} `, "m"), family);
     assert.match(r.text, /^qhcp_server_up\{server="10\.0\.0\.1:4243"\} 1$/m);
@@ -336,6 +338,7 @@ Deno.test("GET /metrics exports the documented families in the Prometheus text f
     );
     assert.match(r.text, /^qhcp_sessions 2$/m);
     assert.match(r.text, /^qhcp_reconnects_total [1-9]\d*$/m, "the DOWN server has been redialled");
+    assert.match(r.text, /^qhcp_loop_stalled_seconds_total \d+(\.\d+)?$/m);
   } finally {
     await f.close();
   }

@@ -33,7 +33,7 @@ export class FleetDirectory implements ServerDirectory {
   }
 
   get size(): number {
-    return this.#fleet.addresses().length;
+    return this.#fleet.size;
   }
 
   get maxServers(): number {
@@ -50,7 +50,7 @@ export class FleetDirectory implements ServerDirectory {
   server(address: string): WatchView | undefined {
     const key = _key(address);
     const s = this.#fleet.server(key);
-    return s ? this.#view(s, this.#fleet.state().staleMs) : undefined;
+    return s ? this.#view(s, this.#fleet.staleMs) : undefined;
   }
 
   history(address: string, limit?: number): CheckRecord[] | undefined {
@@ -63,15 +63,23 @@ export class FleetDirectory implements ServerDirectory {
   }
 
   totals(): MonitorTotals {
-    const t = this.#monitor.totals();
-    const views = this.status();
-    return {
-      ...t,
-      servers: views.length,
-      up: views.filter((v) => v.state === "UP").length,
-      down: views.filter((v) => v.state === "DOWN").length,
-      unknown: views.filter((v) => v.state === "UNKNOWN").length,
+    const t = {
+      ...this.#monitor.totals(),
+      servers: 0,
+      up: 0,
+      down: 0,
+      unknown: 0,
+      fleet_downs: this.#fleet.verdictDowns,
     };
+    // The fleet's verdicts only: no view is built (this is polled).
+    for (const s of this.#fleet.state().servers.values()) {
+      t.servers++;
+      const state = s.verdict?.state ?? "UNKNOWN";
+      if (state === "UP") t.up++;
+      else if (state === "DOWN") t.down++;
+      else t.unknown++;
+    }
+    return t;
   }
 
   pick(strategy: Strategy = "weighted"): PickResult {

@@ -31,6 +31,12 @@ export interface EtcdOptions {
   endpoints: readonly string[];
   /** Each request must be answered within this, ms. Default 1000. */
   requestTimeoutMs?: number;
+  /**
+   * Keys per request of a listing, default 500: a fleet of thousands of
+   * servers is listed in pages, each small enough for the request timeout
+   * on a loaded etcd, all read at the first page's revision.
+   */
+  listPageSize?: number;
 }
 
 interface _RawKv {
@@ -60,6 +66,9 @@ function _rangeEnd(prefix: string): string {
   }
   return toBase64(new Uint8Array([0]));
 }
+
+const _revision = (r: Record<string, unknown>): number =>
+  Number((r.header as { revision?: string } | undefined)?.revision ?? 0);
 
 const _kv = (raw: _RawKv): KeyValue => ({
   key: _unb64(raw.key),
@@ -115,6 +124,7 @@ export function createEtcdStore(options: EtcdOptions): Store {
 class _EtcdStore implements Store {
   readonly #endpoints: string[];
   readonly #timeoutMs: number;
+  readonly #pageSize: number;
   #current = 0;
   readonly #watches = new Set<_Watch>();
   #closed = false;
@@ -123,6 +133,7 @@ class _EtcdStore implements Store {
     if (options.endpoints.length === 0) throw new RangeError("etcd: no endpoint given");
     this.#endpoints = options.endpoints.map((e) => e.replace(/\/+$/, ""));
     this.#timeoutMs = options.requestTimeoutMs ?? 1000;
+    this.#pageSize = options.listPageSize ?? 500;
   }
 
   /** The member requests go to now. */
@@ -146,12 +157,27 @@ class _EtcdStore implements Store {
   }
 
   async list(prefix: string, exact = false): Promise<{ kvs: KeyValue[]; revision: number }> {
-    const r = await this.#call("/v3/kv/range", {
-      key: _b64(prefix),
-      ...(exact ? {} : { range_end: _rangeEnd(prefix) }),
-    });
-    const kvs = ((r.kvs ?? []) as _RawKv[]).map(_kv);
-    return { kvs, revision: Number((r.header as { revision?: string }).revision ?? 0) };
+    if (exact) {
+      const r = await this.#call("/v3/kv/range", { key: _b64(prefix) });
+      return { kvs: ((r.kvs ?? []) as _RawKv[]).map(_kv), revision: _revision(r) };
+    }
+    // Pages in key order, each from just after the last key, all at the first one's revision.
+    const kvs: KeyValue[] = [];
+    let from = prefix;
+    let revision = 0;
+    for (;;) {
+      const r = await this.#call("/v3/kv/range", {
+        key: _b64(from),
+        range_end: _rangeEnd(prefix),
+        limit: this.#pageSize,
+        ...(revision > 0 ? { revision } : {}),
+      });
+      if (revision === 0) revision = _revision(r);
+      const page = ((r.kvs ?? []) as _RawKv[]).map(_kv);
+      kvs.push(...page);
+      if (r.more !== true || page.length === 0) return { kvs, revision };
+      from = page[page.length - 1]!.key + "\0";
+    }
   }
 
   async put(key: string, value: string, lease?: string): Promise<number> {
@@ -160,7 +186,7 @@ class _EtcdStore implements Store {
       value: _b64(value),
       ...(lease ? { lease } : {}),
     });
-    return Number((r.header as { revision?: string }).revision ?? 0);
+    return _revision(r);
   }
 
   async delete(key: string, prefix = false): Promise<void> {
@@ -182,7 +208,7 @@ class _EtcdStore implements Store {
     });
     return {
       succeeded: r.succeeded === true,
-      revision: Number((r.header as { revision?: string }).revision ?? 0),
+      revision: _revision(r),
     };
   }
 

@@ -6,16 +6,16 @@
  *   and a member key under it; every LB watches the member list, and a
  *   change is applied once it has held for the debounce time;
  * - **assignment**: each server is checked by its top K members by
- *   rendezvous hash (`assign.ts`); this LB claims its servers with an owner
- *   key created in a transaction under its lease, and checks them with its
- *   local {@linkcode Monitor};
+ *   rendezvous hash (`assign.ts`); this LB claims its servers with owner
+ *   keys created in transactions under its lease (`claims.ts`), and checks
+ *   them with its local {@linkcode Monitor};
  * - **fencing**: every verdict write is a transaction that holds only while
  *   this LB's owner key still has the revision it was created with, so an
  *   LB that was paused or cut off past its lease cannot write over the
  *   servers' new owners; a refused write ends its claim;
  * - **shared verdict**: owners write each server's verdict on every change
- *   and every refresh interval (with the figures of that moment), and every
- *   LB combines the owners' verdicts (`verdicts.ts`) for what it serves;
+ *   and every refresh interval (`verdict_writer.ts`), and every LB combines
+ *   the owners' verdicts (`verdicts.ts`) for what it serves;
  * - **etcd unreachable**: the LB keeps checking what it owns and serving the
  *   last known verdicts, marked stale with their age; it writes nothing and
  *   marks no server DOWN for it; when etcd answers again it takes a new
@@ -29,29 +29,16 @@ import type { Logger } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import type { Monitor } from "../lb/monitor.ts";
 import type { ServerSet } from "../lb/directory.ts";
-import { formatAddress, parseServerAddress } from "../protocol/address.ts";
+import { formatAddress } from "../protocol/address.ts";
 import { owners } from "./assign.ts";
 import type { FleetKeys } from "./keys.ts";
-import { FleetMirror } from "./mirror.ts";
+import { type Applied, FleetMirror } from "./mirror.ts";
+import { Claims } from "./claims.ts";
 import { EntryWriter } from "./entries.ts";
+import { VerdictWriter } from "./verdict_writer.ts";
 import type { Store, StoreError, WatchEvent, Watching } from "./store.ts";
-import {
-  combine,
-  type FleetVerdict,
-  type OwnerVerdict,
-  ownerVerdict,
-  verdictChanged,
-} from "./verdicts.ts";
+import { combine, type FleetVerdict, ownerVerdict, VerdictChanges } from "./verdicts.ts";
 
-/** Releases in flight at once (etcd deletes). */
-const _CLAIMS_AT_ONCE = 32;
-/**
- * Owner keys created in one etcd transaction (etcd allows 128 operations):
- * a takeover of hundreds of servers is a few round trips, not hundreds.
- */
-const _CLAIMS_PER_TXN = 64;
-/** Claiming transactions in flight at once. */
-const _CLAIM_TXNS_AT_ONCE = 4;
 /** Options of {@linkcode Fleet}. */
 export interface FleetOptions {
   store: Store;
@@ -116,9 +103,9 @@ export class Fleet {
   /** Live members as applied (after the debounce). */
   #members: string[] = [];
   /** This LB's claims: owner key revision by address. */
-  #claims = new Map<string, number>();
-  /** What this LB last wrote per server. */
-  #written = new Map<string, OwnerVerdict>();
+  readonly #claims: Claims;
+  /** This LB's verdicts into etcd. */
+  readonly #writer: VerdictWriter;
   #listeners = new Set<(address: string) => void>();
   #assigning: Promise<void> = Promise.resolve();
   #assignRunning = false;
@@ -127,6 +114,12 @@ export class Fleet {
   #assignAgain = false;
   /** True once the fleet was listed under the current lease. */
   #listed = false;
+  /** A lease renewal in flight. */
+  #renewing = false;
+  /** A join or a listing in flight. */
+  #syncing: Promise<void> | undefined;
+  /** The fleet's verdicts as written in etcd, and their turns to DOWN. */
+  readonly #verdictChanges = new VerdictChanges();
 
   constructor(options: FleetOptions) {
     if (options.lbId.includes("/")) throw new RangeError("a fleet LB id cannot contain '/'");
@@ -142,6 +135,31 @@ export class Fleet {
     this.#now = options.now ?? Date.now;
     this.#log = options.log.child({ fleet: options.lbId });
     this.#mirror = new FleetMirror(options.keys);
+    this.#claims = new Claims({
+      store: options.store,
+      keys: options.keys,
+      lbId: options.lbId,
+      monitor: options.monitor,
+      log: this.#log,
+      isoNow: () => this.#isoNow(),
+      contacted: () => this.#contacted(),
+    });
+    this.#writer = new VerdictWriter({
+      store: options.store,
+      keys: options.keys,
+      lbId: options.lbId,
+      claims: this.#claims,
+      monitor: options.monitor,
+      // Verdicts of LBs no longer members: a new owner's verdict replaces them.
+      previousOwners: (address) =>
+        [...(this.#mirror.verdicts.get(address)?.keys() ?? [])]
+          .filter((lb) => lb !== this.lbId && !this.#members.includes(lb)),
+      isoNow: () => this.#isoNow(),
+      contacted: () => this.#contacted(),
+      unreachable: (e) => this.#unreachable(e),
+      lost: (address) => this.#lost(address),
+      stopped: () => this.#stopped,
+    });
     this.#entryWriter = new EntryWriter({
       store: options.store,
       keys: options.keys,
@@ -175,8 +193,12 @@ export class Fleet {
       () => void this.#keepAlive(),
       Math.max(200, (this.#o.leaseTtlSec * 1000) / 3),
     );
-    this.#refreshTimer = setInterval(() => void this.#refresh(), this.#o.refreshMs);
-    this.#unsubscribe = this.#o.monitor.subscribe((address) => void this.#changed(address));
+    // Spread over most of the interval: a refresh ends before the next begins.
+    this.#refreshTimer = setInterval(
+      () => void this.#writer.refresh(this.#o.refreshMs * 0.8),
+      this.#o.refreshMs,
+    );
+    this.#unsubscribe = this.#o.monitor.subscribe((address) => this.#changed(address));
   }
 
   /** Leaves the fleet: revokes the lease so that the others take over at once. */
@@ -187,6 +209,7 @@ export class Fleet {
     clearTimeout(this.#debounce);
     this.#unsubscribe?.();
     this.#watching?.close();
+    await this.#syncing;
     await this.#assigning;
     // Bounded: with etcd away the lease just expires on its own.
     if (this.#lease) await settlesWithin(this.#o.store.revoke(this.#lease).catch(() => {}), 1000);
@@ -201,19 +224,33 @@ export class Fleet {
   /** The fleet now. */
   state(): FleetState {
     const servers = new Map<string, FleetServer>();
-    for (const address of this.#addresses()) servers.set(address, this.#server(address));
+    const at = this.#isoNow();
+    for (const address of this.#addresses()) servers.set(address, this.#server(address, at));
+    return { lbId: this.lbId, members: [...this.#members], staleMs: this.staleMs, servers };
+  }
+
+  /**
+   * How long since etcd last answered, ms, once that is longer than a lease
+   * (the verdicts shown may be out of date); undefined while in touch.
+   */
+  get staleMs(): number | undefined {
     const since = this.#now() - this.#contact;
-    return {
-      lbId: this.lbId,
-      members: [...this.#members],
-      staleMs: since > this.#o.leaseTtlSec * 1000 ? since : undefined,
-      servers,
-    };
+    return since > this.#o.leaseTtlSec * 1000 ? since : undefined;
+  }
+
+  /** Times the fleet's verdict on a server, as written in etcd, turned DOWN since start. */
+  get verdictDowns(): number {
+    return this.#verdictChanges.downs;
+  }
+
+  /** Servers in the fleet's set. */
+  get size(): number {
+    return this.#mirror.entries.size;
   }
 
   /** One server, or undefined when the fleet does not know it. */
   server(address: string): FleetServer | undefined {
-    return this.#mirror.entries.has(address) ? this.#server(address) : undefined;
+    return this.#mirror.entries.has(address) ? this.#server(address, this.#isoNow()) : undefined;
   }
 
   /** Servers in the fleet's set, sorted. */
@@ -280,11 +317,21 @@ export class Fleet {
     this.#lease = undefined;
     this.#listed = false;
     // Claims of an older lease went with it: stop checking those servers until claimed again.
-    for (const address of [...this.#claims.keys()]) this.#lost(address);
+    const dropped = this.#claims.entries().map(([address]) => address);
+    for (const address of dropped) {
+      this.#claims.lose(address);
+      this.#writer.forget(address);
+    }
+    if (dropped.length > 0) {
+      this.#log.warn("the lease's claims are gone; checking them again once claimed", {
+        count: dropped.length,
+        servers: fewOf(dropped),
+      });
+    }
     const lease = await store.grant(this.#o.leaseTtlSec);
     await store.put(
       keys.member(this.lbId),
-      JSON.stringify({ ...this.#o.info, since: new Date(this.#now()).toISOString() }),
+      JSON.stringify({ ...this.#o.info, since: this.#isoNow() }),
       lease,
     );
     this.#lease = lease;
@@ -296,17 +343,22 @@ export class Fleet {
     });
   }
 
+  /**
+   * Every renewal interval: renews the lease, and starts a join or a listing
+   * when one is due. One renewal at a time; joins and listings run beside
+   * renewals (a listing of thousands of servers on a loaded etcd can take
+   * longer than a lease), one at a time, so that a slow etcd is not asked
+   * for a new lease every tick.
+   */
   async #keepAlive(): Promise<void> {
-    if (this.#stopped) return;
-    if (!this.#lease) {
-      await this.#join().catch((e) => this.#unreachable(e as Error));
-      return;
-    }
+    if (this.#stopped || this.#renewing) return;
+    this.#renewing = true;
     try {
+      if (!this.#lease) return this.#sync();
       const ttl = await this.#o.store.keepAlive(this.#lease);
       this.#contacted();
       if (ttl > 0) {
-        if (!this.#listed) await this.#relist();
+        if (!this.#listed) this.#sync();
         for (const address of [...this.#entryWriter.pending]) {
           await this.addServer(address);
           if (this.#entryWriter.pending.has(address)) break; // still not answering
@@ -317,10 +369,27 @@ export class Fleet {
       // the claims went with it. Join again.
       this.#log.warn("fleet lease expired; joining again", { lease: this.#lease });
       this.#lease = undefined;
-      await this.#join();
+      this.#sync();
     } catch (e) {
       this.#unreachable(e as Error);
+    } finally {
+      this.#renewing = false;
     }
+  }
+
+  /** Joins (without a lease) or lists (not listed under this lease), unless one is running. */
+  #sync(): void {
+    if (this.#syncing || this.#stopped) return;
+    this.#syncing = (async () => {
+      try {
+        if (!this.#lease) await this.#join();
+        else if (!this.#listed) await this.#relist();
+      } catch (e) {
+        this.#unreachable(e as Error);
+      } finally {
+        this.#syncing = undefined;
+      }
+    })();
   }
 
   #contacted(): void {
@@ -358,6 +427,7 @@ export class Fleet {
       );
     }
     this.#members = [...this.#mirror.seenMembers].sort();
+    for (const address of this.#mirror.entries.keys()) this.#recordVerdict(address, true);
     this.#listed = true;
     this.#watching?.close();
     this.#watching = this.#o.store.watch(
@@ -378,18 +448,29 @@ export class Fleet {
     this.#contacted();
     let members = false;
     let assignment = false;
+    const verdicts = new Set<string>();
     for (const e of events) {
-      const kind = this.#apply(e, e.modRevision);
-      if (kind === "members") members = true;
+      const a = this.#apply(e, e.modRevision);
+      if (a?.kind === "members") members = true;
       // Verdicts change no assignment: most events are verdicts.
-      else if (kind === "servers" || kind === "owners") assignment = true;
+      else if (a?.kind === "servers" || a?.kind === "owners") assignment = true;
+      if (a?.kind === "verdicts" || (a?.kind === "servers" && !a.put)) verdicts.add(a.address);
     }
+    for (const address of verdicts) this.#recordVerdict(address);
     if (members) this.#membersChanged();
     else if (assignment) this.#reassign();
   }
 
-  /** Applies one change to the view; returns its family. */
-  #apply(e: WatchEvent, created: number): string | undefined {
+  /** Records the fleet's verdict on a server as etcd holds it (owners' verdicts combined). */
+  #recordVerdict(address: string, quiet = false): void {
+    if (!this.#mirror.entries.has(address)) return this.#verdictChanges.forget(address);
+    const verdicts = [...(this.#mirror.verdicts.get(address)?.values() ?? [])];
+    const owned = owners(address, this.#members, this.#o.checkersPerServer);
+    this.#verdictChanges.record(address, combine(verdicts, owned)?.state ?? "UNKNOWN", quiet);
+  }
+
+  /** Applies one change to the view; says what it touched. */
+  #apply(e: WatchEvent, created: number): Applied | undefined {
     const a = this.#mirror.apply(e, created);
     if (!a) return undefined;
     // Another LB removed our claim (our lease expired): it is over.
@@ -397,7 +478,7 @@ export class Fleet {
       this.#lost(a.address);
     }
     if (a.kind === "verdicts") this.#notify(a.address);
-    return a.kind;
+    return a;
   }
 
   #membersChanged(): void {
@@ -410,6 +491,8 @@ export class Fleet {
         was: this.#members.join(","),
       });
       this.#members = next;
+      // New owners may combine into another verdict.
+      for (const address of this.#mirror.entries.keys()) this.#recordVerdict(address);
       this.#reassign();
       this.#notifyAll();
     }, this.#o.debounceMs);
@@ -455,10 +538,9 @@ export class Fleet {
       if (owners(address, members, k).includes(this.lbId)) want.add(address);
     }
     // Many at a time: a dead LB's servers are taken over by claiming hundreds.
-    const release = [...this.#claims.keys()].filter((a) => !want.has(a));
-    for (let i = 0; i < release.length; i += _CLAIMS_AT_ONCE) {
-      await Promise.all(release.slice(i, i + _CLAIMS_AT_ONCE).map((a) => this.#release(a)));
-    }
+    const release = this.#claims.entries().map(([a]) => a).filter((a) => !want.has(a));
+    for (const a of release) this.#writer.forget(a);
+    await this.#claims.release(release);
     // One line per pass, not per server: a takeover claims hundreds.
     if (release.length > 0) {
       this.#log.info("servers handed over", {
@@ -468,15 +550,7 @@ export class Fleet {
       });
     }
     const claim = [...want].filter((a) => !this.#claims.has(a));
-    const batches: string[][] = [];
-    for (let i = 0; i < claim.length; i += _CLAIMS_PER_TXN) {
-      batches.push(claim.slice(i, i + _CLAIMS_PER_TXN));
-    }
-    for (let i = 0; i < batches.length; i += _CLAIM_TXNS_AT_ONCE) {
-      if (this.#stopped) return;
-      await Promise.all(batches.slice(i, i + _CLAIM_TXNS_AT_ONCE).map((b) => this.#claimMany(b)));
-    }
-    const claimed = claim.filter((a) => this.#claims.has(a));
+    const claimed = await this.#claims.claim(claim, this.#lease, () => this.#stopped);
     if (claimed.length > 0) {
       this.#log.info("checking servers for the fleet", {
         count: claimed.length,
@@ -486,146 +560,20 @@ export class Fleet {
     }
   }
 
-  /**
-   * Claims servers in one transaction that creates every owner key or none;
-   * when one exists already (ours from an earlier pass), one by one.
-   */
-  async #claimMany(addresses: readonly string[]): Promise<void> {
-    if (addresses.length === 1) return await this.#claim(addresses[0]!);
-    const { store, keys } = this.#o;
-    const owned = addresses.map((a) => keys.owner(a, this.lbId));
-    const at = new Date(this.#now()).toISOString();
-    const r = await store.txn(
-      owned.map((key) => ({ key, target: "create_revision" as const, equals: 0 })),
-      owned.map((key) => ({ put: key, value: at, lease: this.#lease! })),
-    );
-    this.#contacted();
-    if (!r.succeeded) {
-      await Promise.all(addresses.map((a) => this.#claim(a)));
-      return;
-    }
-    // Created together: each key's creation revision is the transaction's.
-    for (const a of addresses) this.#claimed(a, r.revision);
-  }
-
-  async #claim(address: string): Promise<void> {
-    const { store, keys } = this.#o;
-    const key = keys.owner(address, this.lbId);
-    const r = await store.txn(
-      [{ key, target: "create_revision", equals: 0 }],
-      [{ put: key, value: new Date(this.#now()).toISOString(), lease: this.#lease! }],
-    );
-    this.#contacted();
-    let revision = r.revision;
-    if (!r.succeeded) {
-      // Our key from an earlier pass of this lease: take its revision.
-      const { kvs } = await store.list(key, true);
-      const mine = kvs.find((kv) => kv.lease === this.#lease);
-      if (!mine) return;
-      revision = mine.createRevision;
-    }
-    this.#claimed(address, revision);
-  }
-
-  /** Checks a server whose owner key this LB now holds, created at `revision`. */
-  #claimed(address: string, revision: number): void {
-    this.#claims.set(address, revision);
-    try {
-      this.#o.monitor.addServer(parseServerAddress(address));
-    } catch { /* already checked locally */ }
-    this.#log.debug("checking server for the fleet", { server: address });
-  }
-
-  async #release(address: string): Promise<void> {
-    this.#claims.delete(address);
-    this.#written.delete(address);
-    await this.#o.monitor.removeServer(address);
-    await this.#o.store.delete(this.#o.keys.owner(address, this.lbId)).catch(() => {});
-    this.#log.debug("server handed over", { server: address });
-  }
-
   /** Our claim is gone (a fenced write was refused, or the key was deleted): stop checking. */
   #lost(address: string): void {
-    if (!this.#claims.delete(address)) return;
-    this.#written.delete(address);
-    void this.#o.monitor.removeServer(address);
+    if (!this.#claims.lose(address)) return;
+    this.#writer.forget(address);
     this.#log.warn("lost the claim on a server; no longer checking it", { server: address });
     this.#reassign();
   }
 
   // --- verdicts -----------------------------------------------------------------------
 
-  async #changed(address: string): Promise<void> {
-    if (this.#claims.has(address)) await this.#write(address, false);
+  /** The local monitor's view of a server changed (after a check, most often). */
+  #changed(address: string): void {
     this.#notify(address);
-  }
-
-  /**
-   * Rewrites every owned server's verdict (the figures others show), 50 to
-   * a transaction; a batch refused because one claim is gone is redone one
-   * by one, which finds the lost claim.
-   */
-  async #refresh(): Promise<void> {
-    const { store, keys } = this.#o;
-    const owned = [...this.#claims.entries()];
-    for (let i = 0; i < owned.length && !this.#stopped; i += 50) {
-      const batch = owned.slice(i, i + 50).flatMap(([address, claim]) => {
-        const view = this.#o.monitor.server(address);
-        return view && view.state !== "UNKNOWN"
-          ? [{ address, claim, v: ownerVerdict(view, this.lbId, this.#now()) }]
-          : [];
-      });
-      if (batch.length === 0) continue;
-      try {
-        const r = await store.txn(
-          batch.map((b) => ({
-            key: keys.owner(b.address, this.lbId),
-            target: "create_revision" as const,
-            equals: b.claim,
-          })),
-          batch.map((b) => ({
-            put: keys.verdict(b.address, this.lbId),
-            value: JSON.stringify(b.v),
-          })),
-        );
-        this.#contacted();
-        if (r.succeeded) { for (const b of batch) this.#written.set(b.address, b.v); }
-        else for (const b of batch) await this.#write(b.address, true);
-      } catch (e) {
-        this.#unreachable(e as Error);
-        return;
-      }
-    }
-  }
-
-  /** Writes this LB's verdict on a server it owns, fenced by its owner key's revision. */
-  async #write(address: string, refresh: boolean): Promise<void> {
-    const claim = this.#claims.get(address);
-    const view = this.#o.monitor.server(address);
-    if (claim === undefined || !view || this.#stopped) return;
-    const v = ownerVerdict(view, this.lbId, this.#now());
-    // An owner that has not decided yet has nothing to say (and must not hide a decided verdict).
-    if (v.state === "UNKNOWN") return;
-    const before = this.#written.get(address);
-    if (!refresh && !verdictChanged(before, v)) return;
-    const { store, keys } = this.#o;
-    const previous = [...(this.#mirror.verdicts.get(address)?.keys() ?? [])]
-      .filter((lb) => lb !== this.lbId && !this.#members.includes(lb));
-    try {
-      const r = await store.txn(
-        [{ key: keys.owner(address, this.lbId), target: "create_revision", equals: claim }],
-        [
-          { put: keys.verdict(address, this.lbId), value: JSON.stringify(v) },
-          // A previous owner's verdict stood until now; this one replaces it.
-          ...previous.map((lb) => ({ delete: keys.verdict(address, lb) })),
-        ],
-      );
-      this.#contacted();
-      if (r.succeeded) this.#written.set(address, v);
-      else this.#lost(address);
-    } catch (e) {
-      this.#unreachable(e as Error);
-    }
+    if (this.#claims.has(address)) void this.#writer.write(address);
   }
 
   // --- reading --------------------------------------------------------------------------
@@ -635,12 +583,17 @@ export class Fleet {
     return [...all].sort();
   }
 
-  #server(address: string): FleetServer {
+  #isoNow(): string {
+    return new Date(this.#now()).toISOString();
+  }
+
+  /** One server as the fleet sees it now; `at`: now as ISO time, for this LB's own verdict. */
+  #server(address: string, at: string): FleetServer {
     const owned = owners(address, this.#members, this.#o.checkersPerServer);
     const verdicts = [...(this.#mirror.verdicts.get(address)?.values() ?? [])];
     // This LB's own verdict is fresher than what it last wrote.
     const view = this.#claims.has(address) ? this.#o.monitor.server(address) : undefined;
-    const mine = view ? ownerVerdict(view, this.lbId, this.#now()) : undefined;
+    const mine = view ? ownerVerdict(view, this.lbId, at) : undefined;
     // Until its own check decides, what this LB last wrote still counts.
     const all = mine && mine.state !== "UNKNOWN"
       ? [...verdicts.filter((v) => v.by !== this.lbId), mine]

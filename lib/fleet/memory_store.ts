@@ -36,6 +36,8 @@ interface _Watcher {
 export class MemoryStore implements Store {
   /** While true, every call fails as if no member answered. */
   down = false;
+  /** Every call answers this much later, ms: a loaded etcd. */
+  latencyMs = 0;
   readonly #now: () => number;
   #revision = 1;
   #nextLease = 1;
@@ -136,12 +138,11 @@ export class MemoryStore implements Store {
     for (const [id, l] of this.#leases) if (l.expires <= this.#now()) this.#expire(id);
   }
 
-  #op<T>(fn: () => T): Promise<T> {
-    if (this.down) {
-      return Promise.reject(new StoreError("unavailable", "etcd unreachable: store down"));
-    }
+  async #op<T>(fn: () => T): Promise<T> {
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    if (this.down) throw new StoreError("unavailable", "etcd unreachable: store down");
     this.tick();
-    return Promise.resolve(fn());
+    return fn();
   }
 
   #expire(lease: string): void {

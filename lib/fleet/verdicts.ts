@@ -45,8 +45,11 @@ export interface FleetVerdict extends OwnerVerdict {
   from: string[];
 }
 
-/** Builds an owner's verdict from its local view. */
-export function ownerVerdict(view: WatchView, by: string, now: number): OwnerVerdict {
+/**
+ * Builds an owner's verdict from its local view, written at `at` (ISO time;
+ * a caller building many formats the time once).
+ */
+export function ownerVerdict(view: WatchView, by: string, at: string): OwnerVerdict {
   return {
     state: view.state,
     status: view.status,
@@ -59,12 +62,15 @@ export function ownerVerdict(view: WatchView, by: string, now: number): OwnerVer
     since: view.last_change,
     services: view.services,
     by,
-    at: new Date(now).toISOString(),
+    at,
   };
 }
 
 /** True when two verdicts differ in what routing depends on (a refresh is not a change). */
-export function verdictChanged(a: OwnerVerdict | undefined, b: OwnerVerdict): boolean {
+export function verdictChanged(
+  a: OwnerVerdict | undefined,
+  b: Pick<OwnerVerdict, "state" | "status" | "weight" | "since">,
+): boolean {
   return !a || a.state !== b.state || a.status !== b.status || a.weight !== b.weight ||
     a.since !== b.since;
 }
@@ -147,4 +153,40 @@ export function combine(
       : deciding.reduce((a, b) => (a.since >= b.since ? a : b)).since,
     from: use.map((v) => v.by),
   };
+}
+
+/**
+ * The fleet's verdict on each server as it changes, counting the turns to
+ * DOWN: what a reader of any LB saw, where one owner's failed checks alone
+ * (hidden while another owner says UP) are not a verdict. Pure.
+ *
+ * @example
+ * ```ts
+ * import { VerdictChanges } from "./verdicts.ts";
+ * const changes = new VerdictChanges();
+ * changes.record("10.0.0.7:4243", "UP", true); // from a listing: not counted
+ * changes.record("10.0.0.7:4243", "DOWN");
+ * changes.downs; // 1
+ * ```
+ */
+export class VerdictChanges {
+  readonly #last = new Map<string, HealthState>();
+  #downs = 0;
+
+  /** Turns to DOWN recorded (UP or UNKNOWN before, DOWN after). */
+  get downs(): number {
+    return this.#downs;
+  }
+
+  /** Records a server's verdict; `quiet` (a fresh listing) counts nothing. */
+  record(address: string, state: HealthState, quiet = false): void {
+    const was = this.#last.get(address);
+    this.#last.set(address, state);
+    if (!quiet && state === "DOWN" && was !== "DOWN") this.#downs++;
+  }
+
+  /** Forgets a server that left the fleet. */
+  forget(address: string): void {
+    this.#last.delete(address);
+  }
 }

@@ -36,6 +36,7 @@ export class LoopHealth {
   readonly #memory: number;
   /** Stalls as [start, end], oldest first, not overlapping. */
   #stalls: [number, number][] = [];
+  #totalMs = 0;
 
   constructor(options: LoopHealthOptions = {}) {
     this.#tolerance = options.toleranceMs ?? 40;
@@ -46,11 +47,30 @@ export class LoopHealth {
   observe(dueAt: number, firedAt: number): void {
     if (firedAt - dueAt <= this.#tolerance) return;
     const last = this.#stalls.at(-1);
-    if (last && dueAt <= last[1]) last[1] = Math.max(last[1], firedAt);
-    else this.#stalls.push([dueAt, firedAt]);
+    if (last && dueAt <= last[1]) {
+      this.#totalMs += Math.max(0, firedAt - last[1]);
+      last[1] = Math.max(last[1], firedAt);
+    } else {
+      this.#totalMs += firedAt - dueAt;
+      this.#stalls.push([dueAt, firedAt]);
+    }
     while (this.#stalls.length > 0 && this.#stalls[0]![1] < firedAt - this.#memory) {
       this.#stalls.shift();
     }
+  }
+
+  /** Time stalled since start, ms (overlapping stalls counted once). */
+  get totalMs(): number {
+    return this.#totalMs;
+  }
+
+  /** The longest stall that ended at or after `since` (within the memory), ms. */
+  longestSince(since: number): number {
+    let longest = 0;
+    for (const [start, end] of this.#stalls) {
+      if (end >= since) longest = Math.max(longest, end - start);
+    }
+    return longest;
   }
 
   /** How much of [from, to] the loop spent stalled, ms. */

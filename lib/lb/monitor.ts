@@ -68,6 +68,18 @@ export interface MonitorTotals {
   heartbeats: number;
   probes: number;
   probes_failed: number;
+  /**
+   * This LB's own event loop: time stalled since start (timers that fired
+   * more than 40 ms late), and the longest stall of the last minute, ms.
+   */
+  loop_stalled_ms: number;
+  loop_longest_stall_ms: number;
+  /**
+   * Fleet mode only: times the fleet's verdict on a server (its owners'
+   * verdicts combined, as written in etcd) turned DOWN since this LB started.
+   * `downs` counts this LB's own checks' verdicts.
+   */
+  fleet_downs?: number;
 }
 
 /**
@@ -233,6 +245,10 @@ export class Monitor {
       heartbeats: 0,
       probes: 0,
       probes_failed: 0,
+      loop_stalled_ms: Math.round(this.#loopHealth.totalMs),
+      loop_longest_stall_ms: Math.round(
+        this.#loopHealth.longestSince(this.#scheduler.now() - 60_000),
+      ),
     };
     for (const w of this.#watches.values()) {
       const state = w.state;
@@ -335,24 +351,31 @@ export class Monitor {
     return Object.assign(results, { applied });
   }
 
-  /** Adds a server and starts watching it (if the monitor runs). Returns its address. */
-  addServer(address: ServerAddress): string {
+  /**
+   * Adds a server and starts watching it (if the monitor runs). Returns its
+   * address. `quiet`: the caller logs it (a fleet claiming hundreds at once
+   * logs one line for all).
+   */
+  addServer(address: ServerAddress, options: { quiet?: boolean } = {}): string {
     const w = this.#add(address);
     this.#rebudget();
     if (this.#started && !this.#stopped) w.start();
-    this.#log.info("server added", { server: w.address });
+    this.#log[options.quiet ? "debug" : "info"]("server added", { server: w.address });
     return w.address;
   }
 
-  /** Stops watching a server, closing its session. Returns false when unknown. */
-  async removeServer(address: string): Promise<boolean> {
+  /**
+   * Stops watching a server, closing its session. Returns false when
+   * unknown. `quiet`: the caller logs it.
+   */
+  async removeServer(address: string, options: { quiet?: boolean } = {}): Promise<boolean> {
     const key = _key(address);
     const w = this.#watches.get(key);
     if (!w) return false;
     this.#watches.delete(key);
     this.#rebudget();
     await w.stop(true, "server removed");
-    this.#log.info("server removed", { server: key });
+    this.#log[options.quiet ? "debug" : "info"]("server removed", { server: key });
     return true;
   }
 

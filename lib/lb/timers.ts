@@ -83,6 +83,11 @@ export class Scheduler {
     this.#onFire = options.onFire;
   }
 
+  /** The scheduler's clock, ms. */
+  now(): number {
+    return this.#now();
+  }
+
   /** Callbacks waiting to run. */
   get size(): number {
     return this.#size;

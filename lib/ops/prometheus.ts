@@ -50,6 +50,10 @@ export interface MetricsSnapshot {
   sessions: number;
   /** Dials after the first one, all servers. */
   reconnects: number;
+  /** This LB's event loop: time stalled since start and the longest stall of the last minute, ms. */
+  loop: { stalledMs: number; longestStallMs: number };
+  /** Fleet mode: the fleet's verdict turned DOWN, counted since start (undefined standalone). */
+  fleetDowns?: number;
   /** Each service: servers that front it, and those that should get traffic. */
   services: { name: string; total: number; healthy: number }[];
 }
@@ -90,7 +94,18 @@ export function metricsSnapshot(monitor: ServerDirectory, version: string): Metr
     total: s.total,
     healthy: s.healthy,
   }));
-  return { lbId: monitor.settings.lbId, version, servers, sessions, reconnects, services };
+  const totals = monitor.totals();
+  const loop = { stalledMs: totals.loop_stalled_ms, longestStallMs: totals.loop_longest_stall_ms };
+  return {
+    lbId: monitor.settings.lbId,
+    version,
+    servers,
+    sessions,
+    reconnects,
+    loop,
+    services,
+    ...(totals.fleet_downs === undefined ? {} : { fleetDowns: totals.fleet_downs }),
+  };
 }
 
 /** Renders the snapshot in the Prometheus text format. */
@@ -264,6 +279,26 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     "Dials after a server's first one (redials), all servers.",
   );
   out.push(`qhcp_reconnects_total ${s.reconnects}`);
+  family(
+    "qhcp_loop_stalled_seconds_total",
+    "counter",
+    "Time this LB's event loop was stalled (its timers fired over 40 ms late); replies and heartbeats wait meanwhile.",
+  );
+  out.push(`qhcp_loop_stalled_seconds_total ${s.loop.stalledMs / 1000}`);
+  family(
+    "qhcp_loop_longest_stall_seconds",
+    "gauge",
+    "The longest stall of this LB's event loop in the last minute.",
+  );
+  out.push(`qhcp_loop_longest_stall_seconds ${s.loop.longestStallMs / 1000}`);
+  if (s.fleetDowns !== undefined) {
+    family(
+      "qhcp_fleet_verdict_downs_total",
+      "counter",
+      "Times the fleet's verdict on a server (its owners' verdicts combined, as in etcd) turned DOWN.",
+    );
+    out.push(`qhcp_fleet_verdict_downs_total ${s.fleetDowns}`);
+  }
   return out.join("\n") + "\n";
 }
 

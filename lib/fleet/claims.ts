@@ -1,0 +1,185 @@
+/**
+ * This LB's claims in the fleet: an owner key per server it checks, created
+ * in an etcd transaction under its lease, and the server added to its local
+ * {@linkcode Monitor}. The key's creation revision fences every verdict the
+ * LB writes about the server (`fleet.ts`). Claims go many to a transaction
+ * and releases many at once, so that taking over a dead LB's servers is a
+ * few round trips, not hundreds.
+ *
+ * @module
+ */
+
+import type { Logger } from "../util/log.ts";
+import type { Monitor } from "../lb/monitor.ts";
+import { parseServerAddress } from "../protocol/address.ts";
+import type { FleetKeys } from "./keys.ts";
+import type { Store } from "./store.ts";
+
+/** Releases in flight at once (etcd deletes). */
+const _RELEASES_AT_ONCE = 32;
+/** Owner keys created in one etcd transaction (etcd allows 128 operations). */
+const _CLAIMS_PER_TXN = 64;
+/** Claiming transactions in flight at once. */
+const _CLAIM_TXNS_AT_ONCE = 4;
+
+/** Options of {@linkcode Claims}. */
+export interface ClaimsOptions {
+  store: Store;
+  keys: FleetKeys;
+  lbId: string;
+  /** The local checker: a claimed server is added, a released one removed. */
+  monitor: Pick<Monitor, "addServer" | "removeServer">;
+  log: Logger;
+  /** Now as ISO time (the owner key's value). */
+  isoNow: () => string;
+  /** etcd answered. */
+  contacted: () => void;
+}
+
+/**
+ * The servers this LB owns, with each owner key's creation revision.
+ *
+ * @example
+ * ```ts
+ * import { Claims } from "./claims.ts";
+ * import { FleetKeys } from "./keys.ts";
+ * import { MemoryStore } from "./memory_store.ts";
+ * import { silentLogger } from "../util/log.ts";
+ * const store = new MemoryStore();
+ * const claims = new Claims({
+ *   store,
+ *   keys: new FleetKeys("/qhcp/"),
+ *   lbId: "lb-a",
+ *   monitor: { addServer: () => "", removeServer: () => Promise.resolve(true) },
+ *   log: silentLogger,
+ *   isoNow: () => new Date().toISOString(),
+ *   contacted: () => {},
+ * });
+ * const lease = await store.grant(3);
+ * await claims.claim(["10.0.0.7:4243"], lease, () => false);
+ * claims.revision("10.0.0.7:4243"); // the owner key's creation revision
+ * ```
+ */
+export class Claims {
+  readonly #o: ClaimsOptions;
+  readonly #revisions = new Map<string, number>();
+
+  constructor(options: ClaimsOptions) {
+    this.#o = options;
+  }
+
+  /** Servers claimed. */
+  get size(): number {
+    return this.#revisions.size;
+  }
+
+  /** True when this LB owns `address`. */
+  has(address: string): boolean {
+    return this.#revisions.has(address);
+  }
+
+  /** The creation revision of this LB's owner key of `address`, or undefined. */
+  revision(address: string): number | undefined {
+    return this.#revisions.get(address);
+  }
+
+  /** The servers claimed, with their owner keys' revisions. */
+  entries(): [string, number][] {
+    return [...this.#revisions];
+  }
+
+  /**
+   * Claims `addresses` under `lease`, 64 to a transaction, four transactions
+   * at a time; stops between batches once `stopped()`. Returns the ones now
+   * owned. Throws what the store throws.
+   */
+  async claim(
+    addresses: readonly string[],
+    lease: string,
+    stopped: () => boolean,
+  ): Promise<string[]> {
+    const batches: string[][] = [];
+    for (let i = 0; i < addresses.length; i += _CLAIMS_PER_TXN) {
+      batches.push(addresses.slice(i, i + _CLAIMS_PER_TXN));
+    }
+    for (let i = 0; i < batches.length && !stopped(); i += _CLAIM_TXNS_AT_ONCE) {
+      const now = batches.slice(i, i + _CLAIM_TXNS_AT_ONCE);
+      await Promise.all(now.map((b) => this.#claimMany(b, lease)));
+    }
+    return addresses.filter((a) => this.#revisions.has(a));
+  }
+
+  /** Hands `addresses` over: no longer checked here, owner keys deleted. */
+  async release(addresses: readonly string[]): Promise<void> {
+    for (let i = 0; i < addresses.length; i += _RELEASES_AT_ONCE) {
+      const now = addresses.slice(i, i + _RELEASES_AT_ONCE);
+      await Promise.all(now.map((a) => this.#release(a)));
+    }
+  }
+
+  /**
+   * A claim is gone (its key deleted, a fenced write refused, the lease
+   * expired): stops checking the server. False when it was not held.
+   */
+  lose(address: string): boolean {
+    if (!this.#revisions.delete(address)) return false;
+    void this.#o.monitor.removeServer(address, { quiet: true });
+    return true;
+  }
+
+  /**
+   * One transaction that creates every owner key or none; when one exists
+   * already (ours from an earlier pass), one by one.
+   */
+  async #claimMany(addresses: readonly string[], lease: string): Promise<void> {
+    if (addresses.length === 1) return await this.#claimOne(addresses[0]!, lease);
+    const { store, keys, lbId } = this.#o;
+    const owned = addresses.map((a) => keys.owner(a, lbId));
+    const at = this.#o.isoNow();
+    const r = await store.txn(
+      owned.map((key) => ({ key, target: "create_revision" as const, equals: 0 })),
+      owned.map((key) => ({ put: key, value: at, lease })),
+    );
+    this.#o.contacted();
+    if (!r.succeeded) {
+      await Promise.all(addresses.map((a) => this.#claimOne(a, lease)));
+      return;
+    }
+    // Created together: each key's creation revision is the transaction's.
+    for (const a of addresses) this.#claimed(a, r.revision);
+  }
+
+  async #claimOne(address: string, lease: string): Promise<void> {
+    const { store, keys } = this.#o;
+    const key = keys.owner(address, this.#o.lbId);
+    const r = await store.txn(
+      [{ key, target: "create_revision", equals: 0 }],
+      [{ put: key, value: this.#o.isoNow(), lease }],
+    );
+    this.#o.contacted();
+    let revision = r.revision;
+    if (!r.succeeded) {
+      // Our key from an earlier pass of this lease: take its revision.
+      const { kvs } = await store.list(key, true);
+      const mine = kvs.find((kv) => kv.lease === lease);
+      if (!mine) return;
+      revision = mine.createRevision;
+    }
+    this.#claimed(address, revision);
+  }
+
+  #claimed(address: string, revision: number): void {
+    this.#revisions.set(address, revision);
+    try {
+      this.#o.monitor.addServer(parseServerAddress(address), { quiet: true });
+    } catch { /* already checked locally */ }
+    this.#o.log.debug("checking server for the fleet", { server: address });
+  }
+
+  async #release(address: string): Promise<void> {
+    this.#revisions.delete(address);
+    await this.#o.monitor.removeServer(address, { quiet: true });
+    await this.#o.store.delete(this.#o.keys.owner(address, this.#o.lbId)).catch(() => {});
+    this.#o.log.debug("server handed over", { server: address });
+  }
+}

@@ -115,7 +115,7 @@ Deno.test({
           "LB SIGKILL to takeover by the survivors (TTL 3 s, interval 1 s)",
           took,
           "ms",
-          "target <= 5000",
+          "< 8000 (target 5000)",
         );
       },
     );
@@ -240,15 +240,18 @@ Deno.test({
         20,
       );
       const times = [...seen.values()];
-      record("fleet", "agent SIGKILL to DOWN on the last LB", Math.max(...times), "ms");
+      const spread = Math.max(...times) - Math.min(...times);
+      record("fleet", "agent SIGKILL to DOWN on the last LB", Math.max(...times), "ms", "< 5000");
       record(
         "fleet",
         "spread between the first and the last LB",
-        Math.max(...times) - Math.min(...times),
+        spread,
         "ms",
-        "target <= 200",
+        "<= 1000 (target 200)",
       );
       assert.ok(Math.max(...times) < 5000, `DOWN everywhere after ${JSON.stringify([...seen])}`);
+      // Polled every 20 ms: the spread is the owners' write and the others' watch.
+      assert.ok(spread <= 1000, `DOWN on the first LB ${Math.round(spread)} ms before the last`);
       // The fleet's verdict turned DOWN once on every LB's count, and never before: not for
       // the LB killed, the LB paused, nor etcd gone.
       const downs = async (id: string) => {

@@ -20,6 +20,13 @@ const FILES = [
   "tests/cycles_test.ts",
   "tests/e2e_test.ts",
   "tests/metrics_test.ts",
+  "tests/detection_e2e_test.ts",
+  "tests/fleet_e2e_test.ts",
+  "tests/haproxy_test.ts",
+  "tests/haproxy_runtime_test.ts",
+  "tests/dns_test.ts",
+  "tests/integrations_e2e_test.ts",
+  "tests/observability_test.ts",
 ];
 const SECTIONS: Record<string, string> = {
   faults:
@@ -39,6 +46,20 @@ const SECTIONS: Record<string, string> = {
     "80 kill/restart and 20 black-hole/heal cycles of one server watched by one LB, both in one process with the relay (`tests/cycles_test.ts`).",
   containers:
     "A real agent and a burner (one spinning core, 200 MiB held) in a cgroup v1 with a 0.5-core CPU quota and a 512 MiB memory limit, read by a real LB every second (`tests/metrics_test.ts`).",
+  detection:
+    "Real `lb.ts` and `server.ts` processes at the defaults (heartbeats, probes): an agent killed or stopped, found DOWN on heartbeat silence and a failed probe (`tests/detection_e2e_test.ts`).",
+  fleet:
+    "A 3-member etcd cluster on loopback, three fleet LB processes (K = 2, lease TTL 3 s, checks every 1 s) and real agents: an LB killed and one paused past its lease, an etcd member killed, all of etcd stopped and back, an agent killed, an LB added (`tests/fleet_e2e_test.ts`).",
+  haproxy:
+    "The real HAProxy in front of two HTTP backends, following the verdict through the LB's agent-check port (`tests/haproxy_test.ts`).",
+  "haproxy runtime":
+    "The real HAProxy 2.6 driven through its runtime API (admin socket) by the LB: a killed agent's server put in MAINT, an HAProxy restart caught up with (`tests/haproxy_runtime_test.ts`).",
+  dns:
+    "The real HAProxy following an SRV name served by the LB's DNS port, TTL 1 s (`tests/dns_test.ts`).",
+  integrations:
+    "An agent's local checks and drain file, and an LB following a servers file and a DNS name, with real programs (`tests/integrations_e2e_test.ts`).",
+  observability:
+    "promtool on the live `/metrics`, and the dashboard in headless Chromium while a server is killed (`tests/observability_test.ts`).",
 };
 
 const report = await Deno.makeTempFile({ prefix: "qhcp-report-" });

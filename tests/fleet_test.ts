@@ -494,6 +494,34 @@ Deno.test("VerdictWriter gathers changes into transactions of 50, spreads a refr
   assert.equal(down.length, 9);
 });
 
+Deno.test("FleetMirror.verdictOf() combines the written verdicts, with an owner's live one in place of its own once decided", () => {
+  const keys = new FleetKeys("/qhcp/");
+  const mirror = new FleetMirror(keys);
+  const s = "10.0.0.7:4243";
+  const put = (lb: string, v: OwnerVerdict) =>
+    mirror.apply({
+      type: "put",
+      key: keys.verdict(s, lb),
+      value: JSON.stringify(v),
+      modRevision: 1,
+    }, 1);
+  put("lb-a", verdict("lb-a", "DOWN"));
+  put("lb-b", verdict("lb-b", "DOWN"));
+  const owned = ["lb-a", "lb-b"];
+  assert.equal(mirror.verdictOf(s, owned)?.state, "DOWN");
+  assert.equal(
+    mirror.verdictOf(s, owned, verdict("lb-a", "UP"))?.state,
+    "UP",
+    "lb-a sees it UP now",
+  );
+  assert.equal(
+    mirror.verdictOf(s, owned, verdict("lb-a", "UNKNOWN"))?.state,
+    "DOWN",
+    "undecided: what lb-a wrote still counts",
+  );
+  assert.equal(mirror.verdictOf("10.0.0.8:4243", owned), undefined);
+});
+
 Deno.test("FleetMirror.apply() keeps members, entries, owner revisions and verdicts, and says what it touched", () => {
   const keys = new FleetKeys("/qhcp/");
   const view = new FleetMirror(keys);

@@ -3,8 +3,8 @@
  * (a {@linkcode Store}). This is the driver of one LB in the fleet:
  *
  * - **membership**: a lease (TTL 3 s by default, renewed every third of it)
- *   and a member key under it; every LB watches the member list, and a
- *   change is applied once it has held for the debounce time;
+ *   and a member key under it (`session.ts`); every LB watches the member
+ *   list, and a change is applied once it has held for the debounce time;
  * - **assignment**: each server is checked by its top K members by
  *   rendezvous hash (`assign.ts`); this LB claims its servers with owner
  *   keys created in transactions under its lease (`claims.ts`), and checks
@@ -26,7 +26,6 @@
 
 import { fewOf } from "../util/text.ts";
 import type { Logger } from "../util/log.ts";
-import { settlesWithin } from "../util/timeout.ts";
 import type { Monitor } from "../lb/monitor.ts";
 import type { ServerSet } from "../lb/directory.ts";
 import { formatAddress } from "../protocol/address.ts";
@@ -35,9 +34,10 @@ import type { FleetKeys } from "./keys.ts";
 import { type Applied, FleetMirror } from "./mirror.ts";
 import { Claims } from "./claims.ts";
 import { EntryWriter } from "./entries.ts";
+import { FleetSession } from "./session.ts";
 import { VerdictWriter } from "./verdict_writer.ts";
-import type { Store, StoreError, WatchEvent, Watching } from "./store.ts";
-import { combine, type FleetVerdict, ownerVerdict, VerdictChanges } from "./verdicts.ts";
+import type { KeyValue, Store, WatchEvent } from "./store.ts";
+import { type FleetVerdict, ownerVerdict, VerdictChanges } from "./verdicts.ts";
 
 /** Options of {@linkcode Fleet}. */
 export interface FleetOptions {
@@ -88,16 +88,12 @@ export class Fleet {
   readonly #o: Required<Omit<FleetOptions, "info" | "now">> & { info: Record<string, string> };
   readonly #now: () => number;
   readonly #log: Logger;
-  #lease: string | undefined;
-  #watching: Watching | undefined;
-  #keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   #refreshTimer: ReturnType<typeof setInterval> | undefined;
   #debounce: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #unsubscribe: (() => void) | undefined;
-  /** When etcd last answered. */
-  #contact = 0;
-  #staleLogged = false;
+  /** The lease, the listing and the watch. */
+  readonly #session: FleetSession;
   /** The fleet as listed and watched. */
   readonly #mirror: FleetMirror;
   /** Live members as applied (after the debounce). */
@@ -112,12 +108,6 @@ export class Fleet {
   /** This LB's entries of the server set, written in batches. */
   readonly #entryWriter: EntryWriter;
   #assignAgain = false;
-  /** True once the fleet was listed under the current lease. */
-  #listed = false;
-  /** A lease renewal in flight. */
-  #renewing = false;
-  /** A join or a listing in flight. */
-  #syncing: Promise<void> | undefined;
   /** The fleet's verdicts as written in etcd, and their turns to DOWN. */
   readonly #verdictChanges = new VerdictChanges();
 
@@ -142,7 +132,7 @@ export class Fleet {
       monitor: options.monitor,
       log: this.#log,
       isoNow: () => this.#isoNow(),
-      contacted: () => this.#contacted(),
+      contacted: () => this.#session.contacted(),
     });
     this.#writer = new VerdictWriter({
       store: options.store,
@@ -155,8 +145,8 @@ export class Fleet {
         [...(this.#mirror.verdicts.get(address)?.keys() ?? [])]
           .filter((lb) => lb !== this.lbId && !this.#members.includes(lb)),
       isoNow: () => this.#isoNow(),
-      contacted: () => this.#contacted(),
-      unreachable: (e) => this.#unreachable(e),
+      contacted: () => this.#session.contacted(),
+      unreachable: (e) => this.#session.unreachable(e),
       lost: (address) => this.#lost(address),
       stopped: () => this.#stopped,
     });
@@ -170,8 +160,25 @@ export class Fleet {
       written: (key, value, revision) =>
         void this.#apply({ type: "put", key, value, modRevision: revision }, revision),
       afterBatch: () => {
-        this.#contacted();
+        this.#session.contacted();
         this.#reassign();
+      },
+    });
+    this.#session = new FleetSession({
+      store: options.store,
+      keys: options.keys,
+      lbId: options.lbId,
+      ttlSec: this.#o.leaseTtlSec,
+      info: this.#o.info,
+      log: this.#log,
+      now: this.#now,
+      isoNow: () => this.#isoNow(),
+      events: {
+        leaseGone: () => this.#leaseGone(),
+        listed: (kvs, joined) => this.#listed(kvs, joined),
+        changed: (events) => this.#onEvents(events),
+        staleChanged: () => this.#notifyAll(),
+        renewed: () => this.#renewed(),
       },
     });
   }
@@ -182,17 +189,7 @@ export class Fleet {
    * trying (every lease renewal interval) instead of failing.
    */
   async start(): Promise<void> {
-    try {
-      await this.#join();
-    } catch (e) {
-      this.#log.warn("etcd unreachable at start; joining the fleet when it answers", {
-        error: (e as Error).message,
-      });
-    }
-    this.#keepAliveTimer = setInterval(
-      () => void this.#keepAlive(),
-      Math.max(200, (this.#o.leaseTtlSec * 1000) / 3),
-    );
+    await this.#session.start();
     // Spread over most of the interval: a refresh ends before the next begins.
     this.#refreshTimer = setInterval(
       () => void this.#writer.refresh(this.#o.refreshMs * 0.8),
@@ -204,15 +201,11 @@ export class Fleet {
   /** Leaves the fleet: revokes the lease so that the others take over at once. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearInterval(this.#keepAliveTimer);
     clearInterval(this.#refreshTimer);
     clearTimeout(this.#debounce);
     this.#unsubscribe?.();
-    this.#watching?.close();
-    await this.#syncing;
     await this.#assigning;
-    // Bounded: with etcd away the lease just expires on its own.
-    if (this.#lease) await settlesWithin(this.#o.store.revoke(this.#lease).catch(() => {}), 1000);
+    await this.#session.stop();
   }
 
   /** Calls `listener` when what the fleet shows of a server changes. */
@@ -234,8 +227,7 @@ export class Fleet {
    * (the verdicts shown may be out of date); undefined while in touch.
    */
   get staleMs(): number | undefined {
-    const since = this.#now() - this.#contact;
-    return since > this.#o.leaseTtlSec * 1000 ? since : undefined;
+    return this.#session.staleMs;
   }
 
   /** Times the fleet's verdict on a server, as written in etcd, turned DOWN since start. */
@@ -297,7 +289,7 @@ export class Fleet {
       ? `${this.#o.keys.of("servers")}${address}/`
       : this.#o.keys.server(address, this.lbId);
     await this.#o.store.delete(key, everywhere);
-    this.#contacted();
+    this.#session.contacted();
     for (const lb of everywhere ? [...lbs] : [this.lbId]) {
       this.#apply({
         type: "delete",
@@ -310,13 +302,10 @@ export class Fleet {
     return true;
   }
 
-  // --- membership ---------------------------------------------------------------
+  // --- the session's events ------------------------------------------------------
 
-  async #join(): Promise<void> {
-    const { store, keys } = this.#o;
-    this.#lease = undefined;
-    this.#listed = false;
-    // Claims of an older lease went with it: stop checking those servers until claimed again.
+  /** Claims of an older lease went with it: stop checking those servers until claimed again. */
+  #leaseGone(): void {
     const dropped = this.#claims.entries().map(([address]) => address);
     for (const address of dropped) {
       this.#claims.lose(address);
@@ -328,97 +317,9 @@ export class Fleet {
         servers: fewOf(dropped),
       });
     }
-    const lease = await store.grant(this.#o.leaseTtlSec);
-    await store.put(
-      keys.member(this.lbId),
-      JSON.stringify({ ...this.#o.info, since: this.#isoNow() }),
-      lease,
-    );
-    this.#lease = lease;
-    await this.#relist();
-    this.#log.info("joined the fleet", {
-      members: this.#members.join(","),
-      servers: this.#mirror.entries.size,
-      lease_ttl_s: this.#o.leaseTtlSec,
-    });
   }
 
-  /**
-   * Every renewal interval: renews the lease, and starts a join or a listing
-   * when one is due. One renewal at a time; joins and listings run beside
-   * renewals (a listing of thousands of servers on a loaded etcd can take
-   * longer than a lease), one at a time, so that a slow etcd is not asked
-   * for a new lease every tick.
-   */
-  async #keepAlive(): Promise<void> {
-    if (this.#stopped || this.#renewing) return;
-    this.#renewing = true;
-    try {
-      if (!this.#lease) return this.#sync();
-      const ttl = await this.#o.store.keepAlive(this.#lease);
-      this.#contacted();
-      if (ttl > 0) {
-        if (!this.#listed) this.#sync();
-        for (const address of [...this.#entryWriter.pending]) {
-          await this.addServer(address);
-          if (this.#entryWriter.pending.has(address)) break; // still not answering
-        }
-        return;
-      }
-      // The lease expired while etcd could not be reached (or this LB was paused):
-      // the claims went with it. Join again.
-      this.#log.warn("fleet lease expired; joining again", { lease: this.#lease });
-      this.#lease = undefined;
-      this.#sync();
-    } catch (e) {
-      this.#unreachable(e as Error);
-    } finally {
-      this.#renewing = false;
-    }
-  }
-
-  /** Joins (without a lease) or lists (not listed under this lease), unless one is running. */
-  #sync(): void {
-    if (this.#syncing || this.#stopped) return;
-    this.#syncing = (async () => {
-      try {
-        if (!this.#lease) await this.#join();
-        else if (!this.#listed) await this.#relist();
-      } catch (e) {
-        this.#unreachable(e as Error);
-      } finally {
-        this.#syncing = undefined;
-      }
-    })();
-  }
-
-  #contacted(): void {
-    this.#contact = this.#now();
-    if (this.#staleLogged) {
-      this.#staleLogged = false;
-      this.#log.info("etcd reachable again");
-      this.#notifyAll();
-    }
-  }
-
-  #unreachable(e: Error): void {
-    const ms = this.#now() - this.#contact;
-    if (ms > this.#o.leaseTtlSec * 1000 && !this.#staleLogged) {
-      this.#staleLogged = true;
-      // Checking goes on; what is served from etcd is marked stale.
-      this.#log.warn("etcd unreachable: serving the last known fleet verdicts, marked stale", {
-        error: e.message,
-        since_ms: ms,
-      });
-      this.#notifyAll();
-    }
-  }
-
-  // --- the fleet's state, from a listing and a watch ------------------------------
-
-  async #relist(): Promise<void> {
-    const { kvs, revision } = await this.#o.store.list(this.#o.keys.prefix);
-    this.#contacted();
+  #listed(kvs: readonly KeyValue[], joined: boolean): void {
     this.#mirror.clear();
     for (const kv of kvs) {
       this.#apply(
@@ -428,24 +329,25 @@ export class Fleet {
     }
     this.#members = [...this.#mirror.seenMembers].sort();
     for (const address of this.#mirror.entries.keys()) this.#recordVerdict(address, true);
-    this.#listed = true;
-    this.#watching?.close();
-    this.#watching = this.#o.store.watch(
-      this.#o.keys.prefix,
-      revision + 1,
-      (events) => this.#onEvents(events),
-      (e) => this.#onWatchError(e),
-    );
+    if (joined) {
+      this.#log.info("joined the fleet", {
+        members: this.#members.join(","),
+        servers: this.#mirror.entries.size,
+        lease_ttl_s: this.#o.leaseTtlSec,
+      });
+    }
     this.#reassign();
   }
 
-  #onWatchError(e: StoreError): void {
-    this.#log.warn("fleet watch ended; listing again", { error: e.message });
-    void this.#relist().catch((err) => this.#unreachable(err as Error));
+  /** Entries that waited for etcd, written now that it answers. */
+  async #renewed(): Promise<void> {
+    for (const address of [...this.#entryWriter.pending]) {
+      await this.addServer(address);
+      if (this.#entryWriter.pending.has(address)) break; // still not answering
+    }
   }
 
   #onEvents(events: WatchEvent[]): void {
-    this.#contacted();
     let members = false;
     let assignment = false;
     const verdicts = new Set<string>();
@@ -464,9 +366,12 @@ export class Fleet {
   /** Records the fleet's verdict on a server as etcd holds it (owners' verdicts combined). */
   #recordVerdict(address: string, quiet = false): void {
     if (!this.#mirror.entries.has(address)) return this.#verdictChanges.forget(address);
-    const verdicts = [...(this.#mirror.verdicts.get(address)?.values() ?? [])];
     const owned = owners(address, this.#members, this.#o.checkersPerServer);
-    this.#verdictChanges.record(address, combine(verdicts, owned)?.state ?? "UNKNOWN", quiet);
+    this.#verdictChanges.record(
+      address,
+      this.#mirror.verdictOf(address, owned)?.state ?? "UNKNOWN",
+      quiet,
+    );
   }
 
   /** Applies one change to the view; says what it touched. */
@@ -519,7 +424,7 @@ export class Fleet {
           await this.#assign();
         } while (this.#assignAgain && !this.#stopped);
       } catch (e) {
-        this.#unreachable(e as Error);
+        this.#session.unreachable(e as Error);
       } finally {
         this.#assignRunning = false;
       }
@@ -527,7 +432,8 @@ export class Fleet {
   }
 
   async #assign(): Promise<void> {
-    if (this.#stopped || !this.#lease) return;
+    const lease = this.#session.lease;
+    if (this.#stopped || !lease) return;
     const k = this.#o.checkersPerServer;
     // Only members that are live count; this LB counts once its own key is seen.
     const members = this.#members.includes(this.lbId)
@@ -550,7 +456,7 @@ export class Fleet {
       });
     }
     const claim = [...want].filter((a) => !this.#claims.has(a));
-    const claimed = await this.#claims.claim(claim, this.#lease, () => this.#stopped);
+    const claimed = await this.#claims.claim(claim, lease, () => this.#stopped);
     if (claimed.length > 0) {
       this.#log.info("checking servers for the fleet", {
         count: claimed.length,
@@ -590,20 +496,11 @@ export class Fleet {
   /** One server as the fleet sees it now; `at`: now as ISO time, for this LB's own verdict. */
   #server(address: string, at: string): FleetServer {
     const owned = owners(address, this.#members, this.#o.checkersPerServer);
-    const verdicts = [...(this.#mirror.verdicts.get(address)?.values() ?? [])];
+    const mine = this.#claims.has(address);
     // This LB's own verdict is fresher than what it last wrote.
-    const view = this.#claims.has(address) ? this.#o.monitor.server(address) : undefined;
-    const mine = view ? ownerVerdict(view, this.lbId, at) : undefined;
-    // Until its own check decides, what this LB last wrote still counts.
-    const all = mine && mine.state !== "UNKNOWN"
-      ? [...verdicts.filter((v) => v.by !== this.lbId), mine]
-      : verdicts;
-    return {
-      address,
-      owners: owned,
-      verdict: combine(all, owned),
-      mine: this.#claims.has(address),
-    };
+    const view = mine ? this.#o.monitor.server(address) : undefined;
+    const live = view ? ownerVerdict(view, this.lbId, at) : undefined;
+    return { address, owners: owned, verdict: this.#mirror.verdictOf(address, owned, live), mine };
   }
 
   #notify(address: string): void {

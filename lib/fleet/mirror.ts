@@ -9,7 +9,7 @@
 
 import type { WatchEvent } from "./store.ts";
 import type { FleetKeys, KeyKind } from "./keys.ts";
-import { type OwnerVerdict, parseVerdict } from "./verdicts.ts";
+import { combine, type FleetVerdict, type OwnerVerdict, parseVerdict } from "./verdicts.ts";
 
 /** What one applied change touched. */
 export interface Applied {
@@ -47,6 +47,23 @@ export class FleetMirror {
 
   constructor(keys: FleetKeys) {
     this.#keys = keys;
+  }
+
+  /**
+   * The owners' verdicts on a server combined (`verdicts.ts`), its owners
+   * being `owned`. `mine`, an LB's live verdict, stands in for what that LB
+   * last wrote once it has decided (until then, what it wrote still counts).
+   */
+  verdictOf(
+    address: string,
+    owned: readonly string[],
+    mine?: OwnerVerdict,
+  ): FleetVerdict | undefined {
+    const written = [...(this.verdicts.get(address)?.values() ?? [])];
+    const all = mine && mine.state !== "UNKNOWN"
+      ? [...written.filter((v) => v.by !== mine.by), mine]
+      : written;
+    return combine(all, owned);
   }
 
   /** Forgets everything (before a new listing). */

@@ -35,6 +35,11 @@ export interface FleetScaleOptions {
   standalone: boolean;
   checkersPerServer?: number;
   durationS?: number;
+  /**
+   * Fleet mode: LB kills to time, the killed LB brought back and the fleet
+   * settled between them (default 1); more give a p50 and a maximum.
+   */
+  kills?: number;
   lbArgs?: readonly string[];
   say?: (line: string) => void;
 }
@@ -58,7 +63,7 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
     await Deno.writeTextFile(serversFile, ports.map((p) => `127.0.0.1:${p}`).join("\n") + "\n");
     const mode = o.standalone ? `${o.lbs} standalone LBs` : `a fleet of ${o.lbs} LBs (K = ${k})`;
     say(`fleet scale: ${mode} over ${o.servers} servers every ${o.intervalS} s ...`);
-    for (let i = 0; i < o.lbs; i++) {
+    const startLb = async (i: number) => {
       const child = new Child("lb.ts", [
         ...(o.standalone || i === 0 ? ["--servers-file", serversFile] : []),
         ...(etcd ? ["--etcd", etcd.endpoints.join(","), "--checkers-per-server", String(k)] : []),
@@ -71,8 +76,9 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       ], { QHCP_CERTS_DIR: dir });
       children.push(child);
       const http = await child.waitForLog(/HTTP status endpoint listening .*port=(\d+)/, 60_000);
-      lbs.push({ child, base: `http://127.0.0.1:${http.match[1]}` });
-    }
+      lbs[i] = { child, base: `http://127.0.0.1:${http.match[1]}` };
+    };
+    for (let i = 0; i < o.lbs; i++) await startLb(i);
     const totals = async (i: number) => {
       const res = await fetch(`${lbs[i]!.base}/api/totals`).catch((e) => {
         // An LB that stopped answering: say what it printed last.
@@ -85,17 +91,23 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
     };
     const all = async (which = lbs.map((_, i) => i)) => await Promise.all(which.map(totals));
     const sessionsWanted = o.standalone ? o.lbs : Math.min(k, o.lbs);
-    const upBy = performance.now() + Math.max(90_000, o.servers * 40);
-    for (;;) {
-      const t = await all();
-      const sessions = t.reduce((n, x) => n + x.sessions, 0);
-      if (t.every((x) => x.up === o.servers) && sessions === sessionsWanted * o.servers) break;
-      if (performance.now() > upBy) {
-        say(`fleet scale: not settled: ${JSON.stringify(t.map((x) => [x.up, x.sessions]))}`);
-        break;
+    /** Until every LB sees every server UP and each holds its sessions; false after the time. */
+    const settle = async () => {
+      const upBy = performance.now() + Math.max(90_000, o.servers * 40);
+      for (;;) {
+        const t = await all();
+        const sessions = t.reduce((n, x) => n + x.sessions, 0);
+        if (t.every((x) => x.up === o.servers) && sessions === sessionsWanted * o.servers) {
+          return true;
+        }
+        if (performance.now() > upBy) {
+          say(`fleet scale: not settled: ${JSON.stringify(t.map((x) => [x.up, x.sessions]))}`);
+          return false;
+        }
+        await sleep(500);
       }
-      await sleep(500);
-    }
+    };
+    await settle();
     await sleep(5000);
     // A loaded etcd may take more than the LB's 1 s to answer the benchmark's own reads.
     const store = etcd
@@ -218,6 +230,33 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
             at(/fleet members changed/)
           }, ${claims} claims, the last at ${at(/checking servers for the fleet/, true)}`,
         );
+      }
+      // More kills: the victim back under its id, the fleet settled again, then killed again.
+      const samples = [result.takeover_s];
+      for (let n = 1; n < (o.kills ?? 1); n++) {
+        await startLb(victim);
+        if (!(await settle())) break;
+        await sleep(2000);
+        const at = performance.now();
+        lbs[victim]!.child.process.kill("SIGKILL");
+        let flippedNow = false;
+        for (;;) {
+          const t = await all(survivors);
+          if (t.some((x) => x.up !== o.servers)) flippedNow = true;
+          if (t.reduce((n, x) => n + x.sessions, 0) >= want) break;
+          if (performance.now() - at > 60_000) break;
+          await sleep(250);
+        }
+        samples.push(round((performance.now() - at) / 1000));
+        if (flippedNow) result.false_downs++;
+      }
+      if (samples.length > 1) {
+        result.takeovers_s = samples;
+        result.fleet_false_downs = Math.max(
+          result.fleet_false_downs ?? 0,
+          fleetDowns(await all(survivors)),
+        );
+        say(`fleet scale: ${samples.length} takeovers, s: ${samples.join(", ")}`);
       }
     }
     await store?.close();

@@ -195,6 +195,7 @@ if (import.meta.main) {
       lbs: { type: "string" },
       standalone: { type: "boolean", default: false },
       "checkers-per-server": { type: "string" },
+      kills: { type: "string" },
     },
   });
   // Flags for every lb.ts of the run.
@@ -216,6 +217,7 @@ if (import.meta.main) {
         ? { checkersPerServer: Number(values["checkers-per-server"]) }
         : {}),
       ...(values.duration ? { durationS: Number(values.duration) } : {}),
+      ...(values.kills ? { kills: Number(values.kills) } : {}),
       lbArgs: [
         ...lbExtra,
       ],
@@ -225,7 +227,8 @@ if (import.meta.main) {
     const fleet_scale = [
       ...previous.filter((x) =>
         !(x.quic === r.quic && x.servers === r.servers && x.lbs === r.lbs && x.mode === r.mode &&
-          x.interval_s === r.interval_s)
+          x.interval_s === r.interval_s &&
+          (x.takeovers_s?.length ?? 1) === (r.takeovers_s?.length ?? 1))
       ),
       r,
     ];

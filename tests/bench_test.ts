@@ -7,7 +7,14 @@
 
 import assert from "node:assert/strict";
 import { percentile, summarize } from "../bench/_measure.ts";
-import { type BenchRecord, benchTables, type ScaleResult, scaleTable } from "../bench/_report.ts";
+import {
+  type BenchRecord,
+  benchTables,
+  type FleetScaleResult,
+  fleetTable,
+  type ScaleResult,
+  scaleTable,
+} from "../bench/_report.ts";
 
 Deno.test("percentile() uses the nearest rank and clamps to the ends", () => {
   const v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
@@ -51,6 +58,31 @@ Deno.test("benchTables() shows every stack and peer with the ratios against QHCP
   assert.match(text, /\| QHCP check, matrixai \| 0\.8 ms \| 2\.4 ms \| 4× \|/);
   assert.match(text, /gRPC grpc\.health\.v1 Check, grpc-js \| 0\.6 ms \| 1\.8 ms \| 3× \|/);
   assert.match(text, /- native: check \/ echo 2× at p50 .*HTTP \/ QHCP 2×; gRPC \/ QHCP 3×/);
+});
+
+Deno.test("fleetTable() shows one takeover, or the p50 and maximum of several kills", () => {
+  const row: FleetScaleResult = {
+    quic: "native",
+    servers: 60,
+    interval_s: 1,
+    lbs: 3,
+    mode: "fleet",
+    checkers_per_server: 2,
+    sessions_per_agent: 2,
+    checks_per_s_per_lb: [40, 40, 40],
+    lb_cpu_percent: [2, 2, 2],
+    lb_cpu_total_percent: 6,
+    etcd_writes_per_s: 0.1,
+    failed_checks: 0,
+    false_downs: 0,
+    fleet_false_downs: 0,
+    takeover_s: 3.3,
+    when: "2026-11-29T00:00:00.000Z",
+  };
+  assert.match(fleetTable([row]), /\| 0 \/ 0 \| 3\.3 s \|$/m);
+  const kills = fleetTable([{ ...row, takeovers_s: [3.3, 2.8, 3.8, 3] }]);
+  assert.match(kills, /\| p50 3 s, max 3\.8 s \(4 kills\) \|$/m);
+  assert.match(fleetTable([{ ...row, takeover_s: null, mode: "standalone" }]), /\| – \|$/m);
 });
 
 Deno.test("scaleTable() marks a row that does not hold", () => {

@@ -196,6 +196,10 @@ Deno.test({
         );
         for (const id of live()) {
           assert.ok((await status(lbs[id]!.httpPort)).every((e) => e.state === "UP"));
+          // The age is a metric too, and in the counts.
+          const text = await (await fetch(`http://127.0.0.1:${lbs[id]!.httpPort}/metrics`)).text();
+          const age = Number(/^qhcp_fleet_stale_seconds (\S+)$/m.exec(text)?.[1]);
+          assert.ok(age > 3, `qhcp_fleet_stale_seconds ${age} on ${id}`);
         }
         const back = performance.now();
         for (let i = 0; i < 3; i++) etcd.pause(i, false);
@@ -214,6 +218,10 @@ Deno.test({
         );
         const took = performance.now() - back;
         record("fleet", "etcd back to verdicts fresh on every LB", took, "ms", "< 20000");
+        for (const id of live()) {
+          const text = await (await fetch(`http://127.0.0.1:${lbs[id]!.httpPort}/metrics`)).text();
+          assert.match(text, /^qhcp_fleet_stale_seconds 0$/m, `fresh again on ${id}`);
+        }
         await waitFor("consistent after etcd's return", () => consistent(live()), 20_000, 200);
       },
     );

@@ -305,6 +305,7 @@ Deno.test({
       // One server, the counts and the size read as the whole view does (without building it).
       const one = lbs[0]!.directory.server(live[0]!.address);
       assert.ok(one?.fleet?.stale_ms !== null && one?.fleet?.stale_ms !== undefined);
+      assert.ok((lbs[0]!.directory.totals().fleet_stale_ms ?? 0) > 3000, "the age in the counts");
       const all = lbs[0]!.directory.status();
       const totals = lbs[0]!.directory.totals();
       assert.equal(lbs[0]!.directory.size, all.length);

@@ -70,6 +70,7 @@ export class FleetDirectory implements ServerDirectory {
       down: 0,
       unknown: 0,
       fleet_downs: this.#fleet.verdictDowns,
+      fleet_stale_ms: _round(this.#fleet.staleMs),
     };
     // The fleet's verdicts only: no view is built (this is polled).
     for (const s of this.#fleet.state().servers.values()) {
@@ -159,7 +160,7 @@ export class FleetDirectory implements ServerDirectory {
         checked_by: s.owners,
         verdict_of: v?.from ?? [],
         written_at: local ? null : v?.at ?? null,
-        stale_ms: staleMs === undefined ? null : Math.round(staleMs),
+        stale_ms: _round(staleMs),
       },
     };
   }
@@ -168,4 +169,8 @@ export class FleetDirectory implements ServerDirectory {
 function _key(address: string): string {
   const a = parseServerAddress(address);
   return formatAddress(a.host, a.port);
+}
+
+function _round(ms: number | undefined): number | null {
+  return ms === undefined ? null : Math.round(ms);
 }

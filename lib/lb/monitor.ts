@@ -80,6 +80,8 @@ export interface MonitorTotals {
    * `downs` counts this LB's own checks' verdicts.
    */
   fleet_downs?: number;
+  /** Fleet mode only: ms since etcd last answered, once longer than a lease (null: in touch). */
+  fleet_stale_ms?: number | null;
 }
 
 /**

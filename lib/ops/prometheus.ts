@@ -54,6 +54,8 @@ export interface MetricsSnapshot {
   loop: { stalledMs: number; longestStallMs: number };
   /** Fleet mode: the fleet's verdict turned DOWN, counted since start (undefined standalone). */
   fleetDowns?: number;
+  /** Fleet mode: ms since etcd last answered when longer than a lease, else 0. */
+  fleetStaleMs?: number;
   /** Each service: servers that front it, and those that should get traffic. */
   services: { name: string; total: number; healthy: number }[];
 }
@@ -105,6 +107,7 @@ export function metricsSnapshot(monitor: ServerDirectory, version: string): Metr
     loop,
     services,
     ...(totals.fleet_downs === undefined ? {} : { fleetDowns: totals.fleet_downs }),
+    ...(totals.fleet_stale_ms === undefined ? {} : { fleetStaleMs: totals.fleet_stale_ms ?? 0 }),
   };
 }
 
@@ -298,6 +301,14 @@ export function renderPrometheus(s: MetricsSnapshot): string {
       "Times the fleet's verdict on a server (its owners' verdicts combined, as in etcd) turned DOWN.",
     );
     out.push(`qhcp_fleet_verdict_downs_total ${s.fleetDowns}`);
+  }
+  if (s.fleetStaleMs !== undefined) {
+    family(
+      "qhcp_fleet_stale_seconds",
+      "gauge",
+      "Seconds since etcd last answered once longer than a lease (the fleet's verdicts served are that old at most); 0 while in touch.",
+    );
+    out.push(`qhcp_fleet_stale_seconds ${s.fleetStaleMs / 1000}`);
   }
   return out.join("\n") + "\n";
 }

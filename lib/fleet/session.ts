@@ -185,6 +185,7 @@ export class FleetSession {
     const { store, keys } = this.#o;
     const { kvs, revision } = await store.list(keys.prefix);
     this.contacted();
+    if (this.#stopped) return; // no watch left behind by a listing that outlived stop()
     this.#listed = true;
     // Applied before the watch starts: its first events come after the listing.
     this.#o.events.listed(kvs, joined);

@@ -11,13 +11,15 @@
 
 import { defaultCertsDir, ensureDefaultFiles } from "../lib/security/files.ts";
 import { createLogger } from "../lib/util/log.ts";
+import { takePort } from "./demo_args.ts";
 
 const root = new URL("..", import.meta.url);
 const config = new URL("deno.json", root).pathname;
 // The QUIC library is a native addon (full trust), so the programs run with -A.
 const perms = ["-A"];
 
-const { firstPort, lbArgs } = _args(Deno.args);
+const lbArgs = [...Deno.args];
+const firstPort = takePort(lbArgs, "first-port", 4243, 3);
 const ports = [firstPort, firstPort + 1, firstPort + 2];
 const logDir = await Deno.makeTempDir({ prefix: "qhcp-demo-" });
 
@@ -169,25 +171,6 @@ function _follow(
   })();
   void promise.then(() => clearTimeout(timer));
   return promise;
-}
-
-function _args(args: readonly string[]): { firstPort: number; lbArgs: string[] } {
-  const rest = [...args];
-  let firstPort = 4243;
-  const i = rest.findIndex((a) => a === "--first-port" || a.startsWith("--first-port="));
-  if (i >= 0) {
-    const eq = rest[i]!.indexOf("=");
-    const value = eq >= 0 ? rest[i]!.slice(eq + 1) : rest[i + 1];
-    rest.splice(i, eq >= 0 ? 1 : 2);
-    firstPort = Number(value);
-    if (!Number.isInteger(firstPort) || firstPort < 1 || firstPort > 65533) {
-      console.error(
-        `demo: --first-port: expected a port in 1..65533, got ${JSON.stringify(value)}`,
-      );
-      Deno.exit(2);
-    }
-  }
-  return { firstPort, lbArgs: rest };
 }
 
 function _kill(child: Deno.ChildProcess, signal: Deno.Signal): void {

@@ -5,7 +5,9 @@
  * LBs sharing them through etcd (each server checked by two). The first
  * LB's status table runs in this terminal; every LB serves the whole fleet,
  * with who checks what, on its dashboard: http://127.0.0.1:4242/,
- * http://127.0.0.1:4252/ and http://127.0.0.1:4262/. Ctrl-C stops all. Try
+ * http://127.0.0.1:4252/ and http://127.0.0.1:4262/. `--first-port N` moves
+ * the agents to N..N+5, `--first-lb-port P` the LBs to P, P+10 and P+20;
+ * every other argument goes to the first LB. Ctrl-C stops all. Try
  * `kill -9` on one LB (`pgrep -f "lb-id demo-lb-2"`) and watch the others
  * take its servers over.
  *
@@ -16,6 +18,7 @@ import { defaultCertsDir, ensureDefaultFiles } from "../lib/security/files.ts";
 import { createLogger } from "../lib/util/log.ts";
 import { EtcdCluster } from "./etcd_cluster.ts";
 import { havePeer, PEERS } from "./peers.ts";
+import { takePort } from "./demo_args.ts";
 
 const root = new URL("..", import.meta.url);
 const config = new URL("deno.json", root).pathname;
@@ -46,7 +49,11 @@ const spawn = (script: string, args: string[], log: string | undefined) => {
   return child;
 };
 
-const ports = [4243, 4244, 4245, 4246, 4247, 4248];
+const firstLbArgs = [...Deno.args];
+const firstPort = takePort(firstLbArgs, "first-port", 4243, 6);
+const firstLbPort = takePort(firstLbArgs, "first-lb-port", 4242, 21);
+const ports = [0, 1, 2, 3, 4, 5].map((i) => firstPort + i);
+const lbPort = (n: number) => firstLbPort + (n - 1) * 10;
 for (const [i, port] of ports.entries()) {
   spawn("server.ts", [
     "--server-ip",
@@ -66,7 +73,7 @@ const lb = (n: number, extra: string[], log: string | undefined) =>
     "--http-host",
     "127.0.0.1",
     "--loadbalancer-port",
-    String(4242 + (n - 1) * 10),
+    String(lbPort(n)),
     "--check-interval",
     "1",
     ...extra,
@@ -74,11 +81,13 @@ const lb = (n: number, extra: string[], log: string | undefined) =>
 lb(2, ["--table", "off"], `${logDir}/lb-2.log`);
 lb(3, ["--table", "off"], `${logDir}/lb-3.log`);
 console.error(
-  `demo: 6 servers, 3 LBs sharing them through etcd; dashboards on http://127.0.0.1:4242/, :4252/ and :4262/; logs in ${logDir}`,
+  `demo: 6 servers, 3 LBs sharing them through etcd; dashboards on http://127.0.0.1:${
+    lbPort(1)
+  }/, :${lbPort(2)}/ and :${lbPort(3)}/; logs in ${logDir}`,
 );
 const first = lb(
   1,
-  ["--servers", ports.map((p) => `127.0.0.1:${p}`).join(","), ...Deno.args],
+  ["--servers", ports.map((p) => `127.0.0.1:${p}`).join(","), ...firstLbArgs],
   undefined,
 );
 

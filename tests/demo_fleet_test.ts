@@ -1,0 +1,96 @@
+/**
+ * `./run_quic.sh demo --fleet` as a user runs it (tools/demo_fleet.ts): a
+ * 3-member etcd, six agents and three LBs, on ports moved out of the way of
+ * the other tests. `.ci/run` installs etcd (package etcd-server).
+ */
+
+import assert from "node:assert/strict";
+import { fetchStatus, tempDir, waitFor } from "./_helpers.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+
+/** Six free UDP ports in a row from the first, and three TCP ports ten apart from the second. */
+function freePorts(): { agents: number; lbs: number } {
+  for (let tries = 0; tries < 50; tries++) {
+    const agents = 20_000 + Math.floor(Math.random() * 20_000);
+    const lbs = 41_000 + Math.floor(Math.random() * 15_000);
+    try {
+      const held = [
+        ...[0, 1, 2, 3, 4, 5].map((i) =>
+          Deno.listenDatagram({ hostname: "127.0.0.1", port: agents + i, transport: "udp" })
+        ),
+        ...[0, 10, 20].map((i) => Deno.listen({ hostname: "127.0.0.1", port: lbs + i })),
+      ];
+      held.forEach((h) => h.close());
+      return { agents, lbs };
+    } catch { /* taken: try others */ }
+  }
+  throw new Error("no free ports found");
+}
+
+Deno.test({
+  name:
+    "demo --fleet: three LBs share six agents through a local etcd, two checkers each, the same verdict everywhere; Ctrl-C stops all",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await tempDir("fleet-demo");
+    const ports = freePorts();
+    const lbPorts = [ports.lbs, ports.lbs + 10, ports.lbs + 20];
+    const demo = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "tools/demo_fleet.ts",
+        "--first-port",
+        String(ports.agents),
+        "--first-lb-port",
+        String(ports.lbs),
+        "--table",
+        "off",
+      ],
+      cwd: root,
+      env: { QHCP_CERTS_DIR: dir, NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let said = "";
+    const reading = (async () => {
+      for await (const chunk of demo.stderr.pipeThrough(new TextDecoderStream())) said += chunk;
+    })();
+    try {
+      await waitFor(
+        "six servers UP on every LB, each checked by two",
+        async () => {
+          for (const port of lbPorts) {
+            const entries = await fetchStatus(port).catch(() => []) as unknown as {
+              state: string;
+              fleet?: { checked_by: string[] };
+            }[];
+            if (entries.length !== 6) return false;
+            if (!entries.every((e) => e.state === "UP" && e.fleet?.checked_by.length === 2)) {
+              return false;
+            }
+          }
+          return true;
+        },
+        60_000,
+        500,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message}\n${said.slice(-3000)}`);
+      });
+      assert.match(said, new RegExp(`dashboards on http://127\\.0\\.0\\.1:${ports.lbs}/`));
+    } finally {
+      demo.kill("SIGINT");
+      const status = await demo.status;
+      await reading;
+      await Deno.remove(dir, { recursive: true });
+      assert.equal(status.code, 0, said.slice(-3000));
+    }
+    // Everything it started is gone: no LB answers any more.
+    for (const port of lbPorts) {
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/status`), `LB on ${port} still up`);
+    }
+  },
+});

@@ -59,26 +59,37 @@ Deno.test({
     const reading = (async () => {
       for await (const chunk of demo.stderr.pipeThrough(new TextDecoderStream())) said += chunk;
     })();
+    // What each LB shows, for the check and for the message when it fails.
+    let seen: string[] = [];
     try {
       await waitFor(
         "six servers UP on every LB, each checked by two",
         async () => {
+          seen = [];
           for (const port of lbPorts) {
-            const entries = await fetchStatus(port).catch(() => []) as unknown as {
-              state: string;
-              fleet?: { checked_by: string[] };
-            }[];
-            if (entries.length !== 6) return false;
-            if (!entries.every((e) => e.state === "UP" && e.fleet?.checked_by.length === 2)) {
-              return false;
-            }
+            const entries = await fetchStatus(port).catch(() => undefined) as unknown as
+              | { state: string; fleet?: { checked_by: string[] } }[]
+              | undefined;
+            seen.push(
+              entries
+                ? `${port}: ${entries.map((e) => `${e.state}/${e.fleet?.checked_by.length}`)}`
+                : `${port}: no answer`,
+            );
           }
-          return true;
+          return seen.every((line) => /^\d+: (UP\/2,){5}UP\/2$/.test(line));
         },
         60_000,
         500,
-      ).catch((e) => {
-        throw new Error(`${(e as Error).message}\n${said.slice(-3000)}`);
+      ).catch(async (e) => {
+        const logs = /logs in (\S+)/.exec(said)?.[1];
+        const tails = [];
+        for (const name of ["lb-2.log", "lb-3.log"]) {
+          const text = logs ? await Deno.readTextFile(`${logs}/${name}`).catch(() => "") : "";
+          tails.push(`--- ${name}\n${text.slice(-2000)}`);
+        }
+        throw new Error(
+          `${(e as Error).message}\n${seen.join("\n")}\n${said.slice(-3000)}\n${tails.join("\n")}`,
+        );
       });
       assert.match(said, new RegExp(`dashboards on http://127\\.0\\.0\\.1:${ports.lbs}/`));
     } finally {

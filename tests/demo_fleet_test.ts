@@ -9,11 +9,15 @@ import { fetchStatus, tempDir, waitFor } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-/** Six free UDP ports in a row from the first, and three TCP ports ten apart from the second. */
+/**
+ * Six free UDP ports in a row from the first, and three TCP ports ten apart
+ * from the second; all below Linux's ephemeral range (32768 and up), where
+ * the other tests' connections would take them.
+ */
 function freePorts(): { agents: number; lbs: number } {
   for (let tries = 0; tries < 50; tries++) {
-    const agents = 20_000 + Math.floor(Math.random() * 20_000);
-    const lbs = 41_000 + Math.floor(Math.random() * 15_000);
+    const agents = 10_000 + Math.floor(Math.random() * 10_000);
+    const lbs = 21_000 + Math.floor(Math.random() * 11_000);
     try {
       const held = [
         ...[0, 1, 2, 3, 4, 5].map((i) =>
@@ -102,6 +106,48 @@ Deno.test({
     // Everything it started is gone: no LB answers any more.
     for (const port of lbPorts) {
       await assert.rejects(fetch(`http://127.0.0.1:${port}/status`), `LB on ${port} still up`);
+    }
+  },
+});
+
+Deno.test({
+  name: "demo --fleet names an LB that cannot start, stops everything and exits 1",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await tempDir("fleet-demo");
+    const ports = freePorts();
+    // The second LB's HTTP port, held by someone else.
+    const held = Deno.listen({ hostname: "127.0.0.1", port: ports.lbs + 10 });
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "tools/demo_fleet.ts",
+          "--first-port",
+          String(ports.agents),
+          "--first-lb-port",
+          String(ports.lbs),
+          "--table",
+          "off",
+        ],
+        cwd: root,
+        env: { QHCP_CERTS_DIR: dir, NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 1, said.slice(-3000));
+      assert.match(said, /demo: LB demo-lb-2 stopped with exit code 1; its log: \S+lb-2\.log/);
+    } finally {
+      held.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+    // Nothing it started is left: the other LBs' ports are free again.
+    for (const port of [ports.lbs, ports.lbs + 20]) {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
     }
   },
 });

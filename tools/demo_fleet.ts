@@ -30,13 +30,29 @@ if (!havePeer("etcd")) {
   );
   Deno.exit(1);
 }
+const firstLbArgs = [...Deno.args];
+const firstPort = takePort(firstLbArgs, "first-port", 4243, 6);
+const firstLbPort = takePort(firstLbArgs, "first-lb-port", 4242, 21);
+const ports = [0, 1, 2, 3, 4, 5].map((i) => firstPort + i);
+const lbPort = (n: number) => firstLbPort + (n - 1) * 10;
 await ensureDefaultFiles(defaultCertsDir(), { log: createLogger() });
 const logDir = await Deno.makeTempDir({ prefix: "qhcp-fleet-demo-" });
 console.error("demo: starting a 3-member etcd cluster on 127.0.0.1 ...");
 const etcd = await EtcdCluster.start(3);
 
 const children: Deno.ChildProcess[] = [];
-const spawn = (script: string, args: string[], log: string | undefined) => {
+let stopping = false;
+/** Stops every program and etcd, then exits with `code`. */
+const stop = async (code = 0) => {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children) _kill(c, "SIGTERM");
+  setTimeout(() => children.forEach((c) => _kill(c, "SIGKILL")), 4000);
+  await Promise.all(children.map((c) => c.status));
+  await etcd[Symbol.asyncDispose]();
+  Deno.exit(code);
+};
+const spawn = (name: string, script: string, args: string[], log: string | undefined) => {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--config", config, "-A", new URL(script, root).pathname, ...args],
     stdin: log ? "null" : "inherit",
@@ -46,16 +62,22 @@ const spawn = (script: string, args: string[], log: string | undefined) => {
   }).spawn();
   if (log) void _toFile(child, log);
   children.push(child);
+  // A program that fails (its port taken, say) ends the demo, named; one
+  // stopped by Ctrl-C (which reaches every program of the terminal) ends it quietly.
+  void child.status.then((s) => {
+    if (stopping) return;
+    if (s.code !== 0 && s.signal === null) {
+      console.error(
+        `demo: ${name} stopped with exit code ${s.code}${log ? `; its log: ${log}` : ""}`,
+      );
+    }
+    void stop(s.code !== 0 && s.signal === null ? 1 : 0);
+  });
   return child;
 };
 
-const firstLbArgs = [...Deno.args];
-const firstPort = takePort(firstLbArgs, "first-port", 4243, 6);
-const firstLbPort = takePort(firstLbArgs, "first-lb-port", 4242, 21);
-const ports = [0, 1, 2, 3, 4, 5].map((i) => firstPort + i);
-const lbPort = (n: number) => firstLbPort + (n - 1) * 10;
 for (const [i, port] of ports.entries()) {
-  spawn("server.ts", [
+  spawn(`server fleet-demo-${i + 1}`, "server.ts", [
     "--server-ip",
     "127.0.0.1",
     "--server-port",
@@ -65,7 +87,7 @@ for (const [i, port] of ports.entries()) {
   ], `${logDir}/server-${i + 1}.log`);
 }
 const lb = (n: number, extra: string[], log: string | undefined) =>
-  spawn("lb.ts", [
+  spawn(`LB demo-lb-${n}`, "lb.ts", [
     "--etcd",
     etcd.endpoints.join(","),
     "--lb-id",
@@ -91,16 +113,6 @@ const first = lb(
   undefined,
 );
 
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  for (const c of children) _kill(c, "SIGTERM");
-  setTimeout(() => children.forEach((c) => _kill(c, "SIGKILL")), 4000);
-  await Promise.all(children.map((c) => c.status));
-  await etcd[Symbol.asyncDispose]();
-  Deno.exit(0);
-};
 Deno.addSignalListener("SIGINT", () => void stop());
 Deno.addSignalListener("SIGTERM", () => void stop());
 await first.status;

@@ -19,9 +19,18 @@ export async function runLb(args: readonly string[]): Promise<number> {
   // SIGHUP means is known from the flags (see onHangup).
   const stop = stopSignals();
   let running: RunningLb | undefined;
+  // A reload asked for while the LB starts (its HTTP port may already be
+  // open) is done once it has started, not dropped.
+  let reloadAsked = false;
   const removeHangup = onHangup(
     config.serversFile !== undefined || config.dnsNames.length > 0,
-    { reload: () => running?.reload(), stop: () => stop.trigger("SIGHUP") },
+    {
+      reload: () => {
+        if (running) running.reload();
+        else reloadAsked = true;
+      },
+      stop: () => stop.trigger("SIGHUP"),
+    },
   );
   try {
     running = await startLb(config);
@@ -29,6 +38,7 @@ export async function runLb(args: readonly string[]): Promise<number> {
     removeHangup();
     return setupFailed(PROGRAM, e);
   }
+  if (reloadAsked) running.reload();
   const signal = await stop.stopped;
   stop.escalate(); // a second signal ends the process at once
   await running.stop(signal);

@@ -155,29 +155,37 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       const want = Math.min(k, survivors.length) * o.servers;
       const killedAt = performance.now();
       lbs[victim]!.child.process.kill("SIGKILL");
-      let flipped = false;
       const timeline: string[] = [];
       const watched = children.filter((c) => c !== lbs[victim]!.child);
       const cpuAtKill = watched.map((c) => procSample(c.pid).cpuMs);
       const udpAtKill = udpDrops().rcvbufErrors;
       const dropsAtKill = watched.map((c) => udpDropsOf(c.pid));
       const stalledAtKill = (await all(survivors)).map((x) => x.loop_stalled_ms);
-      for (let nextMark = 0;;) {
-        const t = await all(survivors);
-        if (t.some((x) => x.up !== o.servers)) flipped = true;
-        const held = t.reduce((n, x) => n + x.sessions, 0);
-        const since = performance.now() - killedAt;
-        if (since >= nextMark) {
-          timeline.push(`${Math.round(since / 100) / 10} s: ${held}`);
-          nextMark += 1000;
+      /**
+       * Until the survivors hold K sessions per server again (60 s at most): the
+       * seconds since `at`, and whether any of them meanwhile saw a server not UP.
+       * `timeline` gets the sessions held once a second.
+       */
+      const takeover = async (at: number, timeline?: string[]) => {
+        let flipped = false;
+        for (let nextMark = 0;;) {
+          const t = await all(survivors);
+          if (t.some((x) => x.up !== o.servers)) flipped = true;
+          const held = t.reduce((n, x) => n + x.sessions, 0);
+          const since = performance.now() - at;
+          if (timeline && since >= nextMark) {
+            timeline.push(`${Math.round(since / 100) / 10} s: ${held}`);
+            nextMark += 1000;
+          }
+          if (held >= want || performance.now() - at > 60_000) break;
+          // Not faster: each poll costs a fleet LB a pass over every server.
+          await sleep(250);
         }
-        if (held >= want) break;
-        if (performance.now() - killedAt > 60_000) break;
-        // Not faster: each poll costs a fleet LB a pass over every server.
-        await sleep(250);
-      }
-      result.takeover_s = round((performance.now() - killedAt) / 1000);
-      if (flipped) result.false_downs++;
+        return { seconds: round((performance.now() - at) / 1000), flipped };
+      };
+      const first = await takeover(killedAt, timeline);
+      result.takeover_s = first.seconds;
+      if (first.flipped) result.false_downs++;
       result.fleet_false_downs = Math.max(
         result.fleet_false_downs ?? 0,
         fleetDowns(await all(survivors)),
@@ -185,7 +193,7 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       const busy = watched.map((c, i) =>
         `${
           round(
-            ((procSample(c.pid).cpuMs - cpuAtKill[i]!) / ((result.takeover_s ?? 1) * 1000)) * 100,
+            ((procSample(c.pid).cpuMs - cpuAtKill[i]!) / (first.seconds * 1000)) * 100,
           )
         } %`
       );
@@ -232,23 +240,16 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
         );
       }
       // More kills: the victim back under its id, the fleet settled again, then killed again.
-      const samples = [result.takeover_s];
+      const samples = [first.seconds];
       for (let n = 1; n < (o.kills ?? 1); n++) {
         await startLb(victim);
         if (!(await settle())) break;
         await sleep(2000);
         const at = performance.now();
         lbs[victim]!.child.process.kill("SIGKILL");
-        let flippedNow = false;
-        for (;;) {
-          const t = await all(survivors);
-          if (t.some((x) => x.up !== o.servers)) flippedNow = true;
-          if (t.reduce((n, x) => n + x.sessions, 0) >= want) break;
-          if (performance.now() - at > 60_000) break;
-          await sleep(250);
-        }
-        samples.push(round((performance.now() - at) / 1000));
-        if (flippedNow) result.false_downs++;
+        const next = await takeover(at);
+        samples.push(next.seconds);
+        if (next.flipped) result.false_downs++;
       }
       if (samples.length > 1) {
         result.takeovers_s = samples;

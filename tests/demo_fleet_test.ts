@@ -32,6 +32,28 @@ function freePorts(): { agents: number; lbs: number } {
   throw new Error("no free ports found");
 }
 
+/** The fleet demo as a user starts it, on `ports`, its files in `dir`, without its table. */
+function demoCommand(ports: { agents: number; lbs: number }, dir: string): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "tools/demo_fleet.ts",
+      "--first-port",
+      String(ports.agents),
+      "--first-lb-port",
+      String(ports.lbs),
+      "--table",
+      "off",
+    ],
+    cwd: root,
+    env: { QHCP_CERTS_DIR: dir, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+}
+
 Deno.test({
   name:
     "demo --fleet: three LBs share six agents through a local etcd, two checkers each, the same verdict everywhere; Ctrl-C stops all",
@@ -41,24 +63,7 @@ Deno.test({
     const dir = await tempDir("fleet-demo");
     const ports = freePorts();
     const lbPorts = [ports.lbs, ports.lbs + 10, ports.lbs + 20];
-    const demo = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "tools/demo_fleet.ts",
-        "--first-port",
-        String(ports.agents),
-        "--first-lb-port",
-        String(ports.lbs),
-        "--table",
-        "off",
-      ],
-      cwd: root,
-      env: { QHCP_CERTS_DIR: dir, NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    const demo = demoCommand(ports, dir).spawn();
     let said = "";
     const reading = (async () => {
       for await (const chunk of demo.stderr.pipeThrough(new TextDecoderStream())) said += chunk;
@@ -120,24 +125,7 @@ Deno.test({
     // The second LB's HTTP port, held by someone else.
     const held = Deno.listen({ hostname: "127.0.0.1", port: ports.lbs + 10 });
     try {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "tools/demo_fleet.ts",
-          "--first-port",
-          String(ports.agents),
-          "--first-lb-port",
-          String(ports.lbs),
-          "--table",
-          "off",
-        ],
-        cwd: root,
-        env: { QHCP_CERTS_DIR: dir, NO_COLOR: "1" },
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).output();
+      const out = await demoCommand(ports, dir).output();
       const said = new TextDecoder().decode(out.stderr);
       assert.equal(out.code, 1, said.slice(-3000));
       assert.match(said, /demo: LB demo-lb-2 stopped with exit code 1; its log: \S+lb-2\.log/);

@@ -454,7 +454,12 @@ Deno.test("VerdictWriter gathers changes into transactions of 50, spreads a refr
     server: (a: string) => views.get(a),
   };
   const common = { store, keys, lbId: "lb-a", isoNow: () => "now", contacted: () => {} };
-  const claims = new Claims({ ...common, monitor, log: silentLogger });
+  const claims = new Claims({
+    ...common,
+    monitor,
+    log: silentLogger,
+    ended: (a) => writer.forget(a),
+  });
   const lost: string[] = [];
   const writer = new VerdictWriter({
     ...common,

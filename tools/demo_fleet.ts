@@ -66,12 +66,13 @@ const spawn = (name: string, script: string, args: string[], log: string | undef
   // stopped by Ctrl-C (which reaches every program of the terminal) ends it quietly.
   void child.status.then((s) => {
     if (stopping) return;
-    if (s.code !== 0 && s.signal === null) {
+    const failed = s.code !== 0 && s.signal === null;
+    if (failed) {
       console.error(
         `demo: ${name} stopped with exit code ${s.code}${log ? `; its log: ${log}` : ""}`,
       );
     }
-    void stop(s.code !== 0 && s.signal === null ? 1 : 0);
+    void stop(failed ? 1 : 0);
   });
   return child;
 };

@@ -34,6 +34,8 @@ export interface ClaimsOptions {
   isoNow: () => string;
   /** etcd answered. */
   contacted: () => void;
+  /** A claim ended (released or lost): what was written under it no longer counts. */
+  ended: (address: string) => void;
 }
 
 /**
@@ -54,6 +56,7 @@ export interface ClaimsOptions {
  *   log: silentLogger,
  *   isoNow: () => new Date().toISOString(),
  *   contacted: () => {},
+ *   ended: () => {},
  * });
  * const lease = await store.grant(3);
  * await claims.claim(["10.0.0.7:4243"], lease, () => false);
@@ -104,7 +107,7 @@ export class Claims {
     }
     for (let i = 0; i < batches.length && !stopped(); i += _CLAIM_TXNS_AT_ONCE) {
       const now = batches.slice(i, i + _CLAIM_TXNS_AT_ONCE);
-      await Promise.all(now.map((b) => this.#claimMany(b, lease)));
+      await Promise.all(now.map((b) => this.#claimBatch(b, lease)));
     }
     return addresses.filter((a) => this.#revisions.has(a));
   }
@@ -123,16 +126,17 @@ export class Claims {
    */
   lose(address: string): boolean {
     if (!this.#revisions.delete(address)) return false;
+    this.#o.ended(address);
     void this.#o.monitor.removeServer(address, { quiet: true });
     return true;
   }
 
   /**
-   * One transaction that creates every owner key or none; when one exists
-   * already (ours from an earlier pass), one by one.
+   * One transaction that creates every owner key of the batch or none; when
+   * one exists already, one by one, and a key found alone is ours from an
+   * earlier pass of this lease (its revision is taken) or another's.
    */
-  async #claimMany(addresses: readonly string[], lease: string): Promise<void> {
-    if (addresses.length === 1) return await this.#claimOne(addresses[0]!, lease);
+  async #claimBatch(addresses: readonly string[], lease: string): Promise<void> {
     const { store, keys, lbId } = this.#o;
     const owned = addresses.map((a) => keys.owner(a, lbId));
     const at = this.#o.isoNow();
@@ -141,31 +145,16 @@ export class Claims {
       owned.map((key) => ({ put: key, value: at, lease })),
     );
     this.#o.contacted();
-    if (!r.succeeded) {
-      await Promise.all(addresses.map((a) => this.#claimOne(a, lease)));
-      return;
-    }
-    // Created together: each key's creation revision is the transaction's.
-    for (const a of addresses) this.#claimed(a, r.revision);
-  }
-
-  async #claimOne(address: string, lease: string): Promise<void> {
-    const { store, keys } = this.#o;
-    const key = keys.owner(address, this.#o.lbId);
-    const r = await store.txn(
-      [{ key, target: "create_revision", equals: 0 }],
-      [{ put: key, value: this.#o.isoNow(), lease }],
-    );
-    this.#o.contacted();
-    let revision = r.revision;
-    if (!r.succeeded) {
-      // Our key from an earlier pass of this lease: take its revision.
-      const { kvs } = await store.list(key, true);
+    if (r.succeeded) {
+      // Created together: each key's creation revision is the transaction's.
+      for (const a of addresses) this.#claimed(a, r.revision);
+    } else if (addresses.length > 1) {
+      await Promise.all(addresses.map((a) => this.#claimBatch([a], lease)));
+    } else {
+      const { kvs } = await store.list(owned[0]!, true);
       const mine = kvs.find((kv) => kv.lease === lease);
-      if (!mine) return;
-      revision = mine.createRevision;
+      if (mine) this.#claimed(addresses[0]!, mine.createRevision);
     }
-    this.#claimed(address, revision);
   }
 
   #claimed(address: string, revision: number): void {
@@ -178,6 +167,7 @@ export class Claims {
 
   async #release(address: string): Promise<void> {
     this.#revisions.delete(address);
+    this.#o.ended(address);
     await this.#o.monitor.removeServer(address, { quiet: true });
     await this.#o.store.delete(this.#o.keys.owner(address, this.#o.lbId)).catch(() => {});
     this.#o.log.debug("server handed over", { server: address });

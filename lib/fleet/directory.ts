@@ -9,7 +9,7 @@
 
 import type { ServerDirectory } from "../lb/directory.ts";
 import type { CheckRecord } from "../lb/history.ts";
-import { type Monitor, type MonitorTotals, ServerSetError } from "../lb/monitor.ts";
+import { type LbHealth, type Monitor, type MonitorTotals, ServerSetError } from "../lb/monitor.ts";
 import type { WatchCounters, WatchView } from "../lb/record.ts";
 import { type PickResult, Selector, type Strategy } from "../lb/select.ts";
 import type { ConfigOutcome, WatchSettings } from "../lb/watch_types.ts";
@@ -62,15 +62,22 @@ export class FleetDirectory implements ServerDirectory {
     return this.status().map((view) => ({ view, counters: local.get(view.address) }));
   }
 
+  lbHealth(): LbHealth {
+    return {
+      ...this.#monitor.lbHealth(),
+      fleet_downs: this.#fleet.verdictDowns,
+      fleet_stale_ms: _round(this.#fleet.staleMs),
+    };
+  }
+
   totals(): MonitorTotals {
     const t = {
       ...this.#monitor.totals(),
+      ...this.lbHealth(),
       servers: 0,
       up: 0,
       down: 0,
       unknown: 0,
-      fleet_downs: this.#fleet.verdictDowns,
-      fleet_stale_ms: _round(this.#fleet.staleMs),
     };
     // The fleet's verdicts only: no view is built (this is polled).
     for (const s of this.#fleet.state().servers.values()) {

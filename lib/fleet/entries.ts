@@ -21,7 +21,8 @@ export interface EntryWriterOptions {
   store: Store;
   keys: FleetKeys;
   lbId: string;
-  now: () => number;
+  /** Now as ISO time (the entry's value). */
+  isoNow: () => string;
   log: Logger;
   /** One entry written, at `revision` (before `afterBatch`). */
   written(key: string, value: string, revision: number): void;
@@ -33,8 +34,20 @@ export interface EntryWriterOptions {
  * Writes server entries of one LB in batches.
  *
  * @example
- * ```ts ignore
- * const writer = new EntryWriter({ store, keys, lbId: "lb-1", now: Date.now, log, written, afterBatch });
+ * ```ts
+ * import { EntryWriter } from "./entries.ts";
+ * import { FleetKeys } from "./keys.ts";
+ * import { MemoryStore } from "./memory_store.ts";
+ * import { silentLogger } from "../util/log.ts";
+ * const writer = new EntryWriter({
+ *   store: new MemoryStore(),
+ *   keys: new FleetKeys("/qhcp/"),
+ *   lbId: "lb-1",
+ *   isoNow: () => new Date().toISOString(),
+ *   log: silentLogger,
+ *   written: () => {},
+ *   afterBatch: () => {},
+ * });
  * await Promise.all(["10.0.0.7:4243", "10.0.0.8:4243"].map((a) => writer.add(a))); // one transaction
  * ```
  */
@@ -78,7 +91,7 @@ export class EntryWriter {
     batch: { address: string; resolve: () => void; reject: (e: unknown) => void }[],
   ): Promise<void> {
     const { store, keys, lbId } = this.#o;
-    const value = JSON.stringify({ at: new Date(this.#o.now()).toISOString() });
+    const value = JSON.stringify({ at: this.#o.isoNow() });
     const puts = batch.map((b) => ({ put: keys.server(b.address, lbId), value }));
     let revision: number;
     try {

@@ -133,6 +133,7 @@ export class Fleet {
       log: this.#log,
       isoNow: () => this.#isoNow(),
       contacted: () => this.#session.contacted(),
+      ended: (address) => this.#writer.forget(address),
     });
     this.#writer = new VerdictWriter({
       store: options.store,
@@ -154,7 +155,7 @@ export class Fleet {
       store: options.store,
       keys: options.keys,
       lbId: options.lbId,
-      now: this.#now,
+      isoNow: () => this.#isoNow(),
       log: this.#log,
       // Seen at once here; the watch brings the same change again, which changes nothing.
       written: (key, value, revision) =>
@@ -307,10 +308,7 @@ export class Fleet {
   /** Claims of an older lease went with it: stop checking those servers until claimed again. */
   #leaseGone(): void {
     const dropped = this.#claims.entries().map(([address]) => address);
-    for (const address of dropped) {
-      this.#claims.lose(address);
-      this.#writer.forget(address);
-    }
+    for (const address of dropped) this.#claims.lose(address);
     if (dropped.length > 0) {
       this.#log.warn("the lease's claims are gone; checking them again once claimed", {
         count: dropped.length,
@@ -445,7 +443,6 @@ export class Fleet {
     }
     // Many at a time: a dead LB's servers are taken over by claiming hundreds.
     const release = this.#claims.entries().map(([a]) => a).filter((a) => !want.has(a));
-    for (const a of release) this.#writer.forget(a);
     await this.#claims.release(release);
     // One line per pass, not per server: a takeover claims hundreds.
     if (release.length > 0) {
@@ -469,7 +466,6 @@ export class Fleet {
   /** Our claim is gone (a fenced write was refused, or the key was deleted): stop checking. */
   #lost(address: string): void {
     if (!this.#claims.lose(address)) return;
-    this.#writer.forget(address);
     this.#log.warn("lost the claim on a server; no longer checking it", { server: address });
     this.#reassign();
   }

@@ -154,8 +154,8 @@ export class FleetSession {
 
   /** etcd did not answer: once that has lasted a lease, what is served is marked stale. */
   unreachable(e: Error): void {
-    const ms = this.#o.now() - this.#contact;
-    if (ms > this.#o.ttlSec * 1000 && !this.#staleLogged) {
+    const ms = this.staleMs;
+    if (ms !== undefined && !this.#staleLogged) {
       this.#staleLogged = true;
       // Checking goes on; what is served from etcd is marked stale.
       this.#o.log.warn("etcd unreachable: serving the last known fleet verdicts, marked stale", {

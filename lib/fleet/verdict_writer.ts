@@ -69,7 +69,7 @@ export interface VerdictWriterOptions {
  *   removeServer: () => Promise.resolve(true),
  *   server: () => undefined, // a real Monitor's view of the server
  * };
- * const claims = new Claims({ ...common, monitor, log: silentLogger });
+ * const claims = new Claims({ ...common, monitor, log: silentLogger, ended: () => {} });
  * const writer = new VerdictWriter({
  *   ...common,
  *   claims,
@@ -127,7 +127,7 @@ export class VerdictWriter {
             ? [{ address, claim, v: ownerVerdict(view, this.#o.lbId, at) }]
             : [];
         });
-        if (batch.length > 0 && !(await this.#writeMany(batch))) return;
+        if (batch.length > 0 && !(await this.#write(batch))) return;
       }
     } finally {
       this.#refreshing = false;
@@ -164,7 +164,7 @@ export class VerdictWriter {
         const batch = [...this.#pending].slice(0, _PER_TXN);
         for (const [address] of batch) this.#pending.delete(address);
         // Not answered: dropped; the next check that finds a change writes it.
-        await this.#writeMany(batch.map(([address, p]) => ({ address, ...p })));
+        await this.#write(batch.map(([address, p]) => ({ address, ...p })));
       }
       this.#pending.clear();
       this.#flushing = undefined;
@@ -173,51 +173,35 @@ export class VerdictWriter {
   }
 
   /**
-   * One transaction for many servers; refused as a whole when one claim is
-   * gone, then one by one. False when etcd did not answer.
+   * One transaction for the batch, fenced by each server's claim. Refused as
+   * a whole when one claim is gone: then one by one, and the one refused
+   * alone ends its claim. False when etcd did not answer.
    */
-  async #writeMany(batch: { address: string; claim: number; v: OwnerVerdict }[]): Promise<boolean> {
-    if (batch.length === 1) {
-      return await this.#writeOne(batch[0]!.address, batch[0]!.claim, batch[0]!.v);
-    }
+  async #write(batch: { address: string; claim: number; v: OwnerVerdict }[]): Promise<boolean> {
     const { store, keys, lbId } = this.#o;
+    let succeeded: boolean;
     try {
-      const r = await store.txn(
+      ({ succeeded } = await store.txn(
         batch.map((b) => ({
           key: keys.owner(b.address, lbId),
           target: "create_revision" as const,
           equals: b.claim,
         })),
         batch.flatMap((b) => this.#puts(b.address, b.v)),
-      );
-      this.#o.contacted();
-      if (r.succeeded) { for (const b of batch) this.#written.set(b.address, b.v); }
-      else {for (const b of batch) {
-          if (!(await this.#writeOne(b.address, b.claim, b.v))) return false;
-        }}
-      return true;
+      ));
     } catch (e) {
       this.#o.unreachable(e as Error);
       return false;
     }
-  }
-
-  /** One server's verdict; a refusal ends the claim. False when etcd did not answer. */
-  async #writeOne(address: string, claim: number, v: OwnerVerdict): Promise<boolean> {
-    const { store, keys, lbId } = this.#o;
-    try {
-      const r = await store.txn(
-        [{ key: keys.owner(address, lbId), target: "create_revision", equals: claim }],
-        this.#puts(address, v),
-      );
-      this.#o.contacted();
-      if (r.succeeded) this.#written.set(address, v);
-      else this.#o.lost(address);
-      return true;
-    } catch (e) {
-      this.#o.unreachable(e as Error);
-      return false;
+    this.#o.contacted();
+    if (succeeded) {
+      for (const b of batch) this.#written.set(b.address, b.v);
+    } else if (batch.length === 1) {
+      this.#o.lost(batch[0]!.address);
+    } else {
+      for (const b of batch) if (!(await this.#write([b]))) return false;
     }
+    return true;
   }
 
   /** The verdict's put, and the deletes of verdicts it replaces (former owners'). */

@@ -9,7 +9,7 @@
 
 import type { SessionConfig } from "../protocol/wire.ts";
 import type { CheckRecord } from "./history.ts";
-import type { MonitorTotals } from "./monitor.ts";
+import type { LbHealth, MonitorTotals } from "./monitor.ts";
 import type { WatchCounters, WatchView } from "./record.ts";
 import type { PickResult, Strategy } from "./select.ts";
 import type { ConfigOutcome, WatchSettings } from "./watch_types.ts";
@@ -33,6 +33,8 @@ export interface ServerDirectory {
   records(): { view: WatchView; counters: Readonly<WatchCounters> | undefined }[];
   /** Fleet-wide counts. */
   totals(): MonitorTotals;
+  /** The LB's own health (its event loop; in fleet mode its view of etcd). */
+  lbHealth(): LbHealth;
   /** The server for the next request. */
   pick(strategy?: Strategy): PickResult;
   /** Calls `listener` on any change; returns the unsubscribe function. */

@@ -47,7 +47,7 @@ export interface MonitorResources extends WatchResources {
 }
 
 /** Fleet-wide counts, cheap to read at any scale (`GET /api/totals`). */
-export interface MonitorTotals {
+export interface MonitorTotals extends LbHealth {
   servers: number;
   up: number;
   down: number;
@@ -68,6 +68,10 @@ export interface MonitorTotals {
   heartbeats: number;
   probes: number;
   probes_failed: number;
+}
+
+/** The LB's own health, apart from its servers': cheap to read (`/metrics` reads it). */
+export interface LbHealth {
   /**
    * This LB's own event loop: time stalled since start (timers that fired
    * more than 40 ms late), and the longest stall of the last minute, ms.
@@ -230,6 +234,16 @@ export class Monitor {
     return total;
   }
 
+  /** This LB's own event loop. */
+  lbHealth(): LbHealth {
+    return {
+      loop_stalled_ms: Math.round(this.#loopHealth.totalMs),
+      loop_longest_stall_ms: Math.round(
+        this.#loopHealth.longestSince(this.#scheduler.now() - 60_000),
+      ),
+    };
+  }
+
   /** Counts over every server, without building a view per server. */
   totals(): MonitorTotals {
     const t: MonitorTotals = {
@@ -247,10 +261,7 @@ export class Monitor {
       heartbeats: 0,
       probes: 0,
       probes_failed: 0,
-      loop_stalled_ms: Math.round(this.#loopHealth.totalMs),
-      loop_longest_stall_ms: Math.round(
-        this.#loopHealth.longestSince(this.#scheduler.now() - 60_000),
-      ),
+      ...this.lbHealth(),
     };
     for (const w of this.#watches.values()) {
       const state = w.state;

@@ -96,8 +96,9 @@ export function metricsSnapshot(monitor: ServerDirectory, version: string): Metr
     total: s.total,
     healthy: s.healthy,
   }));
-  const totals = monitor.totals();
-  const loop = { stalledMs: totals.loop_stalled_ms, longestStallMs: totals.loop_longest_stall_ms };
+  // The LB's own figures, not the counts: those would be a second pass over every server.
+  const health = monitor.lbHealth();
+  const loop = { stalledMs: health.loop_stalled_ms, longestStallMs: health.loop_longest_stall_ms };
   return {
     lbId: monitor.settings.lbId,
     version,
@@ -106,8 +107,8 @@ export function metricsSnapshot(monitor: ServerDirectory, version: string): Metr
     reconnects,
     loop,
     services,
-    ...(totals.fleet_downs === undefined ? {} : { fleetDowns: totals.fleet_downs }),
-    ...(totals.fleet_stale_ms === undefined ? {} : { fleetStaleMs: totals.fleet_stale_ms ?? 0 }),
+    ...(health.fleet_downs === undefined ? {} : { fleetDowns: health.fleet_downs }),
+    ...(health.fleet_stale_ms === undefined ? {} : { fleetStaleMs: health.fleet_stale_ms ?? 0 }),
   };
 }
 

@@ -8,6 +8,7 @@ import { CliError, type FlagSpec, parseFlags } from "../lib/cli/flags.ts";
 import { LB_FLAGS, parseLbArgs } from "../lib/cli/lb_flags.ts";
 import { parseServerAddress } from "../lib/protocol/address.ts";
 import { parseServerArgs, SERVER_FLAGS } from "../lib/cli/server_flags.ts";
+import { SYSTEM_METRICS } from "../lib/agent/host_view.ts";
 import { Program, tempDir } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -254,7 +255,15 @@ Deno.test("server.ts --help prints every flag and the metric names and exits 0",
   const r = await run([deno, "run", "-A", "server.ts", "--help"]);
   assert.equal(r.code, 0);
   for (const f of SERVER_FLAGS) assert.ok(r.stdout.includes(`--${f.name}`), f.name);
-  assert.match(r.stdout, /net_rx_bytes_per_s/);
+  // Each metric name stands apart from its description, and the descriptions share one column.
+  const metrics = r.stdout.slice(r.stdout.indexOf("\nMetrics:\n") + 10).trimEnd().split("\n");
+  const names = Object.keys(SYSTEM_METRICS);
+  assert.equal(metrics.length, names.length);
+  const column = (line: string) => /^ {2}\S+ {2,}/.exec(line)?.[0].length;
+  names.forEach((name, i) => {
+    assert.ok(metrics[i]!.startsWith(`  ${name}  `), metrics[i]);
+    assert.equal(column(metrics[i]!), column(metrics[0]!), metrics[i]);
+  });
 });
 
 Deno.test("lb.ts exits 2 with one line naming the flag for a bad value", async () => {

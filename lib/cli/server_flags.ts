@@ -221,7 +221,8 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
 
 /** Usage text for `--help`. */
 export function serverUsage(program = "qhcp-server"): string {
-  const names = Object.entries(SYSTEM_METRICS).map(([k, v]) => `  ${k.padEnd(20)}${v}`);
+  const width = Math.max(...Object.keys(SYSTEM_METRICS).map((k) => k.length)) + 2;
+  const names = Object.entries(SYSTEM_METRICS).map(([k, v]) => `  ${k.padEnd(width)}${v}`);
   return formatUsage(
     program,
     "QHCP server agent: answers load balancers' health checks over QUIC with CPU, memory\n" +

@@ -10,6 +10,7 @@
  */
 
 import type { Logger } from "../util/log.ts";
+import { chunks } from "../util/chunks.ts";
 import type { Monitor } from "../lb/monitor.ts";
 import { parseServerAddress } from "../protocol/address.ts";
 import type { FleetKeys } from "./keys.ts";
@@ -101,12 +102,8 @@ export class Claims {
     lease: string,
     stopped: () => boolean,
   ): Promise<string[]> {
-    const batches: string[][] = [];
-    for (let i = 0; i < addresses.length; i += _CLAIMS_PER_TXN) {
-      batches.push(addresses.slice(i, i + _CLAIMS_PER_TXN));
-    }
-    for (let i = 0; i < batches.length && !stopped(); i += _CLAIM_TXNS_AT_ONCE) {
-      const now = batches.slice(i, i + _CLAIM_TXNS_AT_ONCE);
+    for (const now of chunks(chunks(addresses, _CLAIMS_PER_TXN), _CLAIM_TXNS_AT_ONCE)) {
+      if (stopped()) break;
       await Promise.all(now.map((b) => this.#claimBatch(b, lease)));
     }
     return addresses.filter((a) => this.#revisions.has(a));
@@ -114,8 +111,7 @@ export class Claims {
 
   /** Hands `addresses` over: no longer checked here, owner keys deleted. */
   async release(addresses: readonly string[]): Promise<void> {
-    for (let i = 0; i < addresses.length; i += _RELEASES_AT_ONCE) {
-      const now = addresses.slice(i, i + _RELEASES_AT_ONCE);
+    for (const now of chunks(addresses, _RELEASES_AT_ONCE)) {
       await Promise.all(now.map((a) => this.#release(a)));
     }
   }

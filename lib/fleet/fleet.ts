@@ -159,7 +159,7 @@ export class Fleet {
       log: this.#log,
       // Seen at once here; the watch brings the same change again, which changes nothing.
       written: (key, value, revision) =>
-        void this.#apply({ type: "put", key, value, modRevision: revision }, revision),
+        void this.#apply({ type: "put", key, value, modRevision: revision }),
       afterBatch: () => {
         this.#session.contacted();
         this.#reassign();
@@ -297,7 +297,7 @@ export class Fleet {
         key: this.#o.keys.server(address, lb),
         value: "",
         modRevision: 0,
-      }, 0);
+      });
     }
     this.#reassign();
     return true;
@@ -320,10 +320,7 @@ export class Fleet {
   #listed(kvs: readonly KeyValue[], joined: boolean): void {
     this.#mirror.clear();
     for (const kv of kvs) {
-      this.#apply(
-        { type: "put", key: kv.key, value: kv.value, modRevision: kv.modRevision },
-        kv.createRevision,
-      );
+      this.#apply({ type: "put", key: kv.key, value: kv.value, modRevision: kv.modRevision });
     }
     this.#members = [...this.#mirror.seenMembers].sort();
     for (const address of this.#mirror.entries.keys()) this.#recordVerdict(address, true);
@@ -350,7 +347,7 @@ export class Fleet {
     let assignment = false;
     const verdicts = new Set<string>();
     for (const e of events) {
-      const a = this.#apply(e, e.modRevision);
+      const a = this.#apply(e);
       if (a?.kind === "members") members = true;
       // Verdicts change no assignment: most events are verdicts.
       else if (a?.kind === "servers" || a?.kind === "owners") assignment = true;
@@ -373,8 +370,8 @@ export class Fleet {
   }
 
   /** Applies one change to the view; says what it touched. */
-  #apply(e: WatchEvent, created: number): Applied | undefined {
-    const a = this.#mirror.apply(e, created);
+  #apply(e: WatchEvent): Applied | undefined {
+    const a = this.#mirror.apply(e);
     if (!a) return undefined;
     // Another LB removed our claim (our lease expired): it is over.
     if (a.kind === "owners" && !a.put && a.lb === this.lbId && this.#claims.has(a.address)) {

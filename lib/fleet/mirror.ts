@@ -1,6 +1,6 @@
 /**
- * The fleet as this LB knows it from etcd: live members, server entries,
- * owner keys with their creation revisions, and owners' verdicts. Pure: a
+ * The fleet as this LB knows it from etcd: live members, server entries and
+ * owners' verdicts (owner keys are only reported). Pure: a
  * listing and then watch events are applied to it in revision order, and it
  * says what each change touched; the `Fleet` decides what to do about it.
  *
@@ -30,7 +30,7 @@ export interface Applied {
  * import { FleetMirror } from "./mirror.ts";
  * const keys = new FleetKeys("/qhcp/");
  * const view = new FleetMirror(keys);
- * view.apply({ type: "put", key: keys.server("10.0.0.7:4243", "lb-1"), value: "{}", modRevision: 5 }, 5);
+ * view.apply({ type: "put", key: keys.server("10.0.0.7:4243", "lb-1"), value: "{}", modRevision: 5 });
  * view.entries.get("10.0.0.7:4243"); // Set { "lb-1" }
  * ```
  */
@@ -39,8 +39,6 @@ export class FleetMirror {
   readonly seenMembers: Set<string> = new Set();
   /** servers/<address>/<lb> entries: the LBs that list each server. */
   readonly entries: Map<string, Set<string>> = new Map();
-  /** owners/<address>/<lb>, with each key's creation revision. */
-  readonly ownerKeys: Map<string, Map<string, number>> = new Map();
   /** verdicts/<address>/<lb>. */
   readonly verdicts: Map<string, Map<string, OwnerVerdict>> = new Map();
   readonly #keys: FleetKeys;
@@ -70,15 +68,13 @@ export class FleetMirror {
   clear(): void {
     this.seenMembers.clear();
     this.entries.clear();
-    this.ownerKeys.clear();
     this.verdicts.clear();
   }
 
   /**
-   * Applies one change; `created` is the key's creation revision for a put.
-   * Undefined for a key that is not the fleet's.
+   * Applies one change. Undefined for a key that is not the fleet's.
    */
-  apply(e: WatchEvent, created: number): Applied | undefined {
+  apply(e: WatchEvent): Applied | undefined {
     const k = this.#keys.parse(e.key);
     if (!k) return undefined;
     const put = e.type === "put";
@@ -95,14 +91,10 @@ export class FleetMirror {
         else this.entries.delete(k.address);
         break;
       }
-      case "owners": {
-        const map = this.ownerKeys.get(k.address) ?? new Map<string, number>();
-        // A put of an existing owner key keeps its creation revision.
-        if (put) map.set(k.lb, map.get(k.lb) ?? created);
-        else map.delete(k.lb);
-        this.ownerKeys.set(k.address, map);
+      case "owners":
+        // Nothing is kept of owner keys: the Fleet acts on the change itself
+        // (one of its claims deleted, a reassignment).
         break;
-      }
       case "verdicts": {
         const map = this.verdicts.get(k.address) ?? new Map<string, OwnerVerdict>();
         const v = put ? parseVerdict(e.value) : undefined;

@@ -10,6 +10,7 @@
  */
 
 import type { Monitor } from "../lb/monitor.ts";
+import { chunks } from "../util/chunks.ts";
 import type { Claims } from "./claims.ts";
 import type { FleetKeys } from "./keys.ts";
 import type { Operation, Store } from "./store.ts";
@@ -116,11 +117,13 @@ export class VerdictWriter {
     this.#refreshing = true;
     try {
       const owned = this.#o.claims.entries();
-      const pause = spreadMs / Math.ceil(owned.length / _PER_TXN);
-      for (let i = 0; i < owned.length && !this.#o.stopped(); i += _PER_TXN) {
+      const batches = chunks(owned, _PER_TXN);
+      const pause = spreadMs / batches.length;
+      for (const [i, owners] of batches.entries()) {
+        if (this.#o.stopped()) break;
         if (i > 0 && pause > 0) await new Promise((r) => setTimeout(r, pause));
         const at = this.#o.isoNow();
-        const batch = owned.slice(i, i + _PER_TXN).flatMap(([address, claim]) => {
+        const batch = owners.flatMap(([address, claim]) => {
           const view = this.#o.monitor.server(address);
           // Released or lost meanwhile, or not decided: nothing to say.
           return view && view.state !== "UNKNOWN" && this.#o.claims.revision(address) === claim

@@ -1,6 +1,6 @@
 /**
  * Shared building blocks: the logger, the process guard, the defaults table,
- * time limits, rate budgets and text made safe to show.
+ * time limits, rate budgets, batches and text made safe to show.
  *
  * @module
  */
@@ -12,4 +12,5 @@ export * from "./defaults.ts";
 export * from "./timeout.ts";
 export * from "./rate.ts";
 export * from "./text.ts";
+export * from "./chunks.ts";
 export { VERSION } from "./version.ts";

@@ -228,3 +228,20 @@ Deno.test("Monitor keeps at most maxConcurrentDials handshakes in flight; every 
     await Promise.all(agents.map((a) => a.shutdown("done", 100)));
   }
 });
+
+Deno.test("Monitor.subscribe() hears once per check (its reply), not again for the request going out", async () => {
+  const f = await fixture();
+  try {
+    await waitFor("UP", () => f.monitor.status()[0]?.state === "UP");
+    let heard = 0;
+    const unsubscribe = f.monitor.subscribe(() => heard++);
+    const before = f.monitor.status()[0]!.checks_ok;
+    await waitFor("ten more checks", () => f.monitor.status()[0]!.checks_ok >= before + 10);
+    const checks = f.monitor.status()[0]!.checks_ok - before;
+    unsubscribe();
+    // One request may be out at either end of the window.
+    assert.ok(heard >= checks - 1 && heard <= checks + 1, `${heard} notices for ${checks} checks`);
+  } finally {
+    await f.close();
+  }
+});

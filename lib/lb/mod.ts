@@ -25,4 +25,6 @@ export * from "./liveness.ts";
 export * from "./loop_health.ts";
 export * from "./heartbeat_watch.ts";
 export * from "./link.ts";
+export * from "./watch_plan.ts";
+export * from "./watch_actions.ts";
 export * from "./services.ts";

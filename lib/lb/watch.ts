@@ -2,7 +2,9 @@
  * The driver of one server: dials it, runs an {@linkcode LbSession} over the
  * channel, performs the machine's actions, and schedules checks and redials.
  * What is known of the server (verdict, figures, counters, history) lives in
- * its {@linkcode ServerRecord}, which this driver feeds.
+ * its {@linkcode ServerRecord}, which this driver feeds; its timers are its
+ * {@linkcode WatchPlan}'s (`watch_plan.ts`), the carrying out of the
+ * machine's actions its {@linkcode WatchActions}' (`watch_actions.ts`).
  *
  * Scheduling rules:
  * - while a session is READY, a check every check interval;
@@ -22,31 +24,21 @@
 
 import type { TokenSigner } from "../security/jwt.ts";
 import { CodecError } from "../protocol/codec.ts";
-import { describeFailure } from "../protocol/failure.ts";
-import {
-  type Failure,
-  type LbAction,
-  LbSession,
-  type LbSessionState,
-} from "../protocol/lb_session.ts";
+import { LbSession, type LbSessionState } from "../protocol/lb_session.ts";
 import type { Logger } from "../util/log.ts";
 import { type Capability, CLOSE_CODES, type SessionConfig } from "../protocol/wire.ts";
 import type { CheckRecord } from "./history.ts";
-import {
-  type CausedTransition,
-  ServerRecord,
-  type WatchCounters,
-  type WatchView,
-} from "./record.ts";
-import { checkDelay, type Random, redialDelay } from "./schedule.ts";
-import { type ScheduledTimer, Scheduler } from "./timers.ts";
+import { ServerRecord, type WatchCounters, type WatchView } from "./record.ts";
+import type { Random } from "./schedule.ts";
+import { Scheduler } from "./timers.ts";
 import type { DialGate } from "./dial_gate.ts";
-import { HeartbeatWatch } from "./heartbeat_watch.ts";
 import type { LoopHealth } from "./loop_health.ts";
 import type { HealthState } from "./verdict.ts";
 import type { ConfigOutcome, WatchEvents, WatchResources, WatchSettings } from "./watch_types.ts";
-import type { Channel, Transport } from "../transport/transport.ts";
+import type { Transport } from "../transport/transport.ts";
 import { Link } from "./link.ts";
+import { WatchPlan } from "./watch_plan.ts";
+import { WatchActions } from "./watch_actions.ts";
 import { formatAddress, type HostPort } from "../protocol/address.ts";
 
 export type { WatchCounters, WatchView };
@@ -84,34 +76,20 @@ export class Watch {
   readonly #deps: WatchDeps;
   readonly #log: Logger;
   readonly #now: () => number;
-  readonly #random: Random;
   readonly #machine: LbSession;
   readonly #record: ServerRecord;
   readonly #link: Link;
-  readonly #scheduler: Scheduler;
-  #nextTimer: ScheduledTimer | undefined;
-  #deadlineTimer: ScheduledTimer | undefined;
-  /** A reply deadline already put off once for the LB's own stall. */
-  #deferred: number | undefined;
-  /** Heartbeat detection of the READY session, when negotiated. */
-  #heartbeats: HeartbeatWatch | undefined;
-  #configWaiters = new Map<number, (o: ConfigOutcome) => void>();
-  #stopped = false;
-  #lastAttempt = 0;
-  /** Redials since the server went DOWN, for the backoff. */
-  #redials = 0;
-  /** When the armed timer is due, when the last action was, and when the check in flight was (for `late`). */
-  #dueAt = 0;
-  #lastDue = 0;
-  #checkDueAt = 0;
+  /** The timers: the next action and the reply deadline. */
+  readonly #plan: WatchPlan;
+  /** The interpreter of the machine's actions. */
+  readonly #actions: WatchActions;
 
   constructor(target: ServerAddress, deps: WatchDeps) {
     this.#target = target;
     this.address = formatAddress(target.host, target.port);
     this.#deps = deps;
     this.#now = deps.now ?? _preciseNow;
-    this.#random = deps.random ?? Math.random;
-    this.#scheduler = deps.scheduler ?? new Scheduler({ now: this.#now });
+    const scheduler = deps.scheduler ?? new Scheduler({ now: this.#now });
     this.#log = deps.log.child({ server: this.address });
     const s = deps.settings;
     this.#machine = new LbSession({
@@ -129,16 +107,35 @@ export class Watch {
     );
     this.#link = new Link({
       input: (input, channel) =>
-        this.#perform(
+        this.#actions.perform(
           input instanceof CodecError
             ? this.#machine.receiveInvalid(input, this.#now())
             : this.#machine.receive(input, this.#now()),
           channel,
         ),
       datagram: (bytes, channel) =>
-        void this.#perform(this.#machine.receiveDatagram(bytes, this.#now()), channel),
+        void this.#actions.perform(this.#machine.receiveDatagram(bytes, this.#now()), channel),
       closed: ({ message, cause }, channel) =>
-        this.#perform(this.#machine.closed(message, this.#now(), cause), channel),
+        this.#actions.perform(this.#machine.closed(message, this.#now(), cause), channel),
+    });
+    this.#plan = new WatchPlan({
+      scheduler,
+      now: this.#now,
+      random: deps.random ?? Math.random,
+      record: this.#record,
+      watch: deps,
+      next: () => this.#next(),
+    });
+    this.#actions = new WatchActions({
+      address: this.address,
+      log: this.#log,
+      now: this.#now,
+      scheduler,
+      machine: this.#machine,
+      record: this.#record,
+      link: this.#link,
+      plan: this.#plan,
+      watch: deps,
     });
   }
 
@@ -154,7 +151,7 @@ export class Watch {
 
   /** Starts watching: dials at once. */
   start(): void {
-    this.#plan(0);
+    this.#plan.after(0);
   }
 
   /** Applies changed settings (interval, timeout, fall, rise, metrics) from the next action on. */
@@ -164,22 +161,21 @@ export class Watch {
     this.#machine.setInterval(s.checkIntervalMs);
     if (s.metrics) this.#machine.setMetrics(s.metrics);
     this.#machine.setExtensions(this.#offer(), s.heartbeatMs > 0 ? s.heartbeatMs : undefined);
-    const beating = this.#heartbeats?.liveness.heartbeatMs;
+    const beating = this.#actions.heartbeats?.liveness.heartbeatMs;
     if (beating !== undefined && s.heartbeatMs > 0 && beating !== s.heartbeatMs) {
       // The fleet's size moved the heartbeat budget: tell the server.
       void this.configure({ heartbeat_ms: s.heartbeatMs });
     }
     this.#record.configure({ fall: s.maxFailAttempts, rise: s.rise });
-    if (!this.#stopped && this.#machine.state === "READY" && !this.#machine.checkPending) {
-      this.#planCheck();
+    if (!this.#plan.stopped && this.#machine.state === "READY" && !this.#machine.checkPending) {
+      this.#plan.check();
     }
   }
 
   /** Timers and sessions held right now. */
   resources(): WatchResources {
     return {
-      timers: (this.#nextTimer === undefined ? 0 : 1) +
-        (this.#deadlineTimer === undefined ? 0 : 1) + (this.#heartbeats?.timers ?? 0),
+      timers: this.#plan.timers + (this.#actions.heartbeats?.timers ?? 0),
       sessions: this.#link.sessions,
       closing: this.#link.closing,
     };
@@ -187,7 +183,7 @@ export class Watch {
 
   /** A snapshot for the status table and the HTTP API. */
   view(): WatchView {
-    const hw = this.#heartbeats;
+    const hw = this.#actions.heartbeats;
     return this.#record.view(
       this.#machine.state,
       this.#deps.settings.weights,
@@ -217,10 +213,8 @@ export class Watch {
         message: `session is ${this.#machine.state}`,
       });
     }
-    const result = new Promise<ConfigOutcome>((resolve) => {
-      this.#configWaiters.set(send.message.seq, resolve);
-    });
-    void this.#perform(actions, this.#link.channel);
+    const result = this.#actions.configReply(send.message.seq);
+    void this.#actions.perform(actions, this.#link.channel);
     return result;
   }
 
@@ -229,18 +223,20 @@ export class Watch {
    * and up to the check timeout for TERMINATE_ACK; otherwise it is closed.
    */
   async stop(terminate: boolean, reason = "shutdown"): Promise<void> {
-    this.#stopped = true;
-    this.#clearNext();
+    this.#plan.stop();
     this.#link.abortDial();
     const channel = this.#link.channel;
     if (terminate && channel) {
-      await this.#perform(this.#machine.terminate(reason, this.#now()), channel);
+      await this.#actions.perform(this.#machine.terminate(reason, this.#now()), channel);
       if (this.#machine.state === "TERMINATING") await channel.closed;
     } else {
-      await this.#perform(this.#machine.abandon(CLOSE_CODES.GOING_AWAY, reason), channel);
+      await this.#actions.perform(
+        this.#machine.abandon(CLOSE_CODES.GOING_AWAY, reason),
+        channel,
+      );
     }
-    this.#clearDeadline();
-    this.#endHeartbeats();
+    this.#plan.clearDeadline();
+    this.#actions.endHeartbeats();
     await this.#link.settled();
   }
 
@@ -252,32 +248,14 @@ export class Watch {
     );
   }
 
-  // --- scheduling ---------------------------------------------------------------
-
-  /** Arms the single "next thing to do" timer. */
-  #plan(delayMs: number): void {
-    this.#clearNext();
-    if (this.#stopped) return;
-    this.#dueAt = this.#now() + Math.max(0, delayMs);
-    this.#nextTimer = this.#scheduler.at(this.#dueAt, () => {
-      this.#nextTimer = undefined;
-      this.#next();
-    });
-  }
-
-  #clearNext(): void {
-    this.#scheduler.cancel(this.#nextTimer);
-    this.#nextTimer = undefined;
-  }
-
+  /** The next action is due: a check while READY, a dial while DISCONNECTED. */
   #next(): void {
-    if (this.#stopped) return;
+    if (this.#plan.stopped) return;
     const s = this.#deps.settings;
-    this.#lastDue = this.#dueAt;
+    this.#plan.due();
     switch (this.#machine.state) {
       case "READY": {
-        this.#lastAttempt = this.#now();
-        this.#checkDueAt = this.#dueAt;
+        this.#plan.attempted(true);
         // While in doubt, a check must fail within the fast interval so that
         // DOWN comes within timeout + (fall - 1) x fast interval.
         const timeout = this.#record.inDoubt
@@ -285,80 +263,23 @@ export class Watch {
           : s.checkTimeoutMs;
         const actions = this.#machine.check(this.#now(), undefined, timeout);
         // The next check is planned when this one's outcome arrives.
-        if (actions.length === 0) this.#planCheck();
-        void this.#perform(actions, this.#link.channel);
+        if (actions.length === 0) this.#plan.check();
+        void this.#actions.perform(actions, this.#link.channel);
         break;
       }
       case "DISCONNECTED":
-        this.#lastAttempt = this.#now();
+        this.#plan.attempted(false);
         void this.#dial();
         break;
       default:
         // Connecting or terminating: look again after one interval.
-        this.#plan(checkDelay(s, false, this.#random));
+        this.#plan.again();
     }
   }
-
-  /** Plans the next check, one (fast or normal, jittered) interval after the last one was due. */
-  #planCheck(): void {
-    const delay = checkDelay(this.#deps.settings, this.#record.inDoubt, this.#random);
-    // From when the last action was due rather than when it ran, so that timer
-    // slack and event-loop delays do not stretch the interval; after a long
-    // stall, from when it ran, so that missed checks are not made up in a burst.
-    const now = this.#now();
-    const base = now - this.#lastDue < delay ? this.#lastDue : this.#lastAttempt;
-    this.#plan(base + delay - now);
-  }
-
-  /**
-   * Plans the next dial after a session ended or failed: DOWN servers back off
-   * (full jitter, capped at the reconnect interval); others are dialled on
-   * the check schedule, where a failed dial counts as a failed check.
-   */
-  #planRedial(immediately = false): void {
-    if (immediately) return this.#plan(0);
-    const s = this.#deps.settings;
-    if (this.#record.state === "DOWN") {
-      this.#plan(redialDelay(s, this.#redials++, this.#random));
-    } else {
-      this.#planCheck();
-    }
-  }
-
-  #armDeadline(): void {
-    this.#clearDeadline();
-    const deadline = this.#machine.deadline;
-    if (deadline === undefined) return;
-    const channel = this.#link.channel;
-    this.#deadlineTimer = this.#scheduler.at(deadline, () => {
-      this.#deadlineTimer = undefined;
-      const now = this.#now();
-      // The LB's own stall is not the server's fault: once per deadline, let
-      // the replies the stall held up arrive before timing anything out.
-      const stalled =
-        this.#deps.loopHealth?.stalledBetween(now - this.#deps.settings.checkTimeoutMs, now) ?? 0;
-      if (stalled > 0 && this.#deferred !== deadline) {
-        this.#deferred = deadline;
-        this.#deadlineTimer = this.#scheduler.at(now + Math.min(stalled, 1000), () => {
-          this.#deadlineTimer = undefined;
-          void this.#perform(this.#machine.tick(this.#now()), channel);
-        });
-        return;
-      }
-      void this.#perform(this.#machine.tick(now), channel);
-    });
-  }
-
-  #clearDeadline(): void {
-    this.#scheduler.cancel(this.#deadlineTimer);
-    this.#deadlineTimer = undefined;
-  }
-
-  // --- session ------------------------------------------------------------------
 
   async #dial(): Promise<void> {
     const s = this.#deps.settings;
-    await this.#perform(this.#machine.connecting(this.#now()), undefined);
+    await this.#actions.perform(this.#machine.connecting(this.#now()), undefined);
     this.#record.dialled();
     // Servers UP a moment ago go before ones long dead: priority is how
     // long the verdict has not been UP (0 while UP).
@@ -367,7 +288,10 @@ export class Watch {
     if ("aborted" in opened) return;
     if ("failure" in opened) {
       const { message, cause } = opened.failure;
-      await this.#perform(this.#machine.connectFailed(message, this.#now(), cause), undefined);
+      await this.#actions.perform(
+        this.#machine.connectFailed(message, this.#now(), cause),
+        undefined,
+      );
       return;
     }
     const channel = opened.channel;
@@ -379,234 +303,14 @@ export class Watch {
       token = (await this.#deps.signer.sign(this.#now(), server)).token;
     } catch (e) {
       this.#log.error("cannot sign token", { error: (e as Error).message });
-      await this.#perform(
+      await this.#actions.perform(
         this.#machine.abandon(CLOSE_CODES.INTERNAL, "cannot sign token"),
         channel,
       );
-      this.#planRedial();
+      this.#plan.redial();
       return;
     }
-    await this.#perform(this.#machine.connected(token, this.#now()), channel);
-  }
-
-  /** Carries out the machine's actions; `channel` is the one they belong to. */
-  async #perform(actions: LbAction[], channel: Channel | undefined): Promise<void> {
-    // A heartbeat that changes nothing shown is the common case: no deadline, no event.
-    let changed = false;
-    const status = this.#record.status;
-    for (const action of actions) {
-      if (action.kind !== "heartbeat" && action.kind !== "datagram") changed = true;
-      switch (action.kind) {
-        case "send": {
-          const written = await this.#link.write(channel, action.message);
-          if (written.ok || written.stale) break;
-          const error = written.error.message;
-          if (written.encode) {
-            // Our own message is invalid: a bug, not the server's fault or the network's.
-            this.#log.error("cannot encode a message; closing the session", { error });
-            await this.#perform(
-              this.#machine.abandon(CLOSE_CODES.INTERNAL, "internal error"),
-              channel,
-            );
-            this.#onFailure({ kind: "protocol", code: "INTERNAL", message: error });
-            return;
-          }
-          const lost = this.#machine.closed(
-            `write failed: ${error}`,
-            this.#now(),
-            "connection_lost",
-          );
-          await this.#perform(lost, channel);
-          break;
-        }
-        case "close":
-          this.#link.close(channel, action.code, action.reason);
-          break;
-        case "ready":
-          this.#record.ready(action.ack.server_id, action.capabilities, action.ack.services);
-          this.#log.debug("session ready", {
-            server_id: action.ack.server_id,
-            setup_ms: Math.round(action.setupMs),
-            extensions: action.capabilities.join(","),
-          });
-          if (action.heartbeatMs !== undefined && channel) {
-            this.#startHeartbeats(action.heartbeatMs, channel);
-          }
-          // The first check follows the handshake at once.
-          this.#plan(0);
-          break;
-        case "datagram":
-          this.#link.datagram(channel, action.bytes);
-          break;
-        case "heartbeat": {
-          this.#heartbeats?.heartbeat();
-          const before = this.#record.status;
-          this.#record.heartbeat(action);
-          if (action.status !== before) {
-            changed = true;
-            // FAILING without push: poll now for the details (and the verdict).
-            if (action.status === "FAILING" && !this.#machine.capabilities.has("push")) {
-              this.#plan(0);
-            }
-          }
-          break;
-        }
-        case "status":
-          this.#onPushed(action.message);
-          break;
-        case "check":
-          this.#onCheck(action);
-          break;
-        case "config": {
-          const beat = action.ok ? action.config.heartbeat_ms : undefined;
-          if (beat !== undefined && channel && beat !== this.#heartbeats?.liveness.heartbeatMs) {
-            this.#startHeartbeats(beat, channel);
-          }
-          const waiter = this.#configWaiters.get(action.seq);
-          this.#configWaiters.delete(action.seq);
-          waiter?.(
-            action.ok
-              ? { address: this.address, ok: true, config: action.config }
-              : { address: this.address, ok: false, code: action.code, message: action.message },
-          );
-          break;
-        }
-        case "failed":
-          this.#onFailure(action.failure);
-          break;
-        case "terminated":
-          this.#onTerminated(action.reason);
-          break;
-      }
-    }
-    if (this.#heartbeats && this.#machine.state !== "READY") this.#endHeartbeats();
-    const now = this.#record.status;
-    if (now !== status && (now === "DRAINING" || status === "DRAINING")) {
-      // A drain takes traffic away without a verdict change: say so once.
-      this.#log.info(now === "DRAINING" ? "server draining" : "server no longer draining", {
-        status: now,
-      });
-    }
-    if (!changed) return;
-    this.#armDeadline();
-    this.#deps.events?.onChange?.(this.address);
-  }
-
-  #startHeartbeats(heartbeatMs: number, channel: Channel): void {
-    const first = !this.#heartbeats;
-    this.#heartbeats?.stop();
-    const s = this.#deps.settings;
-    this.#heartbeats = new HeartbeatWatch(
-      {
-        heartbeatMs,
-        suspectPhi: s.suspectPhi,
-        minProbeTimeoutMs: s.minProbeTimeoutMs,
-        maxProbeTimeoutMs: s.maxProbeTimeoutMs,
-      },
-      {
-        scheduler: this.#scheduler,
-        now: this.#now,
-        log: this.#log,
-        loopHealth: this.#deps.loopHealth,
-        probe: (timeoutMs) => {
-          this.#record.probed();
-          void this.#perform(this.#machine.probe(this.#now(), timeoutMs), this.#link.channel);
-        },
-        probeDatagram: this.#machine.capabilities.has("datagram")
-          ? () => void this.#perform([this.#machine.probeDatagram()], this.#link.channel)
-          : undefined,
-      },
-    );
-    if (first && this.#machine.capabilities.has("datagram")) this.#link.readDatagrams(channel);
-  }
-
-  #endHeartbeats(): void {
-    this.#heartbeats?.stop();
-    this.#heartbeats = undefined;
-    this.#record.sessionEnded();
-  }
-
-  /** The server pushed its status: FAILING is DOWN at once; recovery is confirmed by a check now. */
-  #onPushed(message: Parameters<ServerRecord["pushed"]>[0]): void {
-    this.#transition(this.#record.pushed(message, this.#now()));
-    if (this.#record.inDoubt && !this.#machine.checkPending) this.#plan(0);
-  }
-
-  #onCheck(action: Extract<LbAction, { kind: "check" }>): void {
-    const now = this.#now();
-    const hw = this.#heartbeats;
-    const rtt = action.ok ? action.rttMs : action.reply?.rttMs;
-    if (hw && rtt !== undefined) hw.reply(rtt);
-    if (
-      hw && action.probe && !action.ok && action.failure.kind === "timeout" && hw.probeTimedOut()
-    ) {
-      // Heartbeats stopped and the probe went unanswered: DOWN without waiting for fall.
-      const l = hw.liveness;
-      const reason = `no heartbeat for ${
-        Math.round(now - l.lastEvidence)
-      } ms (every ${l.heartbeatMs} ms expected) and ${action.failure.message}`;
-      this.#deps.events?.onCheck?.(this.address, false, null);
-      this.#transition(this.#record.silent(reason, now));
-      return this.#giveUp();
-    }
-    // Answered more than one interval after it was due: the LB cannot keep up.
-    const late = now - this.#checkDueAt > this.#deps.settings.checkIntervalMs;
-    const t = this.#record.checked(action, now, late);
-    this.#deps.events?.onCheck?.(this.address, action.ok, action.ok ? action.rttMs : null);
-    if (!action.ok) this.#log.debug("check failed", { reason: describeFailure(action.failure) });
-    this.#transition(t);
-    // DOWN (just now, or still): close the session and redial with backoff. A
-    // FAILING server with push keeps its session: it will push its recovery.
-    const keep = !action.ok && action.failure.kind === "failing" &&
-      this.#machine.capabilities.has("push");
-    if (!action.ok && this.#record.state === "DOWN" && !keep) this.#giveUp();
-    else this.#planCheck();
-  }
-
-  /** A session-level failure: counts as one failed check; the session is gone. */
-  #onFailure(failure: Failure): void {
-    const t = this.#record.failed(failure, this.#now());
-    this.#deps.events?.onCheck?.(this.address, false, null);
-    this.#log.debug("session failed", { reason: describeFailure(failure) });
-    this.#transition(t);
-    this.#planRedial();
-  }
-
-  #onTerminated(reason: string): void {
-    if (reason === "token_expired") {
-      this.#log.info("session token expired; reconnecting with a fresh token");
-      this.#planRedial(true);
-      return;
-    }
-    this.#transition(this.#record.terminated(reason, this.#now()));
-    this.#planRedial();
-  }
-
-  /** DOWN: close the session (CHECK_FAILED) and redial with backoff. */
-  #giveUp(): void {
-    void this.#perform(
-      this.#machine.abandon(CLOSE_CODES.CHECK_FAILED, "marked DOWN after failed checks"),
-      this.#link.channel,
-    );
-    this.#planRedial();
-  }
-
-  /** Logs a verdict change once, with its cause, reason and timing. */
-  #transition(t: CausedTransition | undefined): void {
-    if (!t) return;
-    if (t.to === "UP") this.#redials = 0;
-    const fields = {
-      from: t.from,
-      to: t.to,
-      cause: t.cause,
-      evidence: t.evidence,
-      reason: t.reason,
-      took_ms: Math.round(t.tookMs),
-      after_ms: Math.round(t.afterMs),
-    };
-    if (t.to === "DOWN") this.#log.warn(`server ${t.to}`, fields);
-    else this.#log.info(`server ${t.to}`, fields);
-    this.#deps.events?.onTransition?.(this.address, t);
+    await this.#actions.perform(this.#machine.connected(token, this.#now()), channel);
   }
 }
 

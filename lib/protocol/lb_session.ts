@@ -13,31 +13,31 @@
  * Extensions (§10) are offered in HELLO; those the ACK accepts let READY take
  * STATUS and heartbeats (HEARTBEAT messages or DATAGRAMs) and `probe()`.
  *
+ * This file holds the driver's calls. What each message from the server does
+ * is `lb_transitions.ts`'s; the state both share is `lb_core.ts`'s; replies
+ * are paired with requests in `lb_requests.ts`, extensions are negotiated in
+ * `lb_extensions.ts`, and the actions are `lb_actions.ts`'s.
+ *
  * @module
  */
 
+import { _acceptDatagram, _classifyInvalid, _route } from "./session_rules.ts";
+import type { Failure, FailureKind, LbAction } from "./lb_actions.ts";
+import { _LbCore, type LbSessionOptions, type LbSessionState } from "./lb_core.ts";
+import { _admits, _offer } from "./lb_extensions.ts";
+import { type _Handler, _TABLE } from "./lb_transitions.ts";
+import { type CodecError, QhcpError } from "./errors.ts";
+import { encodeDatagram } from "./datagram.ts";
 import {
-  _acceptDatagram,
-  _classifyInvalid,
-  _closeCodeFor,
-  _fatal,
-  _route,
-  _Sequencer,
-  type CloseAction,
-  type SendAction,
-} from "./session_rules.ts";
-import type {
-  CheckAction,
-  ConfigAction,
-  FailedAction,
-  Failure,
-  FailureKind,
-  HeartbeatAction,
-  LbAction,
-  LbReadyAction,
-  StatusAction,
-  TerminatedAction,
-} from "./lb_actions.ts";
+  type Capability,
+  CLOSE_CODES,
+  type CloseCode,
+  type Message,
+  type MessageType,
+  PROTOCOL_VERSION,
+  type SessionConfig,
+  type UnsequencedMessage,
+} from "./wire.ts";
 
 export type {
   CheckAction,
@@ -50,54 +50,8 @@ export type {
   LbReadyAction,
   StatusAction,
   TerminatedAction,
-};
-import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
-import { encodeDatagram } from "./datagram.ts";
-import {
-  type AckMessage,
-  type Capability,
-  CLOSE_CODES,
-  type CloseCode,
-  type ConfigAckMessage,
-  type ErrorMessage,
-  type HealthResponseMessage,
-  type HeartbeatMessage,
-  type Message,
-  type MessageOf,
-  type MessageType,
-  PROTOCOL_VERSION,
-  type ServerStatus,
-  type SessionConfig,
-  type StatusMessage,
-  type TerminateAckMessage,
-  type TerminateMessage,
-  type UnsequencedMessage,
-} from "./wire.ts";
-
-/** States of the LB's session with one server. */
-export type LbSessionState = "DISCONNECTED" | "CONNECTING" | "HELLO_SENT" | "READY" | "TERMINATING";
-
-/** Options of {@linkcode LbSession}. */
-export interface LbSessionOptions {
-  /** The LB's id, sent in HELLO and used as the token's `iss`. */
-  lbId: string;
-  /** Reply timeout for ACK, HEALTH_RESPONSE, CONFIG_ACK and TERMINATE_ACK, in ms. */
-  timeoutMs: number;
-  /** `interval_ms` announced in HELLO. */
-  intervalMs?: number;
-  /** Metric names asked for in HELLO. */
-  metrics?: readonly string[];
-  /** Extensions offered in HELLO (§10). Default none: a plain QHCP/1 HELLO. */
-  capabilities?: readonly Capability[];
-  /** `heartbeat_ms` asked for in HELLO when `heartbeat` is offered. */
-  heartbeatMs?: number;
-}
-
-type _Handler<T extends MessageType> = (s: LbSession, m: MessageOf<T>, now: number) => LbAction[];
-type _Table = { [S in LbSessionState]: { [T in MessageType]?: _Handler<T> } };
-
-/** How many timed-out request seqs are remembered so that late replies are ignored. */
-const _LATE_MEMORY = 64;
+} from "./lb_actions.ts";
+export type { LbSessionOptions, LbSessionState } from "./lb_core.ts";
 
 /**
  * The LB's session with one server. One instance lives as long as the server
@@ -112,123 +66,100 @@ const _LATE_MEMORY = 64;
  * ```
  */
 export class LbSession {
-  readonly #options: LbSessionOptions;
-  #seq = new _Sequencer();
-  #state: LbSessionState = "DISCONNECTED";
-  #startedAt = 0;
-  #helloSeq = 0;
-  #ackDeadline: number | undefined;
-  #check: { seq: number; sentAt: number; deadline: number; probe: boolean } | undefined;
-  #configs = new Map<number, number>();
-  /** Seqs of timed-out requests, so that their late replies are ignored. */
-  #lateChecks: number[] = [];
-  #lateConfigs: number[] = [];
-  #terminate: { seq: number; deadline: number } | undefined;
-  /** The extensions the server accepted in this session. */
-  #caps = new Set<Capability>();
-  /** The last heartbeat counter taken, so duplicates and stale ones are dropped. */
-  #heartbeat = 0;
+  readonly #s: _LbCore;
   #probeNonce = 0;
 
+  /** A DISCONNECTED session; `options` is copied. */
   constructor(options: LbSessionOptions) {
-    this.#options = { ...options };
+    this.#s = new _LbCore(options);
   }
 
   /** Current state. */
   get state(): LbSessionState {
-    return this.#state;
+    return this.#s.state;
   }
 
   /** True while a HEALTH_REQUEST awaits its answer. */
   get checkPending(): boolean {
-    return this.#check !== undefined;
+    return this.#s.requests.checkPending;
   }
 
   /** Changes the reply timeout for requests sent from now on. */
   setTimeout(ms: number): void {
-    this.#options.timeoutMs = ms;
+    this.#s.options.timeoutMs = ms;
   }
 
   /** Changes the `interval_ms` announced in later HELLOs. */
   setInterval(ms: number): void {
-    this.#options.intervalMs = ms;
+    this.#s.options.intervalMs = ms;
   }
 
   /** Changes the metric names asked for in later HELLOs. */
   setMetrics(names: readonly string[]): void {
-    this.#options.metrics = [...names];
+    this.#s.options.metrics = [...names];
   }
 
   /** Changes the extensions and heartbeat interval offered in later HELLOs. */
   setExtensions(capabilities: readonly Capability[], heartbeatMs?: number): void {
-    this.#options.capabilities = [...capabilities];
-    if (heartbeatMs === undefined) delete this.#options.heartbeatMs;
-    else this.#options.heartbeatMs = heartbeatMs;
+    this.#s.options.capabilities = [...capabilities];
+    if (heartbeatMs === undefined) delete this.#s.options.heartbeatMs;
+    else this.#s.options.heartbeatMs = heartbeatMs;
   }
 
   /** The extensions negotiated in this session (empty before READY and for plain servers). */
   get capabilities(): ReadonlySet<Capability> {
-    return this.#caps;
+    return this.#s.caps;
   }
 
   /** When `tick()` must next be called (ms since epoch), or undefined. */
   get deadline(): number | undefined {
-    let d: number | undefined = this.#ackDeadline;
-    const consider = (t: number | undefined) => {
+    let d: number | undefined = this.#s.ackDeadline;
+    for (const t of [this.#s.requests.deadline, this.#s.terminate?.deadline]) {
       if (t !== undefined && (d === undefined || t < d)) d = t;
-    };
-    consider(this.#check?.deadline);
-    for (const t of this.#configs.values()) consider(t);
-    consider(this.#terminate?.deadline);
+    }
     return d;
   }
 
   /** Returns true when the current state accepts this message type. */
   accepts(type: MessageType): boolean {
-    return this.#negotiated(type) && _TABLE[this.#state][type] !== undefined;
+    return this.#negotiated(type) && _TABLE[this.#s.state][type] !== undefined;
   }
 
   /** False for a type of an extension this session did not negotiate. */
-  #negotiated = (type: MessageType): boolean =>
-    type === "STATUS"
-      ? this.#caps.has("push")
-      : type !== "HEARTBEAT" || this.#caps.has("heartbeat");
+  #negotiated = (type: MessageType): boolean => _admits(this.#s.caps, type);
 
   /** The driver starts dialing. */
   connecting(now: number): LbAction[] {
-    this.#reset();
-    this.#state = "CONNECTING";
-    this.#startedAt = now;
+    this.#s.reset();
+    this.#s.state = "CONNECTING";
+    this.#s.startedAt = now;
     return [];
   }
 
   /** The QUIC connection and control stream are up: send HELLO with this token. */
   connected(token: string, now: number): LbAction[] {
-    if (this.#state !== "CONNECTING") return [];
-    const offered = this.#options.capabilities ?? [];
-    const heartbeatMs = offered.includes("heartbeat") ? this.#options.heartbeatMs : undefined;
+    const s = this.#s;
+    if (s.state !== "CONNECTING") return [];
     const hello: UnsequencedMessage = {
       type: "HELLO",
       version: PROTOCOL_VERSION,
       token,
-      lb_id: this.#options.lbId,
-      ...(this.#options.intervalMs === undefined ? {} : { interval_ms: this.#options.intervalMs }),
-      ...(this.#options.metrics === undefined ? {} : { metrics: [...this.#options.metrics] }),
-      // Offering nothing keeps the HELLO exactly QHCP/1's.
-      ...(offered.length === 0 ? {} : { capabilities: [...offered] }),
-      ...(heartbeatMs === undefined ? {} : { heartbeat_ms: heartbeatMs }),
+      lb_id: s.options.lbId,
+      ...(s.options.intervalMs === undefined ? {} : { interval_ms: s.options.intervalMs }),
+      ...(s.options.metrics === undefined ? {} : { metrics: [...s.options.metrics] }),
+      ..._offer(s.options.capabilities ?? [], s.options.heartbeatMs),
     };
-    const send = this.#send(hello);
-    this.#helloSeq = send.message.seq;
-    this.#state = "HELLO_SENT";
-    this.#ackDeadline = now + this.#options.timeoutMs;
+    const send = s.send(hello);
+    s.helloSeq = send.message.seq;
+    s.state = "HELLO_SENT";
+    s.ackDeadline = now + s.options.timeoutMs;
     return [send];
   }
 
   /** Dialing failed. */
   connectFailed(message: string, _now: number, cause?: string): LbAction[] {
-    if (this.#state !== "CONNECTING") return [];
-    this.#reset();
+    if (this.#s.state !== "CONNECTING") return [];
+    this.#s.reset();
     const failure: Failure = cause === undefined
       ? { kind: "connect", message }
       : { kind: "connect", message, cause };
@@ -241,14 +172,14 @@ export class LbSession {
    * @param timeoutMs this check's timeout; default the session's reply timeout
    */
   check(now: number, metrics?: readonly string[], timeoutMs?: number): LbAction[] {
-    if (this.#state !== "READY" || this.#check) return [];
-    const send = this.#send(
+    const s = this.#s;
+    if (s.state !== "READY" || s.requests.checkPending) return [];
+    const send = s.send(
       metrics === undefined
         ? { type: "HEALTH_REQUEST" }
         : { type: "HEALTH_REQUEST", metrics: [...metrics] },
     );
-    const deadline = now + (timeoutMs ?? this.#options.timeoutMs);
-    this.#check = { seq: send.message.seq, sentAt: now, deadline, probe: false };
+    s.requests.checkSent(send.message.seq, now, now + (timeoutMs ?? s.options.timeoutMs));
     return [send];
   }
 
@@ -259,16 +190,11 @@ export class LbSession {
    * action with `probe` set. Returns [] unless READY.
    */
   probe(now: number, timeoutMs: number): LbAction[] {
-    if (this.#state !== "READY") return [];
-    const out: LbAction[] = [];
-    if (this.#check) {
-      this.#check.deadline = Math.min(this.#check.deadline, now + timeoutMs);
-      this.#check.probe = true;
-    } else {
-      out.push(...this.check(now, undefined, timeoutMs));
-      this.#check!.probe = true;
-    }
-    if (this.#caps.has("datagram")) out.push(this.probeDatagram());
+    const s = this.#s;
+    if (s.state !== "READY") return [];
+    const out = s.requests.checkPending ? [] : this.check(now, undefined, timeoutMs);
+    s.requests.probe(now + timeoutMs);
+    if (s.caps.has("datagram")) out.push(this.probeDatagram());
     return out;
   }
 
@@ -283,25 +209,27 @@ export class LbSession {
    * the `seq` of the returned `send` action. Returns [] unless READY.
    */
   configure(config: Partial<SessionConfig>, now: number): LbAction[] {
-    if (this.#state !== "READY") return [];
-    const send = this.#send({ type: "CONFIG_UPDATE", config: { ...config } });
-    this.#configs.set(send.message.seq, now + this.#options.timeoutMs);
+    const s = this.#s;
+    if (s.state !== "READY") return [];
+    const send = s.send({ type: "CONFIG_UPDATE", config: { ...config } });
+    s.requests.configSent(send.message.seq, now + s.options.timeoutMs);
     return [send];
   }
 
   /** Ends the session politely: TERMINATE now, close on TERMINATE_ACK or timeout. */
   terminate(reason: string, now: number): LbAction[] {
-    if (this.#state === "READY" || this.#state === "HELLO_SENT") {
-      const aborted = this.#abortPending("session terminated");
-      const send = this.#send({ type: "TERMINATE", reason });
-      this.#state = "TERMINATING";
-      this.#ackDeadline = undefined;
-      this.#terminate = { seq: send.message.seq, deadline: now + this.#options.timeoutMs };
+    const s = this.#s;
+    if (s.state === "READY" || s.state === "HELLO_SENT") {
+      const aborted = s.requests.abort("session terminated");
+      const send = s.send({ type: "TERMINATE", reason });
+      s.state = "TERMINATING";
+      s.ackDeadline = undefined;
+      s.terminate = { seq: send.message.seq, deadline: now + s.options.timeoutMs };
       return [...aborted, send];
     }
-    if (this.#state === "CONNECTING") {
-      this.#reset();
-      return [this.#close(CLOSE_CODES.GOING_AWAY, reason)];
+    if (s.state === "CONNECTING") {
+      s.reset();
+      return [s.close(CLOSE_CODES.GOING_AWAY, reason)];
     }
     return [];
   }
@@ -311,18 +239,19 @@ export class LbSession {
    * removed). Pending requests are dropped without reporting a failure.
    */
   abandon(code: CloseCode, reason: string): LbAction[] {
-    if (this.#state === "DISCONNECTED") return [];
-    const aborted = this.#abortPending("session closed");
-    this.#reset();
+    if (this.#s.state === "DISCONNECTED") return [];
+    const aborted = this.#s.requests.abort("session closed");
+    this.#s.reset();
     return [...aborted, { kind: "close", code, reason }];
   }
 
   /** Feeds one decoded message from the server. */
   receive(message: Message, now: number): LbAction[] {
-    if (this.#state === "DISCONNECTED" || this.#state === "CONNECTING") return [];
-    const handler = _route(this.#seq, message, this.#state, _TABLE[this.#state], this.#negotiated);
-    if (handler instanceof QhcpError) return this.#fail(handler);
-    return (handler as _Handler<MessageType>)(this, message, now);
+    const s = this.#s;
+    if (s.state === "DISCONNECTED" || s.state === "CONNECTING") return [];
+    const handler = _route(s.seq, message, s.state, _TABLE[s.state], this.#negotiated);
+    if (handler instanceof QhcpError) return s.fail(handler);
+    return (handler as _Handler<MessageType>)(s, message, now);
   }
 
   /**
@@ -331,71 +260,41 @@ export class LbSession {
    * `datagram`, or malformed, one is a breach.
    */
   receiveDatagram(bytes: Uint8Array, _now: number): LbAction[] {
+    const s = this.#s;
     const datagram = _acceptDatagram(
       bytes,
-      this.#state === "READY",
-      this.#caps.has("datagram"),
+      s.state === "READY",
+      s.caps.has("datagram"),
       "heartbeat",
     );
-    if (datagram instanceof QhcpError) return this.#fail(datagram);
+    if (datagram instanceof QhcpError) return s.fail(datagram);
     if (datagram === null) return [];
-    return this.#heartbeatAction(
-      datagram.counter,
-      datagram.status,
-      datagram.cpuPercent,
-      datagram.memPercent,
-    );
+    const { counter, status, cpuPercent, memPercent } = datagram;
+    return s.heartbeats.take(counter, status, cpuPercent, memPercent);
   }
 
   /** Feeds a frame or message from the server that failed to decode. */
   receiveInvalid(error: CodecError, _now: number): LbAction[] {
-    if (this.#state === "DISCONNECTED" || this.#state === "CONNECTING") return [];
-    return this.#fail(_classifyInvalid(error, this.#seq, (t) => this.accepts(t)));
+    if (this.#s.state === "DISCONNECTED" || this.#s.state === "CONNECTING") return [];
+    return this.#s.fail(_classifyInvalid(error, this.#s.seq, (t) => this.accepts(t)));
   }
 
   /** Handles deadlines: reply timeouts. */
   tick(now: number): LbAction[] {
-    const out: LbAction[] = [];
-    if (this.#ackDeadline !== undefined && now >= this.#ackDeadline) {
+    const s = this.#s;
+    if (s.ackDeadline !== undefined && now >= s.ackDeadline) {
       const failure: Failure = {
         kind: "timeout",
-        message: `no ACK within ${this.#options.timeoutMs} ms`,
+        message: `no ACK within ${s.options.timeoutMs} ms`,
       };
-      this.#reset();
-      return [{ kind: "failed", failure }, this.#close(CLOSE_CODES.TIMEOUT, failure.message)];
+      s.reset();
+      return [{ kind: "failed", failure }, s.close(CLOSE_CODES.TIMEOUT, failure.message)];
     }
-    if (this.#terminate && now >= this.#terminate.deadline) {
-      this.#reset();
-      return [this.#close(CLOSE_CODES.TIMEOUT, "no TERMINATE_ACK within the timeout")];
+    if (s.terminate && now >= s.terminate.deadline) {
+      s.reset();
+      return [s.close(CLOSE_CODES.TIMEOUT, "no TERMINATE_ACK within the timeout")];
     }
-    if (this.#check && now >= this.#check.deadline) {
-      const { seq, sentAt } = this.#check;
-      const probe = this.#check.probe;
-      this.#check = undefined;
-      _remember(this.#lateChecks, seq);
-      out.push({
-        kind: "check",
-        ok: false,
-        failure: {
-          kind: "timeout",
-          message: `no HEALTH_RESPONSE within ${Math.round(now - sentAt)} ms`,
-        },
-        ...(probe ? { probe: true as const } : {}),
-      });
-    }
-    for (const [seq, deadline] of this.#configs) {
-      if (now < deadline) continue;
-      this.#configs.delete(seq);
-      _remember(this.#lateConfigs, seq);
-      out.push({
-        kind: "config",
-        seq,
-        ok: false,
-        code: "TIMEOUT",
-        message: `no CONFIG_ACK within ${this.#options.timeoutMs} ms`,
-      });
-    }
-    return out;
+    return s.requests.expire(now, s.options.timeoutMs);
   }
 
   /**
@@ -403,10 +302,10 @@ export class LbSession {
    * while the session was up is a failure.
    */
   closed(reason: string, _now: number, cause?: string): LbAction[] {
-    const state = this.#state;
+    const state = this.#s.state;
     if (state === "DISCONNECTED") return [];
-    const aborted = this.#abortPending(`connection closed: ${reason}`);
-    this.#reset();
+    const aborted = this.#s.requests.abort(`connection closed: ${reason}`);
+    this.#s.reset();
     if (state === "TERMINATING") return aborted;
     const kind: FailureKind = state === "CONNECTING" ? "connect" : "closed";
     const failure: Failure = cause === undefined
@@ -414,250 +313,4 @@ export class LbSession {
       : { kind, message: reason, cause };
     return [...aborted, { kind: "failed", failure }];
   }
-
-  // --- handlers, called through the transition table ----------------------
-
-  /** @internal */
-  _onAck(m: AckMessage, now: number): LbAction[] {
-    if (m.re !== this.#helloSeq) return this.#fail(this.#badRe(m, `HELLO ${this.#helloSeq}`));
-    const offered = this.#options.capabilities ?? [];
-    const accepted = m.capabilities ?? [];
-    const stray = accepted.find((c) => !(offered as readonly string[]).includes(c));
-    const bad = (what: string) =>
-      this.#fail(
-        new ProtocolError("BAD_MESSAGE", "remote", `Cannot accept ACK: ${what}`, {
-          seq: m.seq,
-          messageType: "ACK",
-        }),
-      );
-    if (stray !== undefined) {
-      return bad(`it accepts ${JSON.stringify(stray)}, which HELLO did not offer`);
-    }
-    const caps = new Set(accepted as Capability[]);
-    if (caps.has("heartbeat") !== (m.heartbeat_ms !== undefined)) {
-      return bad("heartbeat_ms must come with the heartbeat capability, and only with it");
-    }
-    if (caps.has("datagram") && !caps.has("heartbeat")) {
-      return bad("it accepts datagram without heartbeat");
-    }
-    this.#caps = caps;
-    this.#state = "READY";
-    this.#ackDeadline = undefined;
-    const ready: LbReadyAction = {
-      kind: "ready",
-      ack: m,
-      setupMs: now - this.#startedAt,
-      capabilities: [...caps],
-    };
-    if (m.heartbeat_ms !== undefined) ready.heartbeatMs = m.heartbeat_ms;
-    return [ready];
-  }
-
-  /** @internal */
-  _onStatus(m: StatusMessage): LbAction[] {
-    const action: StatusAction = { kind: "status", message: m };
-    return [action];
-  }
-
-  /** @internal */
-  _onHeartbeat(m: HeartbeatMessage): LbAction[] {
-    return this.#heartbeatAction(m.hb, m.status, m.cpu_percent, m.mem_percent);
-  }
-
-  #heartbeatAction(
-    counter: number,
-    status: ServerStatus,
-    cpuPercent: number,
-    memPercent: number,
-  ): LbAction[] {
-    // Counters only grow (2^32 - 1 is followed by 1): an older or repeated one says nothing new.
-    const last = this.#heartbeat;
-    if (counter <= last && last - counter < 2 ** 31) return [];
-    this.#heartbeat = counter;
-    const action: HeartbeatAction = {
-      kind: "heartbeat",
-      counter,
-      missed: counter > last ? counter - last - 1 : 0,
-      status,
-      cpuPercent,
-      memPercent,
-    };
-    return [action];
-  }
-
-  /** @internal */
-  _onHealthResponse(m: HealthResponseMessage, now: number): LbAction[] {
-    if (this.#check && m.re === this.#check.seq) {
-      const rttMs = now - this.#check.sentAt;
-      const probe = this.#check.probe ? { probe: true as const } : {};
-      this.#check = undefined;
-      if (m.status === "FAILING") {
-        const failed = (m.checks ?? []).filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
-        const message = `server FAILING: ${
-          failed.length ? failed.join("; ") : "a local check fails"
-        }`;
-        return [{
-          kind: "check",
-          ok: false,
-          failure: { kind: "failing", message },
-          reply: { rttMs, response: m },
-          ...probe,
-        }];
-      }
-      return [{ kind: "check", ok: true, rttMs, response: m, ...probe }];
-    }
-    // A late reply is dropped once; a second reply to the same request answers nothing.
-    if (_forget(this.#lateChecks, m.re)) return [];
-    return this.#fail(this.#badRe(m, "a pending HEALTH_REQUEST"));
-  }
-
-  /** @internal */
-  _onConfigAck(m: ConfigAckMessage): LbAction[] {
-    if (this.#configs.delete(m.re)) {
-      return [{ kind: "config", seq: m.re, ok: true, config: m.config }];
-    }
-    if (_forget(this.#lateConfigs, m.re)) return [];
-    return this.#fail(this.#badRe(m, "a pending CONFIG_UPDATE"));
-  }
-
-  /** @internal */
-  _onError(m: ErrorMessage): LbAction[] {
-    if (m.code === "BAD_CONFIG" && m.re !== undefined) {
-      if (this.#configs.delete(m.re)) {
-        return [{ kind: "config", seq: m.re, ok: false, code: m.code, message: m.message }];
-      }
-      if (_forget(this.#lateConfigs, m.re)) return [];
-    }
-    const aborted = this.#abortPending(`server sent ERROR ${m.code}`);
-    this.#reset();
-    return [
-      ...aborted,
-      { kind: "failed", failure: { kind: "peer_error", code: m.code, message: m.message } },
-      this.#close(_closeCodeFor(m.code), `server sent ERROR ${m.code}`),
-    ];
-  }
-
-  /** @internal */
-  _onTerminate(m: TerminateMessage): LbAction[] {
-    const aborted = this.#abortPending("server terminated the session");
-    const ack = this.#send({ type: "TERMINATE_ACK", re: m.seq });
-    this.#reset();
-    const reason = m.reason ?? "";
-    return [
-      ...aborted,
-      ack,
-      { kind: "terminated", reason },
-      this.#close(CLOSE_CODES.NO_ERROR, `terminated by server: ${reason}`),
-    ];
-  }
-
-  /** @internal */
-  _onTerminateAck(m: TerminateAckMessage): LbAction[] {
-    if (m.re !== this.#terminate?.seq) {
-      return this.#fail(this.#badRe(m, `TERMINATE ${this.#terminate?.seq}`));
-    }
-    this.#reset();
-    return [this.#close(CLOSE_CODES.NO_ERROR, "terminate acknowledged")];
-  }
-
-  /** @internal Replies still in flight after we sent TERMINATE. */
-  _ignore(): LbAction[] {
-    return [];
-  }
-
-  #badRe(m: { type: MessageType; seq: number; re: number }, expected: string): ProtocolError {
-    return new ProtocolError(
-      "UNEXPECTED_MESSAGE",
-      "remote",
-      `Cannot accept ${m.type}: re ${m.re} does not answer ${expected}`,
-      { seq: m.seq, messageType: m.type },
-    );
-  }
-
-  #send(message: UnsequencedMessage): SendAction {
-    return { kind: "send", message: this.#seq.stamp(message) };
-  }
-
-  #close(code: CloseCode, reason: string, error?: QhcpError): CloseAction {
-    return error === undefined
-      ? { kind: "close", code, reason }
-      : { kind: "close", code, reason, error };
-  }
-
-  #fail(error: QhcpError): LbAction[] {
-    const aborted = this.#abortPending(error.message);
-    const actions = _fatal(this.#seq, error);
-    this.#reset();
-    const failed: FailedAction = {
-      kind: "failed",
-      failure: { kind: "protocol", code: error.code, message: error.message },
-    };
-    // The ERROR (if any) goes out before the failure is reported and the close.
-    return [...aborted, ...actions.slice(0, -1), failed, ...actions.slice(-1)];
-  }
-
-  /** Pending configs fail with the session; a pending check is dropped (the session failure counts). */
-  #abortPending(message: string): LbAction[] {
-    const out: LbAction[] = [];
-    for (const seq of this.#configs.keys()) {
-      out.push({ kind: "config", seq, ok: false, code: "CLOSED", message });
-    }
-    this.#configs.clear();
-    this.#check = undefined;
-    return out;
-  }
-
-  #reset(): void {
-    this.#state = "DISCONNECTED";
-    this.#seq = new _Sequencer();
-    this.#ackDeadline = undefined;
-    this.#check = undefined;
-    this.#configs.clear();
-    this.#lateChecks = [];
-    this.#lateConfigs = [];
-    this.#terminate = undefined;
-    this.#caps = new Set();
-    this.#heartbeat = 0;
-  }
 }
-
-/** Removes `seq` from the list; true when it was there. */
-function _forget(list: number[], seq: number): boolean {
-  const i = list.indexOf(seq);
-  if (i < 0) return false;
-  list.splice(i, 1);
-  return true;
-}
-
-function _remember(list: number[], seq: number): void {
-  list.push(seq);
-  if (list.length > _LATE_MEMORY) list.shift();
-}
-
-/** The transition table: for each state, the message types it accepts. */
-const _TABLE: _Table = {
-  DISCONNECTED: {},
-  CONNECTING: {},
-  HELLO_SENT: {
-    ACK: (s, m, now) => s._onAck(m, now),
-    ERROR: (s, m) => s._onError(m),
-    TERMINATE: (s, m) => s._onTerminate(m),
-  },
-  READY: {
-    HEALTH_RESPONSE: (s, m, now) => s._onHealthResponse(m, now),
-    CONFIG_ACK: (s, m) => s._onConfigAck(m),
-    ERROR: (s, m) => s._onError(m),
-    TERMINATE: (s, m) => s._onTerminate(m),
-    STATUS: (s, m) => s._onStatus(m),
-    HEARTBEAT: (s, m) => s._onHeartbeat(m),
-  },
-  TERMINATING: {
-    HEALTH_RESPONSE: (s) => s._ignore(),
-    CONFIG_ACK: (s) => s._ignore(),
-    STATUS: (s) => s._ignore(),
-    HEARTBEAT: (s) => s._ignore(),
-    ERROR: (s) => s._ignore(),
-    TERMINATE: (s, m) => s._onTerminate(m),
-    TERMINATE_ACK: (s, m) => s._onTerminateAck(m),
-  },
-};

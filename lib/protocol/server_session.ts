@@ -22,7 +22,6 @@
  * @module
  */
 
-import { AGENT_DEFAULTS } from "../util/defaults.ts";
 import {
   _acceptDatagram,
   _classifyInvalid,
@@ -31,128 +30,48 @@ import {
   _route,
   _Sequencer,
   type CloseAction,
-  type DatagramAction,
   type SendAction,
 } from "./session_rules.ts";
-import { validateConfigUpdate } from "./codec.ts";
-import { encodeDatagram } from "./datagram.ts";
-import { type CodecError, ConfigError, ProtocolError, QhcpError } from "./errors.ts";
+import type { AuthResult, ServerAction } from "./server_actions.ts";
+import {
+  _ack,
+  _defaultConfig,
+  _helloConfig,
+  _negotiate,
+  type _ServerOptions,
+  _updatedConfig,
+  _withDefaults,
+  _withRequired,
+  type ServerSessionOptions,
+} from "./server_config.ts";
+import { _heartbeat, _report } from "./server_report.ts";
+import { type _Handler, _TABLE, type ServerSessionState } from "./server_transitions.ts";
+import { type CodecError, ProtocolError, QhcpError } from "./errors.ts";
 import {
   type Capability,
   CLOSE_CODES,
   type ConfigUpdateMessage,
   type HealthRequestMessage,
   type HelloMessage,
-  type LocalCheckResult,
-  MAX_HEARTBEAT_MS,
   type Message,
   type MessageOf,
   type MessageType,
-  type MetricValues,
-  PROTOCOL_VERSION,
   REQUIRED_METRICS,
-  type ServerStatus,
-  type ServiceInfo,
   type SessionConfig,
   type TerminateAckMessage,
   type TerminateMessage,
 } from "./wire.ts";
 
-/** States of a server session. */
-export type ServerSessionState =
-  | "AWAIT_HELLO"
-  | "AUTHENTICATING"
-  | "READY"
-  | "TERMINATING"
-  | "CLOSED";
-
-/** What the server reports at this moment. */
-export interface HealthSnapshot {
-  status: ServerStatus;
-  metrics: MetricValues;
-  /** Local checks of the application, when the agent runs any. */
-  checks?: LocalCheckResult[];
-}
-
-/** Options of {@linkcode ServerSession}. */
-export interface ServerSessionOptions {
-  /** Identifier sent in ACK. */
-  serverId: string;
-  /** Every metric name this server can report. Must include cpu_percent and mem_percent. */
-  availableMetrics: readonly string[];
-  /** Names reported when HELLO asks for none. Default: cpu_percent, mem_percent. */
-  defaultMetrics?: readonly string[];
-  /** Close a session that sends no HELLO within this time. Default 5000 ms. */
-  helloTimeoutMs?: number;
-  /** Wait this long for TERMINATE_ACK after sending TERMINATE. Default 1000 ms. */
-  terminateAckTimeoutMs?: number;
-  /** `interval_ms` assumed when HELLO names none. Default 10000 ms. */
-  defaultIntervalMs?: number;
-  /**
-   * The extensions (§10) this server accepts when an LB offers them. Default
-   * none: every session is plain QHCP/1.
-   */
-  capabilities?: readonly Capability[];
-  /** Heartbeat interval when HELLO offers `heartbeat` without `heartbeat_ms`. Default 1000 ms. */
-  defaultHeartbeatMs?: number;
-  /** Shortest heartbeat interval this server keeps, whatever the LB asks. Default 100 ms. */
-  minHeartbeatMs?: number;
-  /** Services the agent fronts, advertised in every ACK (§11). Default none. */
-  services?: readonly ServiceInfo[];
-  /**
-   * Returns the status and the named metric values right now. Called while
-   * answering HEALTH_REQUEST and on every heartbeat, so it must be cheap:
-   * cached values, refreshed at most once per sample interval (the agent's
-   * `SystemMetrics` reads a few small /proc files then).
-   */
-  health: (names: readonly string[]) => HealthSnapshot;
-}
-
-/** Ask the driver to verify a HELLO's token, then call `authenticated()`. */
-export interface AuthenticateAction {
-  kind: "authenticate";
-  token: string;
-  lbId: string;
-}
-
-/** Reports that the session reached READY. */
-export interface ServerReadyAction {
-  kind: "ready";
-  lbId: string;
-  config: SessionConfig;
-  /** The extensions negotiated (empty for a plain QHCP/1 session). */
-  capabilities: Capability[];
-}
-
-/** Reports a configuration change accepted by CONFIG_UPDATE. */
-export interface ConfiguredAction {
-  kind: "configured";
-  config: SessionConfig;
-}
-
-/** Everything a {@linkcode ServerSession} can ask of its driver. */
-export type ServerAction =
-  | SendAction
-  | DatagramAction
-  | CloseAction
-  | AuthenticateAction
-  | ServerReadyAction
-  | ConfiguredAction;
-
-/** The outcome of verifying a HELLO token. */
-export type AuthResult =
-  | { ok: true; /** Time (ms since epoch) after which the session must end. */ expiresAt: number }
-  | { ok: false; reason: string };
-
-type _Handler<T extends MessageType> = (
-  session: ServerSession,
-  message: MessageOf<T>,
-  now: number,
-) => ServerAction[];
-
-type _Table = {
-  [S in ServerSessionState]: { [T in MessageType]?: _Handler<T> };
-};
+export type {
+  AuthenticateAction,
+  AuthResult,
+  ConfiguredAction,
+  ServerAction,
+  ServerReadyAction,
+} from "./server_actions.ts";
+export type { ServerSessionOptions } from "./server_config.ts";
+export type { HealthSnapshot } from "./server_report.ts";
+export type { ServerSessionState } from "./server_transitions.ts";
 
 /**
  * One server-side session, from the first byte to the close.
@@ -172,9 +91,7 @@ type _Table = {
  * ```
  */
 export class ServerSession {
-  readonly #options:
-    & Required<Omit<ServerSessionOptions, "health">>
-    & Pick<ServerSessionOptions, "health">;
+  readonly #options: _ServerOptions;
   readonly #seq = new _Sequencer();
   #state: ServerSessionState = "AWAIT_HELLO";
   #deadline: number | undefined;
@@ -189,21 +106,8 @@ export class ServerSession {
   #reported: string | undefined;
 
   constructor(options: ServerSessionOptions, now: number) {
-    this.#options = {
-      defaultMetrics: REQUIRED_METRICS,
-      helloTimeoutMs: AGENT_DEFAULTS.helloTimeoutMs,
-      terminateAckTimeoutMs: AGENT_DEFAULTS.terminateAckTimeoutMs,
-      defaultIntervalMs: AGENT_DEFAULTS.sessionIntervalMs,
-      capabilities: [],
-      defaultHeartbeatMs: AGENT_DEFAULTS.heartbeatMs,
-      minHeartbeatMs: AGENT_DEFAULTS.minHeartbeatMs,
-      services: [],
-      ...options,
-    };
-    this.#config = {
-      interval_ms: this.#options.defaultIntervalMs,
-      metrics: _withRequired(this.#options.defaultMetrics, this.#options.availableMetrics),
-    };
+    this.#options = _withDefaults(options);
+    this.#config = _defaultConfig(this.#options);
     this.#deadline = now + this.#options.helloTimeoutMs;
   }
 
@@ -293,38 +197,12 @@ export class ServerSession {
       );
     }
     this.#lbId = hello.lb_id;
-    this.#caps = this.#negotiate(hello.capabilities);
-    this.#config = {
-      interval_ms: hello.interval_ms ?? this.#options.defaultIntervalMs,
-      metrics: _withRequired(
-        hello.metrics?.filter((m) => this.#options.availableMetrics.includes(m)) ??
-          this.#options.defaultMetrics,
-        this.#options.availableMetrics,
-      ),
-    };
-    if (this.#caps.has("heartbeat")) {
-      this.#config.heartbeat_ms = this.#heartbeatMs(
-        hello.heartbeat_ms ?? this.#options.defaultHeartbeatMs,
-      );
-    }
+    this.#caps = _negotiate(this.#options, hello.capabilities);
+    this.#config = _helloConfig(this.#options, hello, this.#caps);
     this.#state = "READY";
     this.#deadline = result.expiresAt;
-    // A plain QHCP/1 HELLO gets a plain ACK: no extension field at all.
-    const heartbeat = this.#config.heartbeat_ms;
     return [
-      this.#send({
-        type: "ACK",
-        re: hello.seq,
-        version: PROTOCOL_VERSION,
-        server_id: this.#options.serverId,
-        metrics: [...this.#config.metrics],
-        ...(hello.capabilities === undefined ? {} : { capabilities: [...this.#caps] }),
-        ...(heartbeat === undefined ? {} : { heartbeat_ms: heartbeat }),
-        // Not negotiated: an LB that does not know the field ignores it (§3).
-        ...(this.#options.services.length === 0
-          ? {}
-          : { services: this.#options.services.map((x) => ({ ...x })) }),
-      }),
+      this.#send(_ack(this.#options, hello, this.#caps, this.#config)),
       { kind: "ready", lbId: hello.lb_id, config: this.config, capabilities: [...this.#caps] },
     ];
   }
@@ -335,7 +213,7 @@ export class ServerSession {
    */
   push(now: number): ServerAction[] {
     if (this.#state !== "READY" || !this.#caps.has("push")) return [];
-    const report = this.#report(this.#config.metrics, now);
+    const report = _report(this.#options.health, this.#config.metrics, now);
     if (report.key === this.#reported) return [];
     this.#reported = report.key;
     return [this.#send({ type: "STATUS", ...report.body })];
@@ -349,27 +227,9 @@ export class ServerSession {
   heartbeat(_now: number): ServerAction[] {
     if (this.#state !== "READY" || !this.#caps.has("heartbeat")) return [];
     const snapshot = this.#options.health(REQUIRED_METRICS);
-    const percent = (name: string) => Math.min(100, Math.max(0, snapshot.metrics[name] ?? 0));
     this.#heartbeats = this.#heartbeats >= 0xffff_ffff ? 1 : this.#heartbeats + 1;
-    if (this.#caps.has("datagram")) {
-      return [{
-        kind: "datagram",
-        bytes: encodeDatagram({
-          kind: "heartbeat",
-          counter: this.#heartbeats,
-          status: snapshot.status,
-          cpuPercent: percent("cpu_percent"),
-          memPercent: percent("mem_percent"),
-        }),
-      }];
-    }
-    return [this.#send({
-      type: "HEARTBEAT",
-      hb: this.#heartbeats,
-      status: snapshot.status,
-      cpu_percent: percent("cpu_percent"),
-      mem_percent: percent("mem_percent"),
-    })];
+    const beat = _heartbeat(snapshot, this.#heartbeats, this.#caps.has("datagram"));
+    return ["kind" in beat ? beat : this.#send(beat)];
   }
 
   /**
@@ -442,41 +302,19 @@ export class ServerSession {
       message.metrics.filter((m) => this.#options.availableMetrics.includes(m)),
       this.#options.availableMetrics,
     );
-    const report = this.#report(names, now);
+    const report = _report(this.#options.health, names, now);
     this.#reported = report.key;
     return [this.#send({ type: "HEALTH_RESPONSE", re: message.seq, ...report.body })];
   }
 
   /** @internal */
   _onConfigUpdate(message: ConfigUpdateMessage): ServerAction[] {
-    let change: Partial<SessionConfig>;
-    try {
-      change = validateConfigUpdate(
-        message.config as Record<string, unknown>,
-        this.#options.availableMetrics,
-      );
-    } catch (e) {
-      const err = e as QhcpError;
+    const update = _updatedConfig(this.#options, this.#caps, this.#config, message.config);
+    if ("error" in update) {
+      const err = update.error;
       return [this.#send({ type: "ERROR", re: message.seq, code: err.code, message: err.message })];
     }
-    if (change.heartbeat_ms !== undefined && !this.#caps.has("heartbeat")) {
-      const err = new ConfigError(
-        "heartbeat_ms",
-        "absent: this session did not negotiate heartbeat",
-        "Cannot apply config: heartbeat_ms needs the heartbeat capability, which this session did not negotiate",
-      );
-      return [this.#send({ type: "ERROR", re: message.seq, code: err.code, message: err.message })];
-    }
-    const heartbeat = change.heartbeat_ms === undefined
-      ? this.#config.heartbeat_ms
-      : this.#heartbeatMs(change.heartbeat_ms);
-    this.#config = {
-      interval_ms: change.interval_ms ?? this.#config.interval_ms,
-      metrics: change.metrics === undefined
-        ? this.#config.metrics
-        : _withRequired(change.metrics, this.#options.availableMetrics),
-      ...(heartbeat === undefined ? {} : { heartbeat_ms: heartbeat }),
-    };
+    this.#config = update.config;
     return [
       this.#send({ type: "CONFIG_ACK", re: message.seq, config: this.config }),
       { kind: "configured", config: this.config },
@@ -516,38 +354,6 @@ export class ServerSession {
     return [];
   }
 
-  /** The extensions to accept: offered, known here, and `datagram` only with `heartbeat`. */
-  #negotiate(offered: readonly string[] | undefined): Set<Capability> {
-    const caps = new Set(this.#options.capabilities.filter((c) => offered?.includes(c)));
-    if (!caps.has("heartbeat")) caps.delete("datagram");
-    return caps;
-  }
-
-  #heartbeatMs(asked: number): number {
-    return Math.min(MAX_HEARTBEAT_MS, Math.max(this.#options.minHeartbeatMs, asked));
-  }
-
-  /** The body of a HEALTH_RESPONSE or STATUS, and the key of its status and failing checks. */
-  #report(names: readonly string[], now: number) {
-    const snapshot = this.#options.health(names);
-    const metrics: MetricValues = {};
-    for (const name of names) {
-      const value = snapshot.metrics[name];
-      if (value !== undefined) metrics[name] = value;
-    }
-    const checks = snapshot.checks && snapshot.checks.length > 0 ? snapshot.checks : undefined;
-    const failing = checks?.filter((c) => !c.ok).map((c) => c.name) ?? [];
-    return {
-      key: `${snapshot.status} ${JSON.stringify(failing)}`,
-      body: {
-        status: snapshot.status,
-        metrics,
-        ts: Math.floor(now),
-        ...(checks ? { checks } : {}),
-      },
-    };
-  }
-
   #send(message: Parameters<_Sequencer["stamp"]>[0]): SendAction {
     return { kind: "send", message: this.#seq.stamp(message) };
   }
@@ -565,32 +371,3 @@ export class ServerSession {
     return actions;
   }
 }
-
-/** Adds cpu_percent and mem_percent and drops names this server cannot report. */
-function _withRequired(names: readonly string[], available: readonly string[]): string[] {
-  const out = new Set<string>(REQUIRED_METRICS);
-  for (const name of names) if (available.includes(name)) out.add(name);
-  return [...out];
-}
-
-/** The transition table: for each state, the message types it accepts. */
-const _TABLE: _Table = {
-  AWAIT_HELLO: {
-    HELLO: (s, m) => s._onHello(m),
-  },
-  AUTHENTICATING: {},
-  READY: {
-    HEALTH_REQUEST: (s, m, now) => s._onHealthRequest(m, now),
-    CONFIG_UPDATE: (s, m) => s._onConfigUpdate(m),
-    TERMINATE: (s, m) => s._onTerminate(m),
-    ERROR: (s, m) => s._onPeerError(m),
-  },
-  TERMINATING: {
-    HEALTH_REQUEST: (s) => s._ignore(),
-    CONFIG_UPDATE: (s) => s._ignore(),
-    TERMINATE: (s, m) => s._onTerminate(m),
-    TERMINATE_ACK: (s, m) => s._onTerminateAck(m),
-    ERROR: (s, m) => s._onPeerError(m),
-  },
-  CLOSED: {},
-};

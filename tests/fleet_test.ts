@@ -12,6 +12,7 @@ import type { Agent } from "../lib/agent/agent.ts";
 import { assigned, owners } from "../lib/fleet/assign.ts";
 import { Claims } from "../lib/fleet/claims.ts";
 import { FleetDirectory } from "../lib/fleet/directory.ts";
+import * as wire from "../lib/fleet/etcd_wire.ts";
 import { Fleet } from "../lib/fleet/fleet.ts";
 import { FleetKeys } from "../lib/fleet/keys.ts";
 import { FleetMirror } from "../lib/fleet/mirror.ts";
@@ -563,4 +564,37 @@ Deno.test("FleetMirror.apply() keeps members, entries and verdicts, and says wha
   );
   view.clear();
   assert.equal(view.seenMembers.size + view.entries.size + view.verdicts.size, 0);
+});
+
+Deno.test("etcd_wire: wire.rangeEnd(), wire.decodeKv(), wire.encodeOp() and wire.encodeCompare() speak the JSON gateway's shapes", () => {
+  assert.equal(
+    atob(wire.rangeEnd("/qhcp/")),
+    "/qhcp0",
+    "the last byte raised: every key under the prefix",
+  );
+  assert.equal(atob(wire.rangeEnd("")), "\0", "no prefix: every key");
+  assert.deepEqual(
+    wire.decodeKv({
+      key: wire.b64("/k"),
+      value: wire.b64("v é"),
+      create_revision: "3",
+      mod_revision: "9",
+    }),
+    { key: "/k", value: "v é", createRevision: 3, modRevision: 9, lease: "0" },
+  );
+  assert.deepEqual(wire.decodeKv({ key: wire.b64("/k") }).value, "", "no value: empty");
+  assert.deepEqual(wire.encodeOp({ put: "/k", value: "v", lease: "7" }), {
+    request_put: { key: wire.b64("/k"), value: wire.b64("v"), lease: "7" },
+  });
+  assert.deepEqual(wire.encodeOp({ delete: "/p/", prefix: true }), {
+    request_delete_range: { key: wire.b64("/p/"), range_end: wire.rangeEnd("/p/") },
+  });
+  assert.deepEqual(wire.encodeCompare({ key: "/o", target: "create_revision", equals: 12 }), {
+    key: wire.b64("/o"),
+    target: "CREATE",
+    result: "EQUAL",
+    create_revision: "12",
+  });
+  assert.equal(wire.headerRevision({ header: { revision: "41" } }), 41);
+  assert.equal(wire.headerRevision({}), 0);
 });

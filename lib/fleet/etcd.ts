@@ -7,14 +7,14 @@
  *
  * Every request goes to the current member; one that does not answer in time
  * (or answers 5xx) makes the next member current, and the request is tried
- * there, each member once. Watches are bound to a member: when it stops
- * being current they resume on the new one from the next revision, so no
- * event is lost or repeated.
+ * there, each member once. Watches (`etcd_watch.ts`) are bound to a member:
+ * when it stops being current they resume on the new one from the next
+ * revision, so no event is lost or repeated. The gateway's encoding is in
+ * `etcd_wire.ts`; these three files are all that talk to etcd.
  *
  * @module
  */
 
-import { toBase64 } from "../util/bytes.ts";
 import {
   type Compare,
   type KeyValue,
@@ -24,6 +24,16 @@ import {
   type WatchEvent,
   type Watching,
 } from "./store.ts";
+import {
+  b64,
+  decodeKv,
+  encodeCompare,
+  encodeOp,
+  headerRevision,
+  rangeEnd,
+  type RawKv,
+} from "./etcd_wire.ts";
+import { EtcdWatch, type WatchHost } from "./etcd_watch.ts";
 
 /** Options of {@linkcode createEtcdStore}. */
 export interface EtcdOptions {
@@ -38,73 +48,6 @@ export interface EtcdOptions {
    */
   listPageSize?: number;
 }
-
-interface _RawKv {
-  key: string;
-  value?: string;
-  create_revision?: string;
-  mod_revision?: string;
-  lease?: string;
-}
-
-const _enc = new TextEncoder();
-const _dec = new TextDecoder();
-
-const _b64 = (text: string): string => toBase64(_enc.encode(text));
-const _unb64 = (b64: string | undefined): string =>
-  b64 ? _dec.decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))) : "";
-
-/** etcd's range_end for every key under `prefix`: the prefix with its last byte + 1. */
-function _rangeEnd(prefix: string): string {
-  const bytes = _enc.encode(prefix);
-  for (let i = bytes.length - 1; i >= 0; i--) {
-    if (bytes[i]! < 0xff) {
-      const end = bytes.slice(0, i + 1);
-      end[i]!++;
-      return toBase64(end);
-    }
-  }
-  return toBase64(new Uint8Array([0]));
-}
-
-const _revision = (r: Record<string, unknown>): number =>
-  Number((r.header as { revision?: string } | undefined)?.revision ?? 0);
-
-const _kv = (raw: _RawKv): KeyValue => ({
-  key: _unb64(raw.key),
-  value: _unb64(raw.value),
-  createRevision: Number(raw.create_revision ?? 0),
-  modRevision: Number(raw.mod_revision ?? 0),
-  lease: raw.lease ?? "0",
-});
-
-const _op = (op: Operation) =>
-  "put" in op
-    ? {
-      request_put: {
-        key: _b64(op.put),
-        value: _b64(op.value),
-        ...(op.lease ? { lease: op.lease } : {}),
-      },
-    }
-    : {
-      request_delete_range: {
-        key: _b64(op.delete),
-        ...(op.prefix ? { range_end: _rangeEnd(op.delete) } : {}),
-      },
-    };
-
-const _compare = (c: Compare) => {
-  const key = _b64(c.key);
-  switch (c.target) {
-    case "create_revision":
-      return { key, target: "CREATE", result: "EQUAL", create_revision: String(c.equals) };
-    case "mod_revision":
-      return { key, target: "MOD", result: "EQUAL", mod_revision: String(c.equals) };
-    case "value":
-      return { key, target: "VALUE", result: "EQUAL", value: _b64(c.equals) };
-  }
-};
 
 /**
  * Creates a store over an etcd cluster.
@@ -121,12 +64,12 @@ export function createEtcdStore(options: EtcdOptions): Store {
   return new _EtcdStore(options);
 }
 
-class _EtcdStore implements Store {
+class _EtcdStore implements Store, WatchHost {
   readonly #endpoints: string[];
   readonly #timeoutMs: number;
   readonly #pageSize: number;
   #current = 0;
-  readonly #watches = new Set<_Watch>();
+  readonly #watches = new Set<EtcdWatch>();
   #closed = false;
 
   constructor(options: EtcdOptions) {
@@ -158,8 +101,8 @@ class _EtcdStore implements Store {
 
   async list(prefix: string, exact = false): Promise<{ kvs: KeyValue[]; revision: number }> {
     if (exact) {
-      const r = await this.#call("/v3/kv/range", { key: _b64(prefix) });
-      return { kvs: ((r.kvs ?? []) as _RawKv[]).map(_kv), revision: _revision(r) };
+      const r = await this.#call("/v3/kv/range", { key: b64(prefix) });
+      return { kvs: ((r.kvs ?? []) as RawKv[]).map(decodeKv), revision: headerRevision(r) };
     }
     // Pages in key order, each from just after the last key, all at the first one's revision.
     const kvs: KeyValue[] = [];
@@ -167,13 +110,13 @@ class _EtcdStore implements Store {
     let revision = 0;
     for (;;) {
       const r = await this.#call("/v3/kv/range", {
-        key: _b64(from),
-        range_end: _rangeEnd(prefix),
+        key: b64(from),
+        range_end: rangeEnd(prefix),
         limit: this.#pageSize,
         ...(revision > 0 ? { revision } : {}),
       });
-      if (revision === 0) revision = _revision(r);
-      const page = ((r.kvs ?? []) as _RawKv[]).map(_kv);
+      if (revision === 0) revision = headerRevision(r);
+      const page = ((r.kvs ?? []) as RawKv[]).map(decodeKv);
       kvs.push(...page);
       if (r.more !== true || page.length === 0) return { kvs, revision };
       from = page[page.length - 1]!.key + "\0";
@@ -182,17 +125,17 @@ class _EtcdStore implements Store {
 
   async put(key: string, value: string, lease?: string): Promise<number> {
     const r = await this.#call("/v3/kv/put", {
-      key: _b64(key),
-      value: _b64(value),
+      key: b64(key),
+      value: b64(value),
       ...(lease ? { lease } : {}),
     });
-    return _revision(r);
+    return headerRevision(r);
   }
 
   async delete(key: string, prefix = false): Promise<void> {
     await this.#call("/v3/kv/deleterange", {
-      key: _b64(key),
-      ...(prefix ? { range_end: _rangeEnd(key) } : {}),
+      key: b64(key),
+      ...(prefix ? { range_end: rangeEnd(key) } : {}),
     });
   }
 
@@ -202,13 +145,13 @@ class _EtcdStore implements Store {
     failure: readonly Operation[] = [],
   ): Promise<{ succeeded: boolean; revision: number }> {
     const r = await this.#call("/v3/kv/txn", {
-      compare: compare.map(_compare),
-      success: success.map(_op),
-      failure: failure.map(_op),
+      compare: compare.map(encodeCompare),
+      success: success.map(encodeOp),
+      failure: failure.map(encodeOp),
     });
     return {
       succeeded: r.succeeded === true,
-      revision: _revision(r),
+      revision: headerRevision(r),
     };
   }
 
@@ -218,7 +161,7 @@ class _EtcdStore implements Store {
     onEvents: (events: WatchEvent[], revision: number) => void,
     onError: (e: StoreError) => void,
   ): Watching {
-    const w = new _Watch(
+    const w = new EtcdWatch(
       this,
       prefix,
       fromRevision,
@@ -308,125 +251,5 @@ class _EtcdStore implements Store {
       return json;
     }
     throw new StoreError("unavailable", `etcd unreachable: ${last}`);
-  }
-}
-
-/** A watch bound to one member at a time, resuming from the next revision on another. */
-class _Watch implements Watching {
-  #next: number;
-  #abort: AbortController | undefined;
-  #closed = false;
-  #retry: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(
-    readonly store: _EtcdStore,
-    readonly prefix: string,
-    fromRevision: number,
-    readonly onEvents: (events: WatchEvent[], revision: number) => void,
-    readonly onError: (e: StoreError) => void,
-    readonly onClosed: () => void,
-  ) {
-    this.#next = fromRevision;
-  }
-
-  start(): void {
-    if (this.#closed || this.store.closed) return;
-    const index = this.store.currentIndex;
-    const abort = new AbortController();
-    this.#abort = abort;
-    void this.#run(index, abort).catch(() => {}).finally(() => {
-      if (this.#abort !== abort || this.#closed) return;
-      // The stream ended without being asked to: that member is unwell.
-      this.store.failed(index);
-      this.#again();
-    });
-  }
-
-  /** The store moved to another member: follow it. */
-  memberChanged(): void {
-    if (this.#closed) return;
-    this.#abort?.abort();
-    this.#abort = undefined;
-    this.#again();
-  }
-
-  close(): void {
-    this.#closed = true;
-    clearTimeout(this.#retry);
-    this.#abort?.abort();
-    this.onClosed();
-  }
-
-  #again(): void {
-    clearTimeout(this.#retry);
-    this.#retry = setTimeout(() => this.start(), 200);
-  }
-
-  async #run(index: number, abort: AbortController): Promise<void> {
-    const res = await fetch(`${this.store.endpoint(index)}/v3/watch`, {
-      method: "POST",
-      body: JSON.stringify({
-        create_request: {
-          key: _b64(this.prefix),
-          range_end: _rangeEnd(this.prefix),
-          start_revision: String(this.#next),
-        },
-      }),
-      signal: abort.signal,
-    });
-    if (!res.body) return;
-    const lines = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = "";
-    for (;;) {
-      const { value, done } = await lines.read();
-      if (done) return;
-      buffered += value;
-      let nl: number;
-      while ((nl = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (line) this.#line(line, abort);
-      }
-    }
-  }
-
-  #line(line: string, abort: AbortController): void {
-    if (this.#abort !== abort) return;
-    const msg = JSON.parse(line) as {
-      result?: {
-        header?: { revision?: string };
-        events?: { type?: string; kv: _RawKv }[];
-        compact_revision?: string;
-        canceled?: boolean;
-      };
-      error?: unknown;
-    };
-    const r = msg.result;
-    if (!r) return;
-    if (r.compact_revision && Number(r.compact_revision) > 0) {
-      this.#closed = true;
-      abort.abort();
-      this.onClosed();
-      this.onError(
-        new StoreError(
-          "compacted",
-          `revision ${this.#next} was compacted (now ${r.compact_revision})`,
-        ),
-      );
-      return;
-    }
-    if (!r.events?.length) return;
-    const events: WatchEvent[] = r.events.map((e) => {
-      const kv = _kv(e.kv);
-      return {
-        type: e.type === "DELETE" ? "delete" : "put",
-        key: kv.key,
-        value: kv.value,
-        modRevision: kv.modRevision,
-      };
-    });
-    const revision = Number(r.header?.revision ?? events.at(-1)!.modRevision);
-    this.#next = Math.max(this.#next, events.at(-1)!.modRevision + 1);
-    this.onEvents(events, revision);
   }
 }

@@ -1,14 +1,14 @@
 /**
  * Fleet mode: several LBs share the checking and the verdict through etcd
- * (a {@linkcode Store}). This is the driver of one LB in the fleet:
+ * (a `Store`). This is the driver of one LB in the fleet:
  *
  * - **membership**: a lease (TTL 3 s by default, renewed every third of it)
  *   and a member key under it (`session.ts`); every LB watches the member
  *   list, and a change is applied once it has held for the debounce time;
  * - **assignment**: each server is checked by its top K members by
- *   rendezvous hash (`assign.ts`); this LB claims its servers with owner
- *   keys created in transactions under its lease (`claims.ts`), and checks
- *   them with its local {@linkcode Monitor};
+ *   rendezvous hash (`assign.ts`); this LB claims its share with owner keys
+ *   created in transactions under its lease (`assignment.ts`, `claims.ts`),
+ *   and checks them with its local `Monitor`;
  * - **fencing**: every verdict write is a transaction that holds only while
  *   this LB's owner key still has the revision it was created with, so an
  *   LB that was paused or cut off past its lease cannot write over the
@@ -26,61 +26,20 @@
 
 import { fewOf } from "../util/text.ts";
 import type { Logger } from "../util/log.ts";
-import type { Monitor } from "../lb/monitor.ts";
 import type { ServerSet } from "../lb/directory.ts";
 import { formatAddress } from "../protocol/address.ts";
 import { owners } from "./assign.ts";
-import type { FleetKeys } from "./keys.ts";
+import { Assignment } from "./assignment.ts";
 import { type Applied, FleetMirror } from "./mirror.ts";
 import { Claims } from "./claims.ts";
 import { EntryWriter } from "./entries.ts";
 import { FleetSession } from "./session.ts";
 import { VerdictWriter } from "./verdict_writer.ts";
-import type { KeyValue, Store, WatchEvent } from "./store.ts";
-import { type FleetVerdict, ownerVerdict, VerdictChanges } from "./verdicts.ts";
+import type { KeyValue, WatchEvent } from "./store.ts";
+import { ownerVerdict, VerdictChanges } from "./verdicts.ts";
+import type { FleetOptions, FleetServer, FleetState } from "./fleet_types.ts";
 
-/** Options of {@linkcode Fleet}. */
-export interface FleetOptions {
-  store: Store;
-  keys: FleetKeys;
-  /** This LB's id (unique in the fleet). */
-  lbId: string;
-  /** The local checker: the fleet adds and removes the servers this LB owns. */
-  monitor: Monitor;
-  /** Lease TTL, seconds. Default 3. */
-  leaseTtlSec?: number;
-  /** LBs that check each server (K). Default 2. */
-  checkersPerServer?: number;
-  /** A member change is applied once it has held this long, ms. Default 500. */
-  debounceMs?: number;
-  /** Owners rewrite their verdicts this often, ms (figures for the other LBs). Default 30000. */
-  refreshMs?: number;
-  /** What this LB tells the others about itself (its HTTP address, version). */
-  info?: Record<string, string>;
-  log: Logger;
-  /** Clock, ms. Default Date.now. */
-  now?: () => number;
-}
-
-/** What the fleet knows of one server. */
-export interface FleetServer {
-  address: string;
-  /** The LBs that should check it now (top K of the live members). */
-  owners: string[];
-  /** The combined verdict, or undefined before any owner wrote one. */
-  verdict: FleetVerdict | undefined;
-  /** True when this LB checks it. */
-  mine: boolean;
-}
-
-/** The fleet as this LB sees it. */
-export interface FleetState {
-  lbId: string;
-  members: string[];
-  /** Milliseconds since etcd last answered, when that is longer than a lease renewal should take. */
-  staleMs: number | undefined;
-  servers: Map<string, FleetServer>;
-}
+export type { FleetOptions, FleetServer, FleetState };
 
 /** The driver of this LB's part in the fleet. */
 export class Fleet {
@@ -103,11 +62,10 @@ export class Fleet {
   /** This LB's verdicts into etcd. */
   readonly #writer: VerdictWriter;
   #listeners = new Set<(address: string) => void>();
-  #assigning: Promise<void> = Promise.resolve();
-  #assignRunning = false;
+  /** Which servers this LB claims. */
+  readonly #assignment: Assignment;
   /** This LB's entries of the server set, written in batches. */
   readonly #entryWriter: EntryWriter;
-  #assignAgain = false;
   /** The fleet's verdicts as written in etcd, and their turns to DOWN. */
   readonly #verdictChanges = new VerdictChanges();
 
@@ -151,6 +109,17 @@ export class Fleet {
       lost: (address) => this.#lost(address),
       stopped: () => this.#stopped,
     });
+    this.#assignment = new Assignment({
+      lbId: options.lbId,
+      checkersPerServer: this.#o.checkersPerServer,
+      claims: this.#claims,
+      servers: () => this.#mirror.entries.keys(),
+      members: () => this.#members,
+      lease: () => this.#session.lease,
+      stopped: () => this.#stopped,
+      failed: (e) => this.#session.unreachable(e),
+      log: this.#log,
+    });
     this.#entryWriter = new EntryWriter({
       store: options.store,
       keys: options.keys,
@@ -162,7 +131,7 @@ export class Fleet {
         void this.#apply({ type: "put", key, value, modRevision: revision }),
       afterBatch: () => {
         this.#session.contacted();
-        this.#reassign();
+        this.#assignment.request();
       },
     });
     this.#session = new FleetSession({
@@ -205,7 +174,7 @@ export class Fleet {
     clearInterval(this.#refreshTimer);
     clearTimeout(this.#debounce);
     this.#unsubscribe?.();
-    await this.#assigning;
+    await this.#assignment.settled();
     await this.#session.stop();
   }
 
@@ -299,7 +268,7 @@ export class Fleet {
         modRevision: 0,
       });
     }
-    this.#reassign();
+    this.#assignment.request();
     return true;
   }
 
@@ -331,7 +300,7 @@ export class Fleet {
         lease_ttl_s: this.#o.leaseTtlSec,
       });
     }
-    this.#reassign();
+    this.#assignment.request();
   }
 
   /** Entries that waited for etcd, written now that it answers. */
@@ -355,7 +324,7 @@ export class Fleet {
     }
     for (const address of verdicts) this.#recordVerdict(address);
     if (members) this.#membersChanged();
-    else if (assignment) this.#reassign();
+    else if (assignment) this.#assignment.request();
   }
 
   /** Records the fleet's verdict on a server as etcd holds it (owners' verdicts combined). */
@@ -393,78 +362,18 @@ export class Fleet {
       this.#members = next;
       // New owners may combine into another verdict.
       for (const address of this.#mirror.entries.keys()) this.#recordVerdict(address);
-      this.#reassign();
+      this.#assignment.request();
       this.#notifyAll();
     }, this.#o.debounceMs);
   }
 
   // --- claims -----------------------------------------------------------------------
 
-  /**
-   * Claims the servers this LB should check and releases the others: one
-   * pass at a time, and requests made during a pass are folded into one more
-   * pass after it. (Queueing a pass per request let a busy fleet fall ever
-   * further behind: at 1,000 servers ownership never settled.)
-   */
-  #reassign(): void {
-    if (this.#assignRunning) {
-      this.#assignAgain = true;
-      return;
-    }
-    this.#assignRunning = true;
-    this.#assigning = (async () => {
-      try {
-        do {
-          this.#assignAgain = false;
-          await this.#assign();
-        } while (this.#assignAgain && !this.#stopped);
-      } catch (e) {
-        this.#session.unreachable(e as Error);
-      } finally {
-        this.#assignRunning = false;
-      }
-    })();
-  }
-
-  async #assign(): Promise<void> {
-    const lease = this.#session.lease;
-    if (this.#stopped || !lease) return;
-    const k = this.#o.checkersPerServer;
-    // Only members that are live count; this LB counts once its own key is seen.
-    const members = this.#members.includes(this.lbId)
-      ? this.#members
-      : [...this.#members, this.lbId].sort();
-    const want = new Set<string>();
-    for (const address of this.#mirror.entries.keys()) {
-      if (owners(address, members, k).includes(this.lbId)) want.add(address);
-    }
-    // Many at a time: a dead LB's servers are taken over by claiming hundreds.
-    const release = this.#claims.entries().map(([a]) => a).filter((a) => !want.has(a));
-    await this.#claims.release(release);
-    // One line per pass, not per server: a takeover claims hundreds.
-    if (release.length > 0) {
-      this.#log.info("servers handed over", {
-        count: release.length,
-        servers: fewOf(release),
-        checking: this.#claims.size,
-      });
-    }
-    const claim = [...want].filter((a) => !this.#claims.has(a));
-    const claimed = await this.#claims.claim(claim, lease, () => this.#stopped);
-    if (claimed.length > 0) {
-      this.#log.info("checking servers for the fleet", {
-        count: claimed.length,
-        servers: fewOf(claimed),
-        checking: this.#claims.size,
-      });
-    }
-  }
-
   /** Our claim is gone (a fenced write was refused, or the key was deleted): stop checking. */
   #lost(address: string): void {
     if (!this.#claims.lose(address)) return;
     this.#log.warn("lost the claim on a server; no longer checking it", { server: address });
-    this.#reassign();
+    this.#assignment.request();
   }
 
   // --- verdicts -----------------------------------------------------------------------
@@ -478,8 +387,7 @@ export class Fleet {
   // --- reading --------------------------------------------------------------------------
 
   #addresses(): string[] {
-    const all = new Set([...this.#mirror.entries.keys()]);
-    return [...all].sort();
+    return [...this.#mirror.entries.keys()].sort();
   }
 
   #isoNow(): string {

@@ -3,6 +3,7 @@
  * check, counters, a round-trip histogram and recent history, and the JSON
  * view of all that. Synchronous and free of I/O: the watch (the driver)
  * feeds it outcomes with their times and acts on the transitions it returns.
+ * The counters' shape is in `counters.ts`, the view's in `server_view.ts`.
  *
  * @module
  */
@@ -23,153 +24,20 @@ import type {
   StatusMessage,
 } from "../protocol/wire.ts";
 import { clip } from "../util/text.ts";
+import { type Evidence, type WatchCounters, zeroCounters } from "./counters.ts";
 import { CheckHistory, type CheckRecord } from "./history.ts";
+import { buildView, type LivenessView, type WatchView } from "./server_view.ts";
 import { type HealthState, HealthTracker, type Transition } from "./verdict.ts";
-import { computeWeight, loadOf, type WeightOptions } from "./weights.ts";
+import type { WeightOptions } from "./weights.ts";
 
-/** Upper bounds of the check duration histogram, seconds. */
-export const DURATION_BUCKETS = [
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-] as const;
-
-/** A cumulative histogram of durations in seconds. */
-export class DurationHistogram {
-  readonly counts: number[] = DURATION_BUCKETS.map(() => 0);
-  count = 0;
-  sum = 0;
-
-  /** Records one duration, seconds. */
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
-      if (seconds <= DURATION_BUCKETS[i]!) this.counts[i]!++;
-    }
-  }
-}
-
-/** Where a server's verdict comes from in fleet mode (docs/FLEET.md). */
-export interface FleetView {
-  /** The LBs that check it (its owners). */
-  checked_by: string[];
-  /** The owners whose verdicts make the one shown. */
-  verdict_of: string[];
-  /** When the verdict shown was written (null: by this LB, live). */
-  written_at: string | null;
-  /** How long etcd has not answered, ms; null while it does (the verdicts are current). */
-  stale_ms: number | null;
-}
-
-/** What one server looks like in `/status`, the table and the dashboard. */
-export interface WatchView {
-  address: string;
-  state: HealthState;
-  /** The session's state; `ELSEWHERE` in fleet mode for a server other LBs check. */
-  session: LbSessionState | "ELSEWHERE";
-  consecutive_failures: number;
-  last_rtt_ms: number | null;
-  metrics: MetricValues | null;
-  status: ServerStatus | null;
-  last_error: string | null;
-  /** ISO time of the last verdict change (start time before the first). */
-  last_change: string;
-  server_id: string | null;
-  checks_ok: number;
-  checks_failed: number;
-  /** ISO time of the last HEALTH_RESPONSE. */
-  last_check: string | null;
-  /** Traffic weight 0..100; 0 for DOWN, UNKNOWN and DRAINING servers. */
-  weight: number;
-  /** The agent's local checks of its application, as last reported (null: none run). */
-  checks: LocalCheckResult[] | null;
-  /** The load the weight comes from (0..100), or null without metrics. */
-  load: number | null;
-  /**
-   * The suspicion level (phi) of the heartbeat silence right now: about 0
-   * while heartbeats come on time, 8 where the LB probes. Null without
-   * heartbeats (a plain QHCP/1 server, or heartbeats off).
-   */
-  suspicion: number | null;
-  /** The session's heartbeat interval, ms, or null without heartbeats. */
-  heartbeat_ms: number | null;
-  /** The extensions the session negotiated (empty for plain QHCP/1 or no session). */
-  extensions: string[];
-  /** The services the agent fronts, as its last ACK said (docs/PROTOCOL.md §11). */
-  services: ServiceInfo[];
-  /** In fleet mode: who checks it and whose verdict this is. */
-  fleet?: FleetView;
-}
-
-/** What a session's heartbeats say now, for the view. */
-export interface LivenessView {
-  phi: number;
-  heartbeatMs: number;
-}
-
-/** Counters for `/metrics`. */
-export interface WatchCounters {
-  /** Checks that succeeded. */
-  ok: number;
-  /** Checks that failed (a failed dial counts as one). */
-  failed: number;
-  stateChanges: number;
-  /** Changes to DOWN. */
-  downs: number;
-  /** Good checks answered more than one check interval after they were due. */
-  late: number;
-  /** Dials made, the first included. */
-  dials: number;
-  durations: DurationHistogram;
-  /** Heartbeats taken, and heartbeats the counters say never came (or came out of order). */
-  heartbeats: number;
-  heartbeatsMissed: number;
-  /** Probes sent on suspicion, and those that went unanswered. */
-  probes: number;
-  probesFailed: number;
-  /** STATUS messages pushed by the server. */
-  pushes: number;
-  /** Changes to DOWN, by the evidence that decided them. */
-  downsBy: Record<Evidence, number>;
-}
-
-/** Counters at zero: a new server's, or those of a server this LB does not check. */
-export function zeroCounters(): WatchCounters {
-  return {
-    ok: 0,
-    failed: 0,
-    stateChanges: 0,
-    downs: 0,
-    late: 0,
-    dials: 0,
-    durations: new DurationHistogram(),
-    heartbeats: 0,
-    heartbeatsMissed: 0,
-    probes: 0,
-    probesFailed: 0,
-    pushes: 0,
-    downsBy: { polls: 0, "heartbeat_silence+probe": 0, pushed_status: 0, terminate: 0 },
-  };
-}
-
-/**
- * Which evidence decided a verdict: `polls` (checks counted against fall or
- * rise, a failed session among them), `heartbeat_silence+probe` (heartbeats
- * stopped and a probe went unanswered), `pushed_status` (the server pushed
- * FAILING, or UP again), `terminate` (the server ended the session).
- */
-export type Evidence = "polls" | "heartbeat_silence+probe" | "pushed_status" | "terminate";
+export {
+  DURATION_BUCKETS,
+  DurationHistogram,
+  type Evidence,
+  type WatchCounters,
+  zeroCounters,
+} from "./counters.ts";
+export type { FleetView, LivenessView, WatchView } from "./server_view.ts";
 
 /** A verdict change, what caused it ("timeout", "check_ok", …) and the evidence. */
 export interface CausedTransition extends Transition {
@@ -350,31 +218,29 @@ export class ServerRecord {
 
   /** The view for `/status` and the table; `liveness` while heartbeats flow. */
   view(session: LbSessionState, weights: WeightOptions, liveness?: LivenessView): WatchView {
-    return {
-      address: this.address,
-      state: this.#health.state,
+    const health = this.#health;
+    return buildView(
+      {
+        address: this.address,
+        state: health.state,
+        consecutiveFailures: health.consecutiveFailures,
+        lastError: health.lastError,
+        lastChange: health.lastChange,
+        rttMs: this.#rtt,
+        metrics: this.#metrics,
+        status: this.#status,
+        checks: this.#checks,
+        checkAt: this.#checkAt,
+        serverId: this.#serverId,
+        checksOk: this.counters.ok,
+        checksFailed: this.counters.failed,
+        extensions: this.#extensions,
+        services: this.#services,
+      },
       session,
-      consecutive_failures: this.#health.consecutiveFailures,
-      last_rtt_ms: this.#rtt === null ? null : Math.round(this.#rtt * 1000) / 1000,
-      metrics: this.#metrics,
-      status: this.#status,
-      last_error: this.#health.lastError ?? null,
-      last_change: new Date(this.#health.lastChange).toISOString(),
-      server_id: this.#serverId,
-      checks_ok: this.counters.ok,
-      checks_failed: this.counters.failed,
-      last_check: this.#checkAt === null ? null : new Date(this.#checkAt).toISOString(),
-      weight: computeWeight(
-        { state: this.#health.state, status: this.#status, metrics: this.#metrics },
-        weights,
-      ),
-      load: loadOf(this.#metrics, weights),
-      checks: this.#checks,
-      suspicion: liveness ? Math.round(liveness.phi * 100) / 100 : null,
-      heartbeat_ms: liveness?.heartbeatMs ?? null,
-      extensions: this.#extensions,
-      services: this.#services,
-    };
+      weights,
+      liveness,
+    );
   }
 
   /** The checks of the window ending at `now`, oldest first; only the last `limit` if given. */

@@ -1,7 +1,8 @@
 /**
  * The LB's monitor: one {@linkcode Watch} per server, shared settings, and
  * the operations the CLI and HTTP API need (status, runtime configuration,
- * adding and removing servers, shutdown).
+ * adding and removing servers, shutdown). Its sums over all servers are in
+ * `monitor_totals.ts`, carrying out a configuration change in `monitor_config.ts`.
  *
  * @module
  */
@@ -11,7 +12,6 @@ import { DialGate } from "./dial_gate.ts";
 import { Scheduler } from "./timers.ts";
 import type { Transition } from "./verdict.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
-import { validateConfigUpdate } from "../protocol/codec.ts";
 import { MAX_INTERVAL_MS, MIN_INTERVAL_MS, type SessionConfig } from "../protocol/wire.ts";
 import { formatAddress, parseServerAddress } from "../protocol/address.ts";
 import {
@@ -20,7 +20,6 @@ import {
   Watch,
   type WatchCounters,
   type WatchEvents,
-  type WatchResources,
   type WatchSettings,
   type WatchView,
 } from "./watch.ts";
@@ -28,9 +27,18 @@ import type { CheckRecord } from "./history.ts";
 import { type PickResult, Selector, type Strategy } from "./select.ts";
 import { LoopHealth } from "./loop_health.ts";
 import { heartbeatInterval } from "./liveness.ts";
-import { askedMetrics, buildSettings, heartbeatPlan, type MonitorOptions } from "./settings.ts";
+import { buildSettings, heartbeatPlan, type MonitorOptions } from "./settings.ts";
+import { configureWatches } from "./monitor_config.ts";
+import {
+  type LbHealth,
+  loopHealthOf,
+  type MonitorResources,
+  type MonitorTotals,
+  sumResources,
+  sumTotals,
+} from "./monitor_totals.ts";
 
-export type { MonitorOptions };
+export type { LbHealth, MonitorOptions, MonitorResources, MonitorTotals };
 
 /** Why a server could not be added: it is watched already, or the LB is full. */
 export class ServerSetError extends RangeError {
@@ -38,54 +46,6 @@ export class ServerSetError extends RangeError {
     super(message);
     this.name = "ServerSetError";
   }
-}
-
-/** Timers, sessions and transport resources the monitor holds, for leak checks. */
-export interface MonitorResources extends WatchResources {
-  /** Servers watched. */
-  watches: number;
-}
-
-/** Fleet-wide counts, cheap to read at any scale (`GET /api/totals`). */
-export interface MonitorTotals extends LbHealth {
-  servers: number;
-  up: number;
-  down: number;
-  unknown: number;
-  /** Sessions in READY. */
-  sessions: number;
-  checks_ok: number;
-  checks_failed: number;
-  /** Good checks answered more than one check interval after they were due. */
-  checks_late: number;
-  /** Verdict changes to DOWN since start. */
-  downs: number;
-  /** Dials after each server's first one. */
-  reconnects: number;
-  /** The heartbeat interval asked of servers now, ms (0: off). */
-  heartbeat_ms: number;
-  /** Heartbeats received, probes sent on suspicion, and probes that found a server DOWN. */
-  heartbeats: number;
-  probes: number;
-  probes_failed: number;
-}
-
-/** The LB's own health, apart from its servers': cheap to read (`/metrics` reads it). */
-export interface LbHealth {
-  /**
-   * This LB's own event loop: time stalled since start (timers that fired
-   * more than 40 ms late), and the longest stall of the last minute, ms.
-   */
-  loop_stalled_ms: number;
-  loop_longest_stall_ms: number;
-  /**
-   * Fleet mode only: times the fleet's verdict on a server (its owners'
-   * verdicts combined, as written in etcd) turned DOWN since this LB started.
-   * `downs` counts this LB's own checks' verdicts.
-   */
-  fleet_downs?: number;
-  /** Fleet mode only: ms since etcd last answered, once longer than a lease (null: in touch). */
-  fleet_stale_ms?: number | null;
 }
 
 /**
@@ -219,67 +179,17 @@ export class Monitor {
 
   /** Timers and sessions held by all watches (for leak checks). */
   resources(): MonitorResources {
-    const total: MonitorResources = {
-      watches: this.#watches.size,
-      timers: 0,
-      sessions: 0,
-      closing: 0,
-    };
-    for (const w of this.#watches.values()) {
-      const r = w.resources();
-      total.timers += r.timers;
-      total.sessions += r.sessions;
-      total.closing += r.closing;
-    }
-    return total;
+    return sumResources(this.#watches);
   }
 
   /** This LB's own event loop. */
   lbHealth(): LbHealth {
-    return {
-      loop_stalled_ms: Math.round(this.#loopHealth.totalMs),
-      loop_longest_stall_ms: Math.round(
-        this.#loopHealth.longestSince(this.#scheduler.now() - 60_000),
-      ),
-    };
+    return loopHealthOf(this.#loopHealth, this.#scheduler.now());
   }
 
   /** Counts over every server, without building a view per server. */
   totals(): MonitorTotals {
-    const t: MonitorTotals = {
-      servers: this.#watches.size,
-      up: 0,
-      down: 0,
-      unknown: 0,
-      sessions: 0,
-      checks_ok: 0,
-      checks_failed: 0,
-      checks_late: 0,
-      downs: 0,
-      reconnects: 0,
-      heartbeat_ms: this.#settings.heartbeatMs,
-      heartbeats: 0,
-      probes: 0,
-      probes_failed: 0,
-      ...this.lbHealth(),
-    };
-    for (const w of this.#watches.values()) {
-      const state = w.state;
-      if (state === "UP") t.up++;
-      else if (state === "DOWN") t.down++;
-      else t.unknown++;
-      if (w.sessionState === "READY") t.sessions++;
-      const c = w.counters();
-      t.checks_ok += c.ok;
-      t.checks_failed += c.failed;
-      t.checks_late += c.late;
-      t.downs += c.downs;
-      t.reconnects += Math.max(0, c.dials - 1);
-      t.heartbeats += c.heartbeats;
-      t.probes += c.probes;
-      t.probes_failed += c.probesFailed;
-    }
-    return t;
+    return sumTotals(this.#watches, this.#settings.heartbeatMs, this.lbHealth());
   }
 
   /** The recent checks of one server, or undefined for an unknown address. */
@@ -324,44 +234,21 @@ export class Monitor {
    * @throws {ConfigError} for a config no server could take (before anything is sent)
    * @throws {RangeError} for an unknown server
    */
-  async configure(
+  configure(
     config: Partial<SessionConfig>,
     servers?: readonly string[],
   ): Promise<ConfigOutcome[] & { applied: boolean }> {
-    // The codec's own check: a ConfigError names the field.
-    config = validateConfigUpdate(config as Record<string, unknown>);
-    const targets = servers === undefined ? [...this.#watches.values()] : servers.map((a) => {
-      const w = this.#watches.get(_key(a));
-      if (!w) throw new RangeError(`unknown server ${a}`);
-      return w;
-    });
-    const results = await Promise.all(targets.map((w) => w.configure(config)));
-    const unanswered = new Set(["NOT_CONNECTED", "TIMEOUT", "CLOSED"]);
-    const applied = results.some((r) => r.ok) ||
-      results.every((r) => !r.ok && unanswered.has(r.code));
-    if (applied) {
-      if (config.interval_ms !== undefined) {
-        const ms = config.interval_ms;
-        this.#settings.checkIntervalMs = ms;
-        if (!this.#timeoutFixed) {
-          this.#settings.checkTimeoutMs = Math.min(ms, LB_DEFAULTS.maxCheckTimeoutMs);
-        }
-      }
-      if (config.metrics !== undefined) {
-        this.#settings.metrics = askedMetrics(
-          config.metrics,
-          this.#settings.weights.loadMetrics ?? LB_DEFAULTS.loadMetrics,
-        );
-      }
-      for (const w of this.#watches.values()) w.settingsChanged();
-    }
-    this.#log.info(applied ? "config update" : "config update refused by every server", {
-      interval_ms: config.interval_ms,
-      metrics: config.metrics?.join(","),
-      servers: targets.length,
-      accepted: results.filter((r) => r.ok).length,
-    });
-    return Object.assign(results, { applied });
+    return configureWatches(
+      {
+        watches: this.#watches,
+        find: (address) => this.#watches.get(_key(address)),
+        settings: this.#settings,
+        timeoutFixed: this.#timeoutFixed,
+        log: this.#log,
+      },
+      config,
+      servers,
+    );
   }
 
   /**

@@ -10,28 +10,22 @@
 import { Discovery, watchDnsName, watchServersFile } from "../lb/discovery.ts";
 import type { ServerDirectory, ServerSet } from "../lb/directory.ts";
 import { Monitor } from "../lb/monitor.ts";
-import { servicesOf } from "../lb/services.ts";
 import { FleetDirectory } from "../fleet/directory.ts";
 import { createEtcdStore } from "../fleet/etcd.ts";
 import { Fleet } from "../fleet/fleet.ts";
 import { FleetKeys } from "../fleet/keys.ts";
 import { formatAddress } from "../protocol/address.ts";
 import { CliError } from "./flags.ts";
-import { type AgentCheckServer, startAgentCheckServer } from "../ops/agent_check.ts";
-import { createHttpApi, type HttpApi } from "../ops/http_api.ts";
-import { type DnsServer, startDnsServer } from "../ops/dns_server.ts";
-import { HaproxyRuntime } from "../ops/haproxy_runtime.ts";
-import { type HttpServer, serveHttp } from "../ops/http_server.ts";
-import { fitConnectionCaps, openFileLimit, perAddressCap } from "../ops/limits.ts";
-import { Redrawer, StatusScreen, summarize } from "../ops/status_table.ts";
 import { isLoopbackHost } from "../protocol/address.ts";
 import type { Transport } from "../transport/transport.ts";
-import { createLogger, type Logger } from "../util/log.ts";
+import type { Logger } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import { VERSION } from "../util/version.ts";
 import { loadLbCredentials } from "./credentials.ts";
-import { startStack, writeAll } from "./entry.ts";
+import { startStack } from "./entry.ts";
 import type { LbConfig } from "./lb_flags.ts";
+import { serveLbHttp, startLbIntegrations } from "./lb_outputs.ts";
+import { openLbScreen } from "./lb_screen.ts";
 
 /** A running LB. */
 export interface RunningLb {
@@ -72,48 +66,14 @@ export interface StartLbOptions {
  * @throws {Error} when a port cannot be bound (exit 1)
  */
 export async function startLb(config: LbConfig, options: StartLbOptions = {}): Promise<RunningLb> {
-  const tableMode = config.table === "off"
-    ? "off"
-    : config.table === "plain" || !Deno.stdout.isTerminal()
-    ? "plain"
-    : "tty";
-  const screen = tableMode === "off" ? undefined : new StatusScreen({
-    mode: tableMode,
-    write: (text) => writeAll(Deno.stdout, text),
-    columns: () => _columns(),
-  });
   let monitor: Monitor | undefined;
   let directory: ServerDirectory | undefined;
-  const drawTable = () => {
-    if (!directory) return;
-    const rows = directory.status();
-    const services = servicesOf(rows).map((s) => `${s.name} ${s.healthy}/${s.total}`).join(", ");
-    screen?.draw(
-      rows,
-      `QHCP LB ${config.lbId}  ${summarize(rows)}${services ? `  services: ${services}` : ""}  ${
-        new Date().toISOString()
-      }`,
-    );
-  };
-  // Drawn at once, within a moment of every verdict change (and, on a
-  // terminal, of every log line), and every check interval otherwise.
-  const table = screen && new Redrawer({
-    draw: drawTable,
-    minGapMs: tableMode === "tty" ? 100 : 250,
-    intervalMs: () => Math.max(monitor?.settings.checkIntervalMs ?? 1000, 1000),
+  const screen = openLbScreen(config, {
+    logSink: options.logSink,
+    directory: () => directory,
+    checkIntervalMs: () => monitor?.settings.checkIntervalMs,
   });
-  // On a redrawn terminal, log lines go under the table instead of scrolling it away.
-  const sink = options.logSink ?? (tableMode === "tty"
-    ? (line: string) => {
-      screen!.note(line);
-      table?.changed();
-    }
-    : undefined);
-  const log = createLogger({
-    level: config.logLevel,
-    format: config.logFormat,
-    ...(sink ? { sink } : {}),
-  });
+  const log = screen.log;
 
   const credentials = await loadLbCredentials(config, log);
   // The LB's only TLS client is its QUIC stack: it trusts the configured CA alone.
@@ -153,7 +113,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
       ...(config.heartbeatBudget === undefined ? {} : { heartbeatBudget: config.heartbeatBudget }),
       suspectPhi: config.suspectPhi,
       log,
-      events: { onTransition: () => table?.changed() },
+      events: { onTransition: () => screen.changed() },
     });
     const m = monitor;
     _warnings(config, credentials.httpTls !== undefined, log);
@@ -180,16 +140,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
     }
     const dir = directory;
 
-    const api = createHttpApi({
-      monitor: dir,
-      lbId: config.lbId,
-      startedAt: Date.now(),
-      version: VERSION,
-      adminToken: credentials.adminToken,
-      log,
-    });
-    const http = _serveHttp(config, api, credentials.httpTls, log);
-    undo.push(() => http.server.shutdown(), () => api.close());
+    const http = serveLbHttp(config, dir, credentials, log, undo);
 
     const settings = m.settings; // a copy: the interval can change at run time
     log.info("load balancer starting", {
@@ -249,86 +200,17 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
       );
     }
 
-    let agentCheck: AgentCheckServer | undefined;
-    let dnsPort: number | undefined;
-    if (config.agentPort !== undefined) {
-      try {
-        agentCheck = startAgentCheckServer({
-          monitor: dir,
-          host: config.httpHost,
-          port: config.agentPort,
-          weights: config.agentWeights,
-          maxConnections: http.agentCap!,
-          log,
-        });
-      } catch (e) {
-        throw new Error(
-          `--agent-port: cannot listen on ${config.httpHost}:${config.agentPort}: ${
-            (e as Error).message
-          }`,
-        );
-      }
-      const a = agentCheck;
-      undo.push(() => a.close());
-      log.info("HAProxy agent-check listening", {
-        address: config.httpHost,
-        port: a.port,
-        max_connections: http.agentCap,
-      });
-    }
+    const { agentCheckPort, dnsPort } = startLbIntegrations(config, dir, http, log, undo);
 
-    if (config.dnsPort !== undefined) {
-      let dns: DnsServer;
-      try {
-        dns = startDnsServer({
-          directory: dir,
-          host: config.httpHost,
-          port: config.dnsPort,
-          domain: config.dnsDomain,
-          ttlSec: config.dnsTtlSec,
-          log,
-        });
-      } catch (e) {
-        throw new Error(
-          `--dns-port: cannot listen on ${config.httpHost}:${config.dnsPort}: ${
-            (e as Error).message
-          }`,
-        );
-      }
-      undo.push(() => dns.close());
-      dnsPort = dns.port;
-      log.info("DNS listening", {
-        address: config.httpHost,
-        port: dns.port,
-        zone: config.dnsDomain,
-        ttl_s: config.dnsTtlSec,
-      });
-    }
-
-    if (config.haproxySocket) {
-      const feed = new HaproxyRuntime({
-        directory: dir,
-        socket: config.haproxySocket,
-        backendPrefix: config.haproxyBackendPrefix,
-        log,
-      });
-      feed.start();
-      undo.push(() => feed.close());
-      log.info("pushing verdicts to HAProxy's runtime API", {
-        socket: config.haproxySocket,
-        backends: `${config.haproxyBackendPrefix}<service>`,
-      });
-    }
-
-    table?.start();
-    undo.push(() => table?.stop());
+    screen.start();
+    undo.push(() => screen.stop());
     let stopped: Promise<void> | undefined;
     return {
       monitor: m,
       directory: dir,
       fleet,
       http: http.server.addr,
-      agentCheckPort: agentCheck?.port,
+      agentCheckPort,
       dnsPort,
       log,
       reload() {
@@ -339,7 +221,7 @@ export async function startLb(config: LbConfig, options: StartLbOptions = {}): P
         stopped ??= (async () => {
           log.info("shutting down: sending TERMINATE to every server", { signal: reason });
           for (const step of undo.reverse()) await step();
-          if (tableMode === "tty") drawTable();
+          screen.drawLast();
           log.info("stopped");
         })();
         return stopped;
@@ -368,59 +250,5 @@ function _warnings(config: LbConfig, tls: boolean, log: Logger): void {
     log.warn(
       "no servers to watch yet: add some with --servers, --servers-file or POST /api/servers",
     );
-  }
-}
-
-/** The HTTP endpoint, its connection caps sized to the open-file limit. */
-function _serveHttp(
-  config: LbConfig,
-  api: HttpApi,
-  tls: { cert: string; key: string } | undefined,
-  log: Logger,
-): { server: HttpServer; agentCap: number | undefined } {
-  // Every TCP connection costs a descriptor: the ports' caps fit the limit.
-  const fileLimit = openFileLimit();
-  const [httpCap, agentCap] = fitConnectionCaps(
-    config.agentPort === undefined
-      ? [config.httpMaxConnections]
-      : [config.httpMaxConnections, config.agentMaxConnections],
-    fileLimit,
-  );
-  const perAddress = perAddressCap(config.httpMaxPerAddress, httpCap!);
-  let server: HttpServer;
-  try {
-    server = serveHttp({
-      hostname: config.httpHost,
-      port: config.httpPort,
-      ...(tls ? { tls } : {}),
-      handler: api.handler,
-      maxConnections: httpCap!,
-      maxConnectionsPerAddress: perAddress,
-      headTimeoutMs: config.httpHeadTimeoutMs,
-      log,
-    });
-  } catch (e) {
-    throw new Error(
-      `--loadbalancer-port: cannot listen on ${config.httpHost}:${config.httpPort}: ${
-        (e as Error).message
-      }`,
-    );
-  }
-  log.info("HTTP status endpoint listening", {
-    address: server.addr.hostname,
-    port: server.addr.port,
-    scheme: tls ? "https" : "http",
-    max_connections: httpCap,
-    per_address: perAddress,
-    open_files: fileLimit?.soft,
-  });
-  return { server, agentCap };
-}
-
-function _columns(): number {
-  try {
-    return Deno.consoleSize().columns;
-  } catch {
-    return 120;
   }
 }

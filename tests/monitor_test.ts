@@ -245,3 +245,20 @@ Deno.test("Monitor.subscribe() hears once per check (its reply), not again for t
     await f.close();
   }
 });
+
+Deno.test("Monitor.heartbeatMs and totals() say 0 when heartbeats are not offered (plain QHCP/1)", async () => {
+  const transport = new MemoryTransport();
+  const { signer } = hmacPair(secret);
+  const options = { transport, signer, servers: [], insecure: true };
+  const plain = new Monitor({ ...options, extensions: [] });
+  const polls = new Monitor({ ...options, extensions: ["push"] });
+  const beats = new Monitor({ ...options, extensions: ["heartbeat"], heartbeatMs: 700 });
+  try {
+    assert.equal(plain.heartbeatMs, 0);
+    assert.equal(plain.totals().heartbeat_ms, 0);
+    assert.equal(polls.heartbeatMs, 0, "push without heartbeat");
+    assert.equal(beats.heartbeatMs, 700);
+  } finally {
+    await Promise.all([plain.stop(), polls.stop(), beats.stop()]);
+  }
+});

@@ -106,11 +106,15 @@ function _perStack(transport: Transport): "native" | "matrixai" {
   return transport.datagrams ? "native" : "matrixai";
 }
 
-/** The heartbeat interval asked for before the budget, and the budget, for these options. */
+/**
+ * The heartbeat interval asked for before the budget (0 when the heartbeat
+ * extension is not offered), and the budget, for these options.
+ */
 export function heartbeatPlan(options: MonitorOptions): { heartbeatMs: number; budget: number } {
   const stack = _perStack(options.transport);
+  const offered = (options.extensions ?? CAPABILITIES).includes("heartbeat");
   return {
-    heartbeatMs: options.heartbeatMs ?? LB_DEFAULTS.heartbeatMs[stack],
+    heartbeatMs: offered ? options.heartbeatMs ?? LB_DEFAULTS.heartbeatMs[stack] : 0,
     budget: options.heartbeatBudget ?? LB_DEFAULTS.heartbeatBudget[stack],
   };
 }

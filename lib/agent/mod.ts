@@ -10,3 +10,5 @@ export * from "./admission.ts";
 export * from "./metrics.ts";
 export * from "./local_checks.ts";
 export * from "./drain.ts";
+export type { ReadFile } from "./cgroup.ts";
+export type { FsBlocks } from "./statvfs.ts";

@@ -16,3 +16,4 @@ export * from "./address.ts";
 export * from "./server_session.ts";
 export * from "./lb_session.ts";
 export * from "./failure.ts";
+export type { CloseAction, DatagramAction, SendAction } from "./session_rules.ts";

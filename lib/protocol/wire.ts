@@ -214,7 +214,7 @@ export interface SessionConfig {
 }
 
 /** Fields shared by every message. */
-interface MessageBase {
+export interface MessageBase {
   /** Per-sender sequence number: 1 for the first message, then +1. */
   seq: number;
 }
@@ -343,7 +343,7 @@ export type Message =
   | HeartbeatMessage;
 
 /** Distributes `Omit` over a union so each member keeps its own fields. */
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** A message before its sender stamps `seq` on it. */
 export type UnsequencedMessage = DistributiveOmit<Message, "seq">;

@@ -166,7 +166,11 @@ export function keyMismatch(cert: CertificateFacts): PairProblem {
  * through WebCrypto (JWK export of both). Keys: PKCS#8, SEC1 (`EC PRIVATE
  * KEY`) or PKCS#1 (`RSA PRIVATE KEY`); EC P-256/384/521, Ed25519 or RSA.
  */
-export const webCryptoKeyCheck: KeyCheck = async (cert, _certPem, keyPem) => {
+export const webCryptoKeyCheck: KeyCheck = async (
+  cert,
+  _certPem,
+  keyPem,
+): Promise<PairProblem | undefined> => {
   const algorithm = cert.keyAlgorithm;
   if (!algorithm) {
     return {

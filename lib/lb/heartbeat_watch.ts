@@ -32,8 +32,19 @@ export interface HeartbeatWatchDeps {
  * Heartbeat detection for one READY session.
  *
  * @example
- * ```ts ignore
- * const hw = new HeartbeatWatch({ heartbeatMs: 250 }, deps);
+ * ```ts
+ * import { HeartbeatWatch } from "./heartbeat_watch.ts";
+ * import { Scheduler } from "./timers.ts";
+ * import { silentLogger } from "../util/log.ts";
+ * const scheduler = new Scheduler();
+ * const hw = new HeartbeatWatch({ heartbeatMs: 250 }, {
+ *   scheduler,
+ *   now: () => scheduler.now(),
+ *   log: silentLogger,
+ *   loopHealth: undefined,
+ *   probe: (timeoutMs) => console.log(`HEALTH_REQUEST, held to ${timeoutMs} ms`),
+ *   probeDatagram: undefined,
+ * });
  * hw.heartbeat(); // on every heartbeat
  * hw.probeTimedOut(); // true: DOWN (nothing came since the probe)
  * hw.stop();

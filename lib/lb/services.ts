@@ -50,7 +50,10 @@ export function servesTraffic(v: WatchView): boolean {
  * instances in the order of the servers.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { servicesOf } from "./services.ts";
+ * import type { Monitor } from "./monitor.ts";
+ * declare const monitor: Monitor;
  * servicesOf(monitor.status()); // [{ name: "web", total: 3, healthy: 2, instances: [...] }]
  * ```
  */

@@ -45,9 +45,32 @@ export interface WatchActionsDeps {
  * Carries out one session's actions.
  *
  * @example
- * ```ts ignore
- * const actions = new WatchActions({ address, log, now, scheduler, machine, record, link, plan, watch: deps });
- * await actions.perform(machine.receive(message, now()), channel);
+ * ```ts
+ * import { WatchActions } from "./watch_actions.ts";
+ * import { Scheduler } from "./timers.ts";
+ * import { silentLogger } from "../util/log.ts";
+ * import type { LbSession } from "../protocol/lb_session.ts";
+ * import type { Message } from "../protocol/wire.ts";
+ * import type { Channel } from "../transport/transport.ts";
+ * import type { Link } from "./link.ts";
+ * import type { ServerRecord } from "./record.ts";
+ * import type { WatchPlan } from "./watch_plan.ts";
+ * import type { WatchSettings } from "./watch_types.ts";
+ * // The watch's own parts, which it builds before its actions.
+ * declare const machine: LbSession, record: ServerRecord, link: Link, plan: WatchPlan;
+ * declare const settings: WatchSettings, message: Message, channel: Channel;
+ * const actions = new WatchActions({
+ *   address: "10.0.0.7:4243",
+ *   log: silentLogger,
+ *   now: Date.now,
+ *   scheduler: new Scheduler(),
+ *   machine,
+ *   record,
+ *   link,
+ *   plan,
+ *   watch: { settings },
+ * });
+ * await actions.perform(machine.receive(message, Date.now()), channel);
  * ```
  */
 export class WatchActions {

@@ -33,8 +33,20 @@ export interface WatchPlanDeps {
  * The timers of one watch: the next action and the reply deadline.
  *
  * @example
- * ```ts ignore
- * const plan = new WatchPlan({ scheduler, now, random, record, watch: deps, next });
+ * ```ts
+ * import { Scheduler } from "./timers.ts";
+ * import { WatchPlan } from "./watch_plan.ts";
+ * import type { WatchSettings } from "./watch_types.ts";
+ * declare const settings: WatchSettings; // the monitor's, shared by its watches
+ * const scheduler = new Scheduler();
+ * const plan = new WatchPlan({
+ *   scheduler,
+ *   now: () => scheduler.now(),
+ *   random: Math.random,
+ *   record: { inDoubt: false, state: "UP" },
+ *   watch: { settings },
+ *   next: () => console.log("check or dial now"),
+ * });
  * plan.after(0); // act at once
  * plan.check(); // the next check, one interval after the last was due
  * plan.stop();

@@ -77,8 +77,12 @@ const _RD = 1 << 8;
  * @param via `udp` (answers can be truncated) or `tcp`
  *
  * @example
- * ```ts ignore
- * answerDns(bytes, servicesOf(monitor.status()), { domain: "qhcp", ttlSec: 1 }, "udp");
+ * ```ts
+ * import { answerDns } from "./dns.ts";
+ * import { servicesOf } from "../lb/services.ts";
+ * import type { Monitor } from "../lb/monitor.ts";
+ * declare const monitor: Monitor, query: Uint8Array; // a datagram read from port 53
+ * const answer = answerDns(query, servicesOf(monitor.status()), { domain: "qhcp", ttlSec: 1 }, "udp");
  * ```
  */
 export function answerDns(

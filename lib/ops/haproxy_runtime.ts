@@ -107,7 +107,10 @@ export interface HaproxyRuntimeOptions {
  * Keeps HAProxy's servers in step with the QHCP verdict.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { HaproxyRuntime } from "./haproxy_runtime.ts";
+ * import type { Monitor } from "../lb/monitor.ts";
+ * declare const monitor: Monitor; // or the fleet's directory in fleet mode
  * const feed = new HaproxyRuntime({ directory: monitor, socket: "/run/haproxy/admin.sock" });
  * feed.start();
  * ```

@@ -18,9 +18,10 @@ import { ALPN } from "../protocol/wire.ts";
  * for tests.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { checkCertificatePair } from "../security/names.ts";
  * import { nativeKeyCheck } from "./native_keys.ts";
+ * declare const certPem: string, keyPem: string;
  * await checkCertificatePair(certPem, keyPem, Date.now(), nativeKeyCheck);
  * ```
  */

@@ -29,7 +29,7 @@ export interface EndpointLease {
  * endpoints beyond the first are closed.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { EndpointPool } from "./native_pool.ts";
  * const pool = new EndpointPool(256, () => new Deno.QuicEndpoint({ hostname: "::", port: 0 }));
  * const { endpoint, release } = pool.acquire();

@@ -5,7 +5,8 @@
  * started again.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { EtcdCluster } from "./etcd_cluster.ts";
  * await using etcd = await EtcdCluster.start(3);
  * etcd.endpoints; // ["http://127.0.0.1:…", …]
  * await etcd.kill(0);

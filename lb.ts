@@ -5,7 +5,13 @@
  * @module
  */
 
-import { onHangup, parseConfig, setupFailed, stopSignals } from "./lib/cli/entry.ts";
+import {
+  exitAfterOutput,
+  onHangup,
+  parseConfig,
+  setupFailed,
+  stopSignals,
+} from "./lib/cli/entry.ts";
 import { lbUsage, parseLbArgs } from "./lib/cli/lb_flags.ts";
 import { type RunningLb, startLb } from "./lib/cli/lb_main.ts";
 
@@ -46,4 +52,4 @@ export async function runLb(args: readonly string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await runLb(Deno.args));
+if (import.meta.main) await exitAfterOutput(await runLb(Deno.args));

@@ -5,7 +5,13 @@
  * @module
  */
 
-import { onHangup, parseConfig, setupFailed, stopSignals } from "./lib/cli/entry.ts";
+import {
+  exitAfterOutput,
+  onHangup,
+  parseConfig,
+  setupFailed,
+  stopSignals,
+} from "./lib/cli/entry.ts";
 import { type RunningAgent, startAgent } from "./lib/cli/agent_main.ts";
 import { parseServerArgs, serverUsage } from "./lib/cli/server_flags.ts";
 
@@ -39,4 +45,4 @@ export async function runServer(args: readonly string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await runServer(Deno.args));
+if (import.meta.main) await exitAfterOutput(await runServer(Deno.args));

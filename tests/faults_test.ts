@@ -96,7 +96,13 @@ Deno.test({
       await waitFor("60 checks", () => done() >= 60, 60_000, 50);
       const s = stateOf(n.monitor, n.relay.port)!;
       const failed = s.checks_failed - start.checks_failed;
-      assert.deepEqual(n.transitions.map((x) => x.t.to), ["UP"], "no DOWN under 10 % loss");
+      assert.deepEqual(
+        n.transitions.map((x) => x.t.to),
+        ["UP"],
+        `no DOWN under 10 % loss; transitions: ${
+          n.transitions.map((x) => `${x.t.to} (${x.t.reason})`).join(", ")
+        }`,
+      );
       assert.ok(n.relay.stats.dropped > 10, `the relay dropped ${n.relay.stats.dropped} datagrams`);
       record("faults", "checks under 10 % loss", done(), "checks");
       record("faults", "datagrams dropped by the relay", n.relay.stats.dropped, "datagrams");

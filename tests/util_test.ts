@@ -1,6 +1,7 @@
-/** Tests of lib/util building blocks that no other suite covers. */
+/** Tests of lib/util building blocks that no other suite covers: batches and the log stream. */
 import assert from "node:assert/strict";
 import { chunks } from "../lib/util/chunks.ts";
+import { LogStream } from "../lib/util/log_stream.ts";
 
 Deno.test("chunks() cuts a list into batches of the size, the last one shorter", () => {
   assert.deepEqual(chunks([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
@@ -15,4 +16,102 @@ Deno.test("chunks() refuses a size that is not a positive integer", () => {
   for (const size of [0, -1, 1.5, NaN]) {
     assert.throws(() => chunks([1], size), RangeError, String(size));
   }
+});
+
+/** A sink that takes at most `max` bytes a write and answers when `release()` says so (or at once). */
+function fakeSink(options: { max?: number; held?: boolean } = {}) {
+  const written: Uint8Array[] = [];
+  let waiting: (() => void)[] = [];
+  let held = options.held ?? false;
+  return {
+    written,
+    text: () => new TextDecoder().decode(new Uint8Array(written.flatMap((b) => [...b]))),
+    release() {
+      held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+    async write(p: Uint8Array): Promise<number> {
+      if (held) await new Promise<void>((r) => waiting.push(r));
+      const n = Math.min(p.length, options.max ?? p.length);
+      written.push(p.slice(0, n));
+      return n;
+    },
+    reset: () => (waiting = []),
+  };
+}
+
+Deno.test("LogStream writes everything in order, partial writes included, and flush() waits for it", async () => {
+  const sink = fakeSink({ max: 7 });
+  const out = new LogStream(sink);
+  for (let i = 0; i < 50; i++) assert.ok(out.write(`line ${i}\n`));
+  assert.ok(await out.flush(5000));
+  assert.equal(sink.text(), Array.from({ length: 50 }, (_, i) => `line ${i}\n`).join(""));
+  assert.equal(out.pendingBytes, 0);
+  assert.ok(sink.written.length < 50 * 2, "what queued during a write goes in the next one");
+});
+
+Deno.test("LogStream drops past its bound while the reader is stuck, counts them, and a notice comes once it fits", async () => {
+  const sink = fakeSink({ held: true });
+  const out = new LogStream(sink, 100);
+  let kept = 0;
+  for (let i = 0; i < 40; i++) if (out.write(`line ${String(i).padStart(2, "0")}\n`)) kept++;
+  assert.equal(kept, 12, "100 bytes hold twelve 8-byte lines");
+  assert.equal(out.dropped, 28);
+  out.writeDropNotice((n) => `dropped ${n}\n`);
+  assert.equal(out.dropped, 28, "no room for the notice: the count stays");
+  assert.equal(await out.flush(50), false, "flush gives up after its timeout");
+  sink.release();
+  assert.ok(await out.flush(5000));
+  out.writeDropNotice((n) => `dropped ${n}\n`);
+  assert.equal(out.dropped, 0);
+  out.write("after\n");
+  assert.ok(await out.flush(5000));
+  const lines = sink.text().trimEnd().split("\n");
+  assert.deepEqual(lines.slice(-2), ["dropped 28", "after"]);
+  assert.equal(lines.length, 12 + 2);
+});
+
+Deno.test("LogStream after its sink failed (stderr closed) drops what follows", async () => {
+  const out = new LogStream({ write: () => Promise.reject(new Error("broken pipe")) });
+  out.write("lost\n");
+  assert.equal(await out.flush(1000), false);
+  assert.equal(out.write("also lost\n"), false);
+  assert.equal(out.pendingBytes, 0);
+});
+
+Deno.test("createLogger(): a process whose stderr is not read keeps running, drops past the bound and says how many", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./fixtures/log_flood.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // stdout first, without reading stderr: with a synchronous write the child
+  // would stop at the first full pipe (64 KiB) and never get here.
+  const stdout = child.stdout.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const first = await Promise.race([
+    stdout.read(),
+    new Promise<never>((_, reject) =>
+      timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error("the child stopped while its stderr was not read"));
+      }, 30_000)
+    ),
+  ]).finally(() => clearTimeout(timer));
+  const { ticks } = JSON.parse(new TextDecoder().decode(first.value)) as { ticks: number };
+  // 40 bursts 25 ms apart: a timer of 10 ms ran about 100 times, unless the loop was held.
+  assert.ok(ticks >= 40, `the timer ran ${ticks} times during the flood`);
+  const stderr = await new Response(child.stderr).text();
+  await stdout.cancel();
+  assert.equal((await child.status).code, 0);
+  const lines = stderr.trimEnd().split("\n");
+  const flood = lines.filter((l) => l.includes(" INFO flood ")).length;
+  const dropped = lines.filter((l) => l.includes("log lines dropped"))
+    .map((l) => Number(/dropped=(\d+)/.exec(l)?.[1]));
+  // A notice each time the queue had room again after drops.
+  assert.ok(dropped.length >= 1, "dropped lines are said");
+  const count = dropped.reduce((a, b) => a + b, 0);
+  assert.ok(flood > 5_000 && flood < 40_000, `${flood} lines written`);
+  assert.equal(flood + count, 40_000, `${flood} written, ${count} counted as dropped`);
+  assert.match(lines.at(-1)!, / INFO done$/);
 });

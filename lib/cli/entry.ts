@@ -13,6 +13,7 @@ import { DefaultFilesError } from "../security/files.ts";
 import { installProcessGuard } from "../util/guard.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../util/version.ts";
+import { stderrStream } from "../util/log_stream.ts";
 import { CliError } from "./flags.ts";
 
 const _encoder = new TextEncoder();
@@ -26,10 +27,22 @@ export function writeAll(out: { writeSync(p: Uint8Array): number }, text: string
   } catch { /* closed pipe: nothing useful left to do */ }
 }
 
-/** Prints `program: message` on stderr and returns `code`, for `return fail(...)`. */
+/**
+ * Prints `program: message` on stderr, after the log lines before it, and
+ * returns `code`, for `return fail(...)`.
+ */
 export function fail(program: string, message: string, code: number): number {
-  writeAll(Deno.stderr, `${program}: ${message}\n`);
+  stderrStream.write(`${program}: ${message}\n`);
   return code;
+}
+
+/**
+ * Ends the process with `code` once stderr has taken what was queued for it
+ * (at most `timeoutMs`: a reader that stopped reading does not hold the exit).
+ */
+export async function exitAfterOutput(code: number, timeoutMs = 2000): Promise<never> {
+  await stderrStream.flush(timeoutMs);
+  Deno.exit(code);
 }
 
 /**

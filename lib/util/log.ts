@@ -6,6 +6,8 @@
  * @module
  */
 
+import { stderrStream } from "./log_stream.ts";
+
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -36,14 +38,13 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** "text" (default) or "json" (one object per line). */
   format?: "text" | "json";
-  /** Receives each formatted line. Default: write to stderr. */
+  /** Receives each formatted line. Default: stderr, through {@linkcode stderrStream}. */
   sink?: (line: string, record: LogRecord) => void;
   /** Clock, for tests. Default Date.now. */
   now?: () => number;
 }
 
 const _RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-const _encoder = new TextEncoder();
 
 /**
  * Creates a logger.
@@ -60,16 +61,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const min = _RANK[options.level ?? "info"];
   const format = options.format ?? "text";
   const now = options.now ?? Date.now;
-  const sink = options.sink ?? ((line: string) => {
-    try {
-      Deno.stderr.writeSync(_encoder.encode(line + "\n"));
-    } catch { /* stderr closed: nothing useful left to do */ }
+  const line = (record: LogRecord) => format === "json" ? _json(record) : formatLogRecord(record);
+  // Never a synchronous write: a reader that stops reading must not stop the program.
+  const sink = options.sink ?? ((text: string) => {
+    stderrStream.writeDropNotice((dropped) =>
+      line({
+        time: now(),
+        level: "warn",
+        message: "log lines dropped: stderr did not keep up",
+        fields: { dropped },
+      }) + "\n"
+    );
+    stderrStream.write(text + "\n");
   });
   const make = (base: LogFields): Logger => {
     const emit = (level: LogLevel, message: string, fields?: LogFields) => {
       if (_RANK[level] < min) return;
       const record: LogRecord = { time: now(), level, message, fields: { ...base, ...fields } };
-      sink(format === "json" ? _json(record) : formatLogRecord(record), record);
+      sink(line(record), record);
     };
     return {
       debug: (m, f) => emit("debug", m, f),

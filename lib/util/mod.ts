@@ -6,6 +6,7 @@
  */
 
 export * from "./log.ts";
+export * from "./log_stream.ts";
 export * from "./bytes.ts";
 export * from "./guard.ts";
 export * from "./defaults.ts";

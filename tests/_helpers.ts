@@ -26,15 +26,7 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** The bytes of `parts`, one after another. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
+export { concatBytes as concat } from "../lib/util/bytes.ts";
 
 /** Open file descriptors of this process. */
 export function fds(): number {

@@ -8,6 +8,7 @@
  */
 
 import { within } from "../util/timeout.ts";
+import { concatBytes } from "../util/bytes.ts";
 
 const _encoder = new TextEncoder();
 const _CRLF = Uint8Array.of(13, 10);
@@ -88,7 +89,7 @@ export class _ResponseWriter {
       }
       if (whole) {
         await this.write(
-          _concat(_encoder.encode(lines + `content-length: ${data.length}\r\n\r\n`), data),
+          concatBytes(_encoder.encode(lines + `content-length: ${data.length}\r\n\r\n`), data),
         );
         return true;
       }
@@ -106,18 +107,8 @@ export class _ResponseWriter {
 
   async #writeChunk(data: Uint8Array): Promise<void> {
     if (data.length === 0) return;
-    await this.write(_concat(_encoder.encode(`${data.length.toString(16)}\r\n`), data, _CRLF));
+    await this.write(concatBytes(_encoder.encode(`${data.length.toString(16)}\r\n`), data, _CRLF));
   }
-}
-
-function _concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function _reason(status: number): string {

@@ -32,3 +32,24 @@ export function toBase64(bytes: Uint8Array): string {
 export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/**
+ * The parts one after the other, in one new array (the part itself when
+ * there is one).
+ *
+ * @example
+ * ```ts
+ * import { concatBytes } from "./bytes.ts";
+ * concatBytes(new Uint8Array([1]), new Uint8Array([2, 3])); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
+
 /** Where the bytes go (`Deno.stderr` by default). */
 export interface ByteSink {
   write(p: Uint8Array): Promise<number>;
@@ -95,7 +97,7 @@ export class LogStream {
     try {
       while (this.#queue.length > 0) {
         // Whatever queued meanwhile goes in one write.
-        const chunk = _concat(this.#queue);
+        const chunk = concatBytes(...this.#queue);
         this.#queue = [];
         let off = 0;
         while (off < chunk.length) {
@@ -114,17 +116,6 @@ export class LogStream {
       for (const done of this.#drained.splice(0)) done();
     }
   }
-}
-
-function _concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** The program's stderr: every logger and message of the process writes here, in order. */

@@ -323,6 +323,7 @@ Deno.test("GET /metrics exports the documented families in the Prometheus text f
         "qhcp_reconnects_total",
         "qhcp_loop_stalled_seconds_total",
         "qhcp_loop_longest_stall_seconds",
+        "qhcp_log_lines_dropped_total",
       ]
     ) assert.match(r.text, new RegExp(`^# TYPE ${family} `, "m"), family);
     assert.match(r.text, /^qhcp_server_up\{server="10\.0\.0\.1:4243"\} 1$/m);
@@ -339,6 +340,7 @@ Deno.test("GET /metrics exports the documented families in the Prometheus text f
     assert.match(r.text, /^qhcp_sessions 2$/m);
     assert.match(r.text, /^qhcp_reconnects_total [1-9]\d*$/m, "the DOWN server has been redialled");
     assert.match(r.text, /^qhcp_loop_stalled_seconds_total \d+(\.\d+)?$/m);
+    assert.match(r.text, /^qhcp_log_lines_dropped_total 0$/m);
   } finally {
     await f.close();
   }

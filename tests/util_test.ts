@@ -64,6 +64,7 @@ Deno.test("LogStream drops past its bound while the reader is stuck, counts them
   assert.ok(await out.flush(5000));
   out.writeDropNotice((n) => `dropped ${n}\n`);
   assert.equal(out.dropped, 0);
+  assert.equal(out.droppedTotal, 28, "the total stays, for /metrics");
   out.write("after\n");
   assert.ok(await out.flush(5000));
   const lines = sink.text().trimEnd().split("\n");

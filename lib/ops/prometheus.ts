@@ -5,6 +5,7 @@
  * @module
  */
 
+import { stderrStream } from "../util/log_stream.ts";
 import type { ServerDirectory } from "../lb/directory.ts";
 import { servicesOf } from "../lb/services.ts";
 import {
@@ -58,6 +59,8 @@ export interface MetricsSnapshot {
   fleetStaleMs?: number;
   /** Each service: servers that front it, and those that should get traffic. */
   services: { name: string; total: number; healthy: number }[];
+  /** Log lines this process dropped because stderr did not keep up. */
+  logLinesDropped: number;
 }
 
 /** What `/metrics` shows of `monitor`'s servers. */
@@ -107,6 +110,7 @@ export function metricsSnapshot(monitor: ServerDirectory, version: string): Metr
     reconnects,
     loop,
     services,
+    logLinesDropped: stderrStream.droppedTotal,
     ...(health.fleet_downs === undefined ? {} : { fleetDowns: health.fleet_downs }),
     ...(health.fleet_stale_ms === undefined ? {} : { fleetStaleMs: health.fleet_stale_ms ?? 0 }),
   };
@@ -295,6 +299,12 @@ export function renderPrometheus(s: MetricsSnapshot): string {
     "The longest stall of this LB's event loop in the last minute.",
   );
   out.push(`qhcp_loop_longest_stall_seconds ${s.loop.longestStallMs / 1000}`);
+  family(
+    "qhcp_log_lines_dropped_total",
+    "counter",
+    "Log lines this LB dropped because stderr did not keep up (its reader stopped reading).",
+  );
+  out.push(`qhcp_log_lines_dropped_total ${s.logLinesDropped}`);
   if (s.fleetDowns !== undefined) {
     family(
       "qhcp_fleet_verdict_downs_total",

@@ -39,6 +39,7 @@ export class LogStream {
   #queue: Uint8Array[] = [];
   #pending = 0;
   #dropped = 0;
+  #droppedTotal = 0;
   #writing = false;
   #closed = false;
   #drained: (() => void)[] = [];
@@ -58,10 +59,16 @@ export class LogStream {
     return this.#dropped;
   }
 
+  /** Writes dropped since start. */
+  get droppedTotal(): number {
+    return this.#droppedTotal;
+  }
+
   /** Queues `text`; false (and counted) when the queue is full or the sink failed. */
   write(text: string): boolean {
     if (this.#enqueue(text)) return true;
     this.#dropped++;
+    this.#droppedTotal++;
     return false;
   }
 

@@ -249,6 +249,7 @@ Deno.test("lb.ts --help prints every flag and exits 0", async () => {
   const r = await run([deno, "run", "-A", "lb.ts", "--help"]);
   assert.equal(r.code, 0);
   for (const f of LB_FLAGS) assert.ok(r.stdout.includes(`--${f.name}`), f.name);
+  assert.doesNotMatch(r.stdout, /\(default: \)/, "an empty default is not printed");
 });
 
 Deno.test("server.ts --help prints every flag and the metric names and exits 0", async () => {

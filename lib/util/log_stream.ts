@@ -4,7 +4,9 @@
  * synchronous write would freeze the event loop with it: no check, no
  * deadline, no answer to HAProxy. Lines are queued here and written by one
  * asynchronous writer; past a bound they are dropped and counted, and the
- * logger says how many once it can write again.
+ * logger says how many once it can write again. The cost: a process that
+ * dies at once (SIGKILL, an error the process guard does not absorb) loses
+ * what was still queued, which is nothing unless stderr was already slow.
  *
  * @module
  */

@@ -262,3 +262,33 @@ Deno.test("Monitor.heartbeatMs and totals() say 0 when heartbeats are not offere
     await Promise.all([plain.stop(), polls.stop(), beats.stop()]);
   }
 });
+
+Deno.test("Monitor.subscribe() hears a status change that a heartbeat brings, before any check", async () => {
+  const transport = new MemoryTransport();
+  const { signer } = hmacPair(secret);
+  let status: "UP" | "DRAINING" = "UP";
+  const agent = await startMemoryAgent(transport, "10.0.0.1", {
+    secret,
+    status: () => status,
+    extensions: ["heartbeat"], // no push: the heartbeat is the only news
+  });
+  const monitor = new Monitor({
+    transport,
+    signer,
+    servers: [{ host: "10.0.0.1", port: 4243 }],
+    insecure: true,
+    checkIntervalMs: 60_000,
+    heartbeatMs: 100,
+  });
+  monitor.start();
+  try {
+    await waitFor("UP", () => monitor.status()[0]?.state === "UP");
+    const heard: (string | null | undefined)[] = [];
+    monitor.subscribe((a) => heard.push(monitor.server(a)?.status));
+    status = "DRAINING";
+    await waitFor("a notice with DRAINING", () => heard.includes("DRAINING"), 5000);
+  } finally {
+    await monitor.stop();
+    await agent.shutdown("done", 100);
+  }
+});

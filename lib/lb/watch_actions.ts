@@ -175,6 +175,7 @@ export class WatchActions {
           this.#record.heartbeat(action);
           if (action.status !== before) {
             changed = true;
+            shown = true;
             // FAILING without push: poll now for the details (and the verdict).
             if (action.status === "FAILING" && !this.#machine.capabilities.has("push")) {
               this.#plan.after(0);

@@ -186,10 +186,6 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
       const first = await takeover(killedAt, timeline);
       result.takeover_s = first.seconds;
       if (first.flipped) result.false_downs++;
-      result.fleet_false_downs = Math.max(
-        result.fleet_false_downs ?? 0,
-        fleetDowns(await all(survivors)),
-      );
       const busy = watched.map((c, i) =>
         `${
           round(
@@ -251,12 +247,13 @@ export async function runFleetScale(o: FleetScaleOptions): Promise<FleetScaleRes
         samples.push(next.seconds);
         if (next.flipped) result.false_downs++;
       }
+      // The survivors' counts only grow: read once, after every kill.
+      result.fleet_false_downs = Math.max(
+        result.fleet_false_downs ?? 0,
+        fleetDowns(await all(survivors)),
+      );
       if (samples.length > 1) {
         result.takeovers_s = samples;
-        result.fleet_false_downs = Math.max(
-          result.fleet_false_downs ?? 0,
-          fleetDowns(await all(survivors)),
-        );
         say(`fleet scale: ${samples.length} takeovers, s: ${samples.join(", ")}`);
       }
     }

@@ -105,7 +105,8 @@ export function stopSignals(): {
     escalate() {
       for (const [s, h] of handlers) {
         Deno.removeSignalListener(s, h);
-        Deno.addSignalListener(s, () => Deno.exit(130));
+        // At once, but not without what is already queued for stderr (a moment at most).
+        Deno.addSignalListener(s, () => void exitAfterOutput(130, 100));
       }
     },
   };

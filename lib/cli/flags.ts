@@ -104,8 +104,7 @@ export function formatUsage(program: string, summary: string, specs: readonly Fl
   });
   const width = Math.max(...left.map((l) => l.length)) + 2;
   specs.forEach((s, i) => {
-    // An empty default is no default worth printing ("(default: )").
-    const def = s.default === undefined || s.default === "" ? "" : ` (default: ${s.default})`;
+    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
     const again = s.multiple ? " (repeatable)" : "";
     lines.push(`${left[i]!.padEnd(width)}${s.help}${def}${again}`);
   });

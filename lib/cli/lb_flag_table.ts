@@ -46,7 +46,6 @@ export const LB_FLAGS: readonly FlagSpec[] = [
     name: "haproxy-backend-prefix",
     type: "string",
     arg: "PREFIX",
-    default: "",
     help: "the HAProxy backend of service NAME is PREFIX + NAME",
   },
   {

@@ -12,7 +12,7 @@
 
 import { fewOf } from "../util/text.ts";
 import type { Logger } from "../util/log.ts";
-import { owners } from "./assign.ts";
+import { assigned } from "./assign.ts";
 import type { Claims } from "./claims.ts";
 
 /** What an {@linkcode Assignment} reads and whom it tells. */
@@ -77,10 +77,7 @@ export class Assignment {
     // Only members that are live count; this LB counts once its own key is seen.
     const seen = this.#o.members();
     const members = seen.includes(lbId) ? seen : [...seen, lbId].sort();
-    const want = new Set<string>();
-    for (const address of this.#o.servers()) {
-      if (owners(address, members, this.#o.checkersPerServer).includes(lbId)) want.add(address);
-    }
+    const want = assigned(lbId, this.#o.servers(), members, this.#o.checkersPerServer);
     // Many at a time: a dead LB's servers are taken over by claiming hundreds.
     const release = claims.entries().map(([a]) => a).filter((a) => !want.has(a));
     await claims.release(release);

@@ -96,12 +96,8 @@ export class FleetDirectory implements ServerDirectory {
   }
 
   subscribe(listener: (address: string) => void): () => void {
-    const a = this.#fleet.subscribe(listener);
-    const b = this.#monitor.subscribe(listener);
-    return () => {
-      a();
-      b();
-    };
+    // The fleet passes on the monitor's changes too: one notice per change.
+    return this.#fleet.subscribe(listener);
   }
 
   async addServer(address: HostPort): Promise<string> {

@@ -14,7 +14,7 @@ import type { FleetKeys } from "./keys.ts";
 import { type Store, StoreError } from "./store.ts";
 
 /** Server entries written in one etcd transaction. */
-const _ENTRIES_PER_TXN = 64;
+export const ENTRIES_PER_TXN = 64;
 
 /** What {@linkcode EntryWriter} needs. */
 export interface EntryWriterOptions {
@@ -80,7 +80,7 @@ export class EntryWriter {
     await new Promise((r) => setTimeout(r, 0));
     try {
       while (this.#queue.length > 0) {
-        await this.#writeBatch(this.#queue.splice(0, _ENTRIES_PER_TXN));
+        await this.#writeBatch(this.#queue.splice(0, ENTRIES_PER_TXN));
       }
     } finally {
       this.#writing = false;

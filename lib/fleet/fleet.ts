@@ -32,7 +32,8 @@ import { owners } from "./assign.ts";
 import { Assignment } from "./assignment.ts";
 import { type Applied, FleetMirror } from "./mirror.ts";
 import { Claims } from "./claims.ts";
-import { EntryWriter } from "./entries.ts";
+import { ENTRIES_PER_TXN, EntryWriter } from "./entries.ts";
+import { chunks } from "../util/chunks.ts";
 import { FleetSession } from "./session.ts";
 import { VerdictWriter } from "./verdict_writer.ts";
 import type { KeyValue, WatchEvent } from "./store.ts";
@@ -188,7 +189,9 @@ export class Fleet {
   state(): FleetState {
     const servers = new Map<string, FleetServer>();
     const at = this.#isoNow();
-    for (const address of this.#addresses()) servers.set(address, this.#server(address, at));
+    for (const address of [...this.#mirror.entries.keys()].sort()) {
+      servers.set(address, this.#server(address, at));
+    }
     return { lbId: this.lbId, members: [...this.#members], staleMs: this.staleMs, servers };
   }
 
@@ -213,11 +216,6 @@ export class Fleet {
   /** One server, or undefined when the fleet does not know it. */
   server(address: string): FleetServer | undefined {
     return this.#mirror.entries.has(address) ? this.#server(address, this.#isoNow()) : undefined;
-  }
-
-  /** Servers in the fleet's set, sorted. */
-  addresses(): string[] {
-    return this.#addresses();
   }
 
   /**
@@ -303,11 +301,11 @@ export class Fleet {
     this.#assignment.request();
   }
 
-  /** Entries that waited for etcd, written now that it answers. */
+  /** Entries that waited for etcd, written now that it answers, a transaction's worth at a time. */
   async #renewed(): Promise<void> {
-    for (const address of [...this.#entryWriter.pending]) {
-      await this.addServer(address);
-      if (this.#entryWriter.pending.has(address)) break; // still not answering
+    for (const batch of chunks([...this.#entryWriter.pending], ENTRIES_PER_TXN)) {
+      await Promise.all(batch.map((address) => this.addServer(address)));
+      if (batch.some((a) => this.#entryWriter.pending.has(a))) break; // still not answering
     }
   }
 
@@ -385,10 +383,6 @@ export class Fleet {
   }
 
   // --- reading --------------------------------------------------------------------------
-
-  #addresses(): string[] {
-    return [...this.#mirror.entries.keys()].sort();
-  }
 
   #isoNow(): string {
     return new Date(this.#now()).toISOString();

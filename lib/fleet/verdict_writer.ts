@@ -164,7 +164,11 @@ export class VerdictWriter {
     this.#flushing ??= (async () => {
       await new Promise((r) => setTimeout(r, _GATHER_MS));
       while (this.#pending.size > 0 && !this.#o.stopped()) {
-        const batch = [...this.#pending].slice(0, _PER_TXN);
+        const batch: [string, { claim: number; v: OwnerVerdict }][] = [];
+        for (const entry of this.#pending) {
+          batch.push(entry);
+          if (batch.length === _PER_TXN) break;
+        }
         for (const [address] of batch) this.#pending.delete(address);
         // Not answered: dropped; the next check that finds a change writes it.
         await this.#write(batch.map(([address, p]) => ({ address, ...p })));

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { concatBytes } from "../util/bytes.ts";
+
 const _decoder = new TextDecoder();
 const _CRLF2 = Uint8Array.of(13, 10, 13, 10);
 const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -162,13 +164,7 @@ export class _RequestReader {
       parts.push(this.#buf.slice(0, size));
       this.#buf = this.#buf.subarray(size + 2);
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concatBytes(...parts);
   }
 
   async #readLine(max: number): Promise<string> {
@@ -188,10 +184,8 @@ export class _RequestReader {
   async fill(): Promise<boolean> {
     const n = await this.#conn.read(this.#readBuf);
     if (n === null) return false;
-    const next = new Uint8Array(this.#buf.length + n);
-    next.set(this.#buf);
-    next.set(this.#readBuf.subarray(0, n), this.#buf.length);
-    this.#buf = next;
+    // Two parts: always a copy, which the reused read buffer needs.
+    this.#buf = concatBytes(this.#buf, this.#readBuf.subarray(0, n));
     return true;
   }
 }

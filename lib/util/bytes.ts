@@ -34,8 +34,7 @@ export function toHex(bytes: Uint8Array): string {
 }
 
 /**
- * The parts one after the other, in one new array (the part itself when
- * there is one).
+ * The parts one after the other, in one new array.
  *
  * @example
  * ```ts
@@ -43,8 +42,7 @@ export function toHex(bytes: Uint8Array): string {
  * concatBytes(new Uint8Array([1]), new Uint8Array([2, 3])); // Uint8Array [1, 2, 3]
  * ```
  */
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
+export function concatBytes(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

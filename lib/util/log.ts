@@ -62,16 +62,16 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? "text";
   const now = options.now ?? Date.now;
   const line = (record: LogRecord) => format === "json" ? _json(record) : formatLogRecord(record);
+  const dropNotice = (dropped: number) =>
+    line({
+      time: now(),
+      level: "warn",
+      message: "log lines dropped: stderr did not keep up",
+      fields: { dropped },
+    }) + "\n";
   // Never a synchronous write: a reader that stops reading must not stop the program.
   const sink = options.sink ?? ((text: string) => {
-    stderrStream.writeDropNotice((dropped) =>
-      line({
-        time: now(),
-        level: "warn",
-        message: "log lines dropped: stderr did not keep up",
-        fields: { dropped },
-      }) + "\n"
-    );
+    stderrStream.writeDropNotice(dropNotice);
     stderrStream.write(text + "\n");
   });
   const make = (base: LogFields): Logger => {

@@ -12,6 +12,7 @@
  */
 
 import { concatBytes } from "./bytes.ts";
+import { settlesWithin } from "./timeout.ts";
 
 /** Where the bytes go (`Deno.stderr` by default). */
 export interface ByteSink {
@@ -94,11 +95,8 @@ export class LogStream {
   /** Resolves true once everything queued is written, false after `timeoutMs` or on a failed sink. */
   flush(timeoutMs: number): Promise<boolean> {
     if (!this.#writing) return Promise.resolve(!this.#closed);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    return Promise.race([
-      new Promise<boolean>((resolve) => this.#drained.push(() => resolve(!this.#closed))),
-      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs)),
-    ]).finally(() => clearTimeout(timer));
+    const drained = new Promise<void>((resolve) => this.#drained.push(resolve));
+    return settlesWithin(drained, timeoutMs).then((done) => done && !this.#closed);
   }
 
   async #run(): Promise<void> {

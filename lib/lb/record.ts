@@ -26,9 +26,9 @@ import type {
 import { clip } from "../util/text.ts";
 import { type Evidence, type WatchCounters, zeroCounters } from "./counters.ts";
 import { CheckHistory, type CheckRecord } from "./history.ts";
-import { buildView, type LivenessView, type WatchView } from "./server_view.ts";
+import type { LivenessView, WatchView } from "./server_view.ts";
 import { type HealthState, HealthTracker, type Transition } from "./verdict.ts";
-import type { WeightOptions } from "./weights.ts";
+import { computeWeight, loadOf, type WeightOptions } from "./weights.ts";
 
 export {
   DURATION_BUCKETS,
@@ -219,28 +219,29 @@ export class ServerRecord {
   /** The view for `/status` and the table; `liveness` while heartbeats flow. */
   view(session: LbSessionState, weights: WeightOptions, liveness?: LivenessView): WatchView {
     const health = this.#health;
-    return buildView(
-      {
-        address: this.address,
-        state: health.state,
-        consecutiveFailures: health.consecutiveFailures,
-        lastError: health.lastError,
-        lastChange: health.lastChange,
-        rttMs: this.#rtt,
-        metrics: this.#metrics,
-        status: this.#status,
-        checks: this.#checks,
-        checkAt: this.#checkAt,
-        serverId: this.#serverId,
-        checksOk: this.counters.ok,
-        checksFailed: this.counters.failed,
-        extensions: this.#extensions,
-        services: this.#services,
-      },
+    const state = health.state;
+    return {
+      address: this.address,
+      state,
       session,
-      weights,
-      liveness,
-    );
+      consecutive_failures: health.consecutiveFailures,
+      last_rtt_ms: this.#rtt === null ? null : Math.round(this.#rtt * 1000) / 1000,
+      metrics: this.#metrics,
+      status: this.#status,
+      last_error: health.lastError ?? null,
+      last_change: new Date(health.lastChange).toISOString(),
+      server_id: this.#serverId,
+      checks_ok: this.counters.ok,
+      checks_failed: this.counters.failed,
+      last_check: this.#checkAt === null ? null : new Date(this.#checkAt).toISOString(),
+      weight: computeWeight({ state, status: this.#status, metrics: this.#metrics }, weights),
+      load: loadOf(this.#metrics, weights),
+      checks: this.#checks,
+      suspicion: liveness ? Math.round(liveness.phi * 100) / 100 : null,
+      heartbeat_ms: liveness?.heartbeatMs ?? null,
+      extensions: this.#extensions,
+      services: this.#services,
+    };
   }
 
   /** The checks of the window ending at `now`, oldest first; only the last `limit` if given. */

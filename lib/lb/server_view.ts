@@ -1,7 +1,6 @@
 /**
  * What one server looks like from outside (`/status`, the table, the
- * dashboard): the view's shape, and how it is built from what a record
- * knows. Pure.
+ * dashboard): the view's shape, which `ServerRecord.view()` fills in.
  *
  * @module
  */
@@ -14,7 +13,6 @@ import type {
   ServiceInfo,
 } from "../protocol/wire.ts";
 import type { HealthState } from "./verdict.ts";
-import { computeWeight, loadOf, type WeightOptions } from "./weights.ts";
 
 /** Where a server's verdict comes from in fleet mode (docs/FLEET.md). */
 export interface FleetView {
@@ -72,61 +70,4 @@ export interface WatchView {
 export interface LivenessView {
   phi: number;
   heartbeatMs: number;
-}
-
-/** What a record knows of its server that the view shows. */
-export interface ViewSource {
-  address: string;
-  state: HealthState;
-  consecutiveFailures: number;
-  /** Why the last check failed, if it did. */
-  lastError: string | undefined;
-  /** When the verdict last changed (ms since epoch). */
-  lastChange: number;
-  /** The last check's round trip, ms. */
-  rttMs: number | null;
-  metrics: MetricValues | null;
-  status: ServerStatus | null;
-  checks: LocalCheckResult[] | null;
-  /** When the last HEALTH_RESPONSE came (ms since epoch). */
-  checkAt: number | null;
-  serverId: string | null;
-  checksOk: number;
-  checksFailed: number;
-  extensions: string[];
-  services: ServiceInfo[];
-}
-
-/** Builds a server's view from what its record knows; `liveness` while heartbeats flow. */
-export function buildView(
-  source: ViewSource,
-  session: LbSessionState,
-  weights: WeightOptions,
-  liveness?: LivenessView,
-): WatchView {
-  return {
-    address: source.address,
-    state: source.state,
-    session,
-    consecutive_failures: source.consecutiveFailures,
-    last_rtt_ms: source.rttMs === null ? null : Math.round(source.rttMs * 1000) / 1000,
-    metrics: source.metrics,
-    status: source.status,
-    last_error: source.lastError ?? null,
-    last_change: new Date(source.lastChange).toISOString(),
-    server_id: source.serverId,
-    checks_ok: source.checksOk,
-    checks_failed: source.checksFailed,
-    last_check: source.checkAt === null ? null : new Date(source.checkAt).toISOString(),
-    weight: computeWeight(
-      { state: source.state, status: source.status, metrics: source.metrics },
-      weights,
-    ),
-    load: loadOf(source.metrics, weights),
-    checks: source.checks,
-    suspicion: liveness ? Math.round(liveness.phi * 100) / 100 : null,
-    heartbeat_ms: liveness?.heartbeatMs ?? null,
-    extensions: source.extensions,
-    services: source.services,
-  };
 }

@@ -11,6 +11,8 @@
 #                                 format, lint and type checks and the whole suite
 #   ./run_quic.sh task NAME ...   run a deno task (bench, reliability, keygen, ...);
 #                                 ./run_quic.sh task lists them
+#   ./run_quic.sh install         cache everything both programs load (Deno, npm packages,
+#                                 modules) into DENO_DIR, so that a start downloads nothing
 #   ./run_quic.sh deno ARGS...    run the pinned deno itself
 #
 # When `deno` is not on PATH, the pinned Deno is installed from the npm
@@ -48,16 +50,21 @@ find_deno() {
   export PATH="$(dirname "$DENO"):$PATH"
 }
 
+# The agent's Deno flags, agentGraphFlags() and agentDenoFlags() in
+# lib/util/defaults.ts (a test holds them equal): no project config, so QUIC
+# and the lock file are named here; then V8 in lite mode and no code cache.
+AGENT_GRAPH_FLAGS=(--no-config --unstable-net "--lock=$HERE/deno.lock" --frozen)
+AGENT_RUN_FLAGS=(--v8-flags=--lite-mode --no-code-cache)
+
 run_program() { # run_program lb.ts|server.ts ARGS...
   local entry="$1"
   shift
-  # The agent's Deno flags are AGENT_DENO_FLAGS in lib/util/defaults.ts.
-  local flags=()
-  if [ "$entry" = server.ts ]; then flags=(--no-code-cache); fi
+  local flags=(--config "$HERE/deno.json")
+  if [ "$entry" = server.ts ]; then flags=("${AGENT_GRAPH_FLAGS[@]}" "${AGENT_RUN_FLAGS[@]}"); fi
   # A host running the agent or the LB makes no call to dl.deno.land: Deno's
   # update check is off (it also costs each process about 1 MB).
   export DENO_NO_UPDATE_CHECK=1
-  exec "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "${flags[@]}" "$HERE/$entry" "$@"
+  exec "$DENO" run "${flags[@]}" "${PERMS[@]}" "$HERE/$entry" "$@"
 }
 
 # Colour codes only on a terminal: logs and test output written to a file or
@@ -70,9 +77,9 @@ case "${1:-}" in
     awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
     exit 0
     ;;
-  "" | lb | server | demo | test | task | deno) ;;
+  "" | lb | server | demo | test | task | install | deno) ;;
   *)
-    echo "run_quic.sh: unknown command '$1' (try: lb, server, demo, test, task, deno, or no argument for the menu)" >&2
+    echo "run_quic.sh: unknown command '$1' (try: lb, server, demo, test, task, install, deno, or no argument for the menu)" >&2
     exit 2
     ;;
 esac
@@ -96,5 +103,18 @@ case "${1:-}" in
     exec "$DENO" task --config "$HERE/deno.json" test "$@"
     ;;
   task) shift; cd "$HERE" && exec "$DENO" task --config "$HERE/deno.json" "$@" ;;
+  install)
+    # The LB's packages with the project config (node_modules), then every
+    # module and package the agent may load, as the agent runs: without it.
+    export DENO_NO_UPDATE_CHECK=1
+    "$DENO" install --config "$HERE/deno.json" --entrypoint "$HERE/lb.ts" "$HERE/server.ts"
+    "$DENO" cache "${AGENT_GRAPH_FLAGS[@]}" "$HERE/server.ts"
+    # Loading the npm packages once also stores Deno's analysis of their
+    # CommonJS exports; otherwise the agent's first start makes it, and keeps
+    # the memory for as long as it runs (docs/PERFORMANCE.md).
+    for module in lib/transport/matrixai.ts lib/security/certs.ts; do
+      "$DENO" run "${AGENT_GRAPH_FLAGS[@]}" "${PERMS[@]}" "$HERE/$module"
+    done
+    ;;
   deno) shift; exec "$DENO" "$@" ;;
 esac

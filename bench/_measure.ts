@@ -115,8 +115,8 @@ export class Child {
         "run",
         "-A",
         ...denoFlags,
-        // A peer with a configuration of its own passes --config in denoFlags.
-        ...(denoFlags.includes("--config")
+        // A peer with a configuration of its own (or none) says so in denoFlags.
+        ...(denoFlags.includes("--config") || denoFlags.includes("--no-config")
           ? []
           : ["--config", new URL("deno.json", root).pathname]),
         new URL(script, root).pathname,

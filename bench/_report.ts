@@ -264,7 +264,8 @@ export function benchTables(b: BenchRecord): string {
   if (footprint.length > 0) {
     out.push(
       "Agent footprint: `server.ts` with its files in place (no certificate made at start), " +
-        "default flags. RSS splits into anonymous memory (the agent's own) and file-backed " +
+        "default flags, run as a production host runs it (the Deno flags of `run_quic.sh " +
+        "server`, a DENO_DIR filled by `run_quic.sh install`). RSS splits into anonymous memory (the agent's own) and file-backed " +
         "pages (the Deno binary's code, shared with any other Deno process); PSS splits the " +
         "shared pages among their users." +
         (b.agent_sample_us !== undefined

@@ -13,7 +13,9 @@
  *   timed calls; and the real `lb.ts`'s over a 200-server run at 1 s.
  * - Session setup: dial to first HEALTH_RESPONSE, a fresh session each time.
  * - Server footprint: `server.ts` idle (resident memory and CPU over minutes), then
- *   under 3 `lb.ts` at 1 check/s; what one metrics sample costs.
+ *   under 3 `lb.ts` at 1 check/s; what one metrics sample costs. The agent
+ *   runs as on a production host: `run_quic.sh server`'s Deno flags, and a
+ *   DENO_DIR of its own filled by `run_quic.sh install`.
  * - Failure detection (`detection.ts`): SIGKILL, SIGSTOP and SIGTERM of
  *   servers to the LB's DOWN line with heartbeats at the defaults, and
  *   SIGKILL with polls alone; pushed FAILING, recovery and drain from the
@@ -53,7 +55,7 @@ import {
 } from "./_report.ts";
 import { runScale } from "./scale.ts";
 import { SystemMetrics } from "../lib/agent/metrics.ts";
-import { AGENT_DENO_FLAGS } from "../lib/util/defaults.ts";
+import { agentDenoFlags } from "../lib/util/defaults.ts";
 import { type DetectionBench, detectionRuns, heartbeatCosts, pushLatency } from "./detection.ts";
 
 const PARTS = ["rtt", "peers", "setup", "memory", "detection", "heartbeats", "lbcpu"] as const;
@@ -101,9 +103,34 @@ const children = new Set<Child>();
 const results: Partial<Record<QuicStack, StackResult>> = {};
 const peers: BenchRecord["peers"] = {};
 
+/**
+ * The agents' DENO_DIR, filled by `run_quic.sh install` as a production
+ * host's is: the agent then maps only its own and the LB's entries of Deno's
+ * module caches, not every module a development checkout ever ran.
+ */
+const agentDenoDir = `${dir}/deno-dir`;
+
+async function installAgentCache(): Promise<void> {
+  say("filling the agents' DENO_DIR with run_quic.sh install ...");
+  const out = await new Deno.Command("bash", {
+    args: [new URL("../run_quic.sh", import.meta.url).pathname, "install"],
+    env: { ...env, DENO_DIR: agentDenoDir },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`run_quic.sh install failed:\n${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
 /** Starts a child and remembers it, so that a failed run leaves nothing behind. */
-function spawn(script: string, args: string[], denoFlags: string[] = []): Child {
-  const c = new Child(script, args, env, denoFlags);
+function spawn(
+  script: string,
+  args: string[],
+  denoFlags: string[] = [],
+  more: Record<string, string> = {},
+): Child {
+  const c = new Child(script, args, { ...env, ...more }, denoFlags);
   children.add(c);
   return c;
 }
@@ -115,19 +142,26 @@ async function stop(c: Child, signal: Deno.Signal = "SIGTERM"): Promise<void> {
 
 /** A real server.ts on 127.0.0.1, any port; resolves with the child and its port. */
 async function startServer(stack: QuicStack, id: string): Promise<{ child: Child; port: number }> {
-  const child = spawn("server.ts", [
-    "--server-ip",
-    "127.0.0.1",
-    "--server-port",
-    "0",
-    "--quic",
-    stack,
-    "--server-id",
-    id,
-    // A benchmark asks as fast as the stack answers, far beyond an LB's pace.
-    "--session-rate",
-    "1000000",
-  ], [...AGENT_DENO_FLAGS]);
+  const child = spawn(
+    "server.ts",
+    [
+      "--server-ip",
+      "127.0.0.1",
+      "--server-port",
+      "0",
+      "--quic",
+      stack,
+      "--server-id",
+      id,
+      // A benchmark asks as fast as the stack answers, far beyond an LB's pace.
+      "--session-rate",
+      "1000000",
+    ],
+    agentDenoFlags(new URL("..", import.meta.url).pathname.replace(/\/$/, "")),
+    {
+      DENO_DIR: agentDenoDir,
+    },
+  );
   const m = await child.waitForLog(/server listening .*port=(\d+)/, 60_000);
   return { child, port: Number(m.match[1]) };
 }
@@ -334,6 +368,7 @@ let heartbeats: BenchRecord["heartbeat_costs"];
 let sampleUs: number | undefined;
 try {
   await ensureDefaultFiles(dir);
+  if (parts.has("rtt") || parts.has("setup") || parts.has("memory")) await installAgentCache();
   for (const stack of stacks) {
     const out: StackResult = {};
     results[stack] = out;

@@ -12,6 +12,7 @@ import { decodeMessage, encodeMessage, FrameDecoder } from "../lib/protocol/code
 import { type DevCertificates, generateDevCertificates } from "../lib/security/certs.ts";
 import type { MetricsSource } from "../lib/agent/metrics.ts";
 import type { MetricValues } from "../lib/protocol/wire.ts";
+import { agentDenoFlags } from "../lib/util/defaults.ts";
 
 /** mulberry32: a small deterministic PRNG returning floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -138,13 +139,16 @@ export class Program {
     const root = new URL("..", import.meta.url);
     // A launcher (`sh -c '...; exec "$@"' sh`) runs first and execs Deno.
     const [command, ...before] = [...launcher, Deno.execPath()];
+    // The agent runs as run_quic.sh and the benchmarks run it (no project config).
+    const flags = script === "server.ts"
+      ? agentDenoFlags(new URL(".", root).pathname.replace(/\/$/, ""))
+      : ["--config", new URL("deno.json", root).pathname];
     this.child = new Deno.Command(command!, {
       args: [
         ...before,
         "run",
         "-A",
-        "--config",
-        new URL("deno.json", root).pathname,
+        ...flags,
         new URL(script, root).pathname,
         ...args,
       ],

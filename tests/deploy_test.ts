@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { requirePeer } from "../tools/peers.ts";
 import { parseServerArgs } from "../lib/cli/server_flags.ts";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
-import { AGENT_DENO_FLAGS } from "../lib/util/defaults.ts";
+import { agentDenoFlags, agentGraphFlags } from "../lib/util/defaults.ts";
 import { fetchStatus, tempDir, waitFor } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -153,7 +153,17 @@ Deno.test("README shows deploy/ files exactly as they are", async () => {
   }
 });
 
-Deno.test("run_quic.sh runs server.ts with AGENT_DENO_FLAGS, lb.ts without them, both without update checks", async () => {
+Deno.test("agentDenoFlags() names every unstable feature deno.json turns on, since the agent runs without it", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${root}/deno.json`)) as { unstable: string[] };
+  const flags = agentDenoFlags(root);
+  assert.ok(flags.includes("--no-config"));
+  assert.deepEqual(
+    flags.filter((f) => f.startsWith("--unstable-")),
+    config.unstable.map((u) => `--unstable-${u}`),
+  );
+});
+
+Deno.test("run_quic.sh runs server.ts with agentDenoFlags() and no project config, lb.ts with the config, install caches both, all without update checks", async () => {
   const dir = await Deno.makeTempDir();
   try {
     // A stand-in deno that prints the arguments it is given.
@@ -173,15 +183,50 @@ Deno.test("run_quic.sh runs server.ts with AGENT_DENO_FLAGS, lb.ts without them,
       return new TextDecoder().decode(out.stdout).trim().split("\n");
     };
     const server = await run("server");
-    assert.equal(server[0], "run");
-    for (const flag of AGENT_DENO_FLAGS) assert.ok(server.includes(flag), server.join(" "));
-    assert.ok(
-      server.indexOf(AGENT_DENO_FLAGS[0]!) < server.findIndex((a) => a.endsWith("server.ts")),
-    );
+    assert.deepEqual(server, [
+      "run",
+      ...agentDenoFlags(root),
+      "-A",
+      `${root}/server.ts`,
+      "--help",
+      "update-check-off=1",
+    ]);
+    // install: the LB's packages with the config, then the agent's graph as the agent loads it.
+    const install = await run("install");
+    const cache = install.indexOf("cache");
+    assert.deepEqual(install.slice(0, cache), [
+      "install",
+      "--config",
+      `${root}/deno.json`,
+      "--entrypoint",
+      `${root}/lb.ts`,
+      `${root}/server.ts`,
+      "update-check-off=1",
+    ]);
+    assert.deepEqual(install.slice(cache), [
+      "cache",
+      ...agentGraphFlags(root),
+      `${root}/server.ts`,
+      "update-check-off=1",
+      // The modules that load npm packages run once, so that their analysis is cached too.
+      ...["lib/transport/matrixai.ts", "lib/security/certs.ts"].flatMap((m) => [
+        "run",
+        ...agentGraphFlags(root),
+        "-A",
+        `${root}/${m}`,
+        "update-check-off=1",
+      ]),
+    ]);
     const lb = await run("lb");
-    for (const flag of AGENT_DENO_FLAGS) assert.ok(!lb.includes(flag), lb.join(" "));
-    // Neither program asks dl.deno.land for a newer Deno.
-    for (const args of [server, lb]) assert.equal(args.at(-1), "update-check-off=1");
+    assert.deepEqual(lb, [
+      "run",
+      "--config",
+      `${root}/deno.json`,
+      "-A",
+      `${root}/lb.ts`,
+      "--help",
+      "update-check-off=1",
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

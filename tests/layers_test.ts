@@ -8,7 +8,8 @@
  * - each dependency has one home: one module imports each QUIC stack,
  *   @peculiar/x509 and dns-packet, and jose and node:crypto, fs and util are
  *   not used by lib/ at all;
- * - server.ts loads no npm package or node: module with the native stack;
+ * - server.ts loads no npm package or node: module with the native stack,
+ *   and its start-up modules call no `toISOString` or `localeCompare`;
  * - the root mod.ts does not load the native QUIC addon.
  */
 
@@ -118,6 +119,40 @@ Deno.test("Each dependency is imported in one module only", () => {
   assert.deepEqual(wrong, []);
 });
 
+/** Every .ts file of the repository's own code (not node_modules, not scratch). */
+function ownFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(`${root}${dir}`)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory && e.name !== "node_modules") out.push(...ownFiles(p));
+    else if (e.isFile && e.name.endsWith(".ts")) out.push(p);
+  }
+  return out;
+}
+
+Deno.test("Each npm package has one version: in code, in deno.json's import map, and in deno.lock", () => {
+  const config = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)) as {
+    imports: Record<string, string>;
+  };
+  const lock = JSON.parse(Deno.readTextFileSync(`${root}deno.lock`)) as {
+    specifiers: Record<string, string>;
+  };
+  const versions = new Map<string, Set<string>>();
+  const note = (spec: string) => {
+    const m = /^npm:(@?[^@]+)@([^/]+)/.exec(spec);
+    if (m) versions.set(m[1]!, (versions.get(m[1]!) ?? new Set()).add(m[2]!));
+  };
+  Object.values(config.imports).forEach(note);
+  const files = ["lib", "tests", "tools", "bench"].flatMap((d) => ownFiles(d));
+  for (const file of [...files, "lb.ts", "server.ts", "mod.ts"]) imports(file).forEach(note);
+  assert.ok(versions.has("@matrixai/quic") && versions.has("jose"), [...versions.keys()].join());
+  for (const [name, seen] of versions) {
+    assert.equal(seen.size, 1, `${name} is imported at versions ${[...seen].join(", ")}`);
+    const spec = `npm:${name}@${[...seen][0]}`;
+    assert.ok(spec in lock.specifiers, `deno.lock pins ${spec}`);
+  }
+});
+
 /** Specifiers imported statically (no `import()`), outside comments. */
 function staticImports(file: string): string[] {
   const text = Deno.readTextFileSync(`${root}${file}`)
@@ -160,8 +195,8 @@ Deno.test("The root mod.ts does not load the native QUIC addon: not in its stati
   );
 });
 
-Deno.test("server.ts loads no npm package and no node: module unless the matrixai stack is chosen", async () => {
-  // Either would bring Deno's Node compatibility layer into every agent (docs/PERFORMANCE.md).
+/** The modules server.ts loads at start (static imports only), and its imports of npm or node: modules. */
+async function agentStaticGraph(): Promise<{ modules: string[]; foreign: string[] }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", "--config", `${root}deno.json`, `${root}server.ts`],
     stdout: "piped",
@@ -191,6 +226,30 @@ Deno.test("server.ts loads no npm package and no node: module unless the matrixa
       } else queue.push(target);
     }
   }
-  assert.ok(seen.size > 20, `walked ${seen.size} modules`);
+  const modules = [...seen].filter((s) => s.startsWith(`file://${root}`))
+    .map((s) => s.slice(`file://${root}`.length));
+  return { modules, foreign };
+}
+
+Deno.test("server.ts loads no npm package and no node: module unless the matrixai stack is chosen", async () => {
+  // Either would bring Deno's Node compatibility layer into every agent (docs/PERFORMANCE.md).
+  const { modules, foreign } = await agentStaticGraph();
+  assert.ok(modules.length > 20, `walked ${modules.length} modules`);
   assert.deepEqual(foreign, []);
+});
+
+Deno.test("server.ts's start-up modules call neither Date.toISOString nor localeCompare (each costs an idle agent memory)", async () => {
+  // Each brings pages an idle agent otherwise never touches (docs/PERFORMANCE.md).
+  const { modules } = await agentStaticGraph();
+  const wrong: string[] = [];
+  // iso_time.ts hands Date only the times outside years 0000-9999.
+  for (const file of modules.filter((m) => m !== "lib/util/iso_time.ts")) {
+    const code = Deno.readTextFileSync(`${root}${file}`)
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .replace(/^\s*\/\/.*$/gm, "");
+    for (const call of [".toISOString(", ".localeCompare(", "Intl."]) {
+      if (code.includes(call)) wrong.push(`${file} uses ${call}`);
+    }
+  }
+  assert.deepEqual(wrong, []);
 });

@@ -6,8 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import quic from "@matrixai/quic";
-import loggerModule from "@matrixai/logger";
+// deno-lint-ignore no-import-prefix -- the agent runs without deno.json (agentDenoFlags)
+import quic from "npm:@matrixai/quic@1.2.12";
+// deno-lint-ignore no-import-prefix -- the agent runs without deno.json (agentDenoFlags)
+import loggerModule from "npm:@matrixai/logger@3.1.2";
 import { createMatrixaiTransport, isTransportLibraryError } from "../lib/transport/matrixai.ts";
 import { ALPN, STREAM_REFUSED_CODE } from "../lib/protocol/wire.ts";
 import { TransportError } from "../lib/transport/transport.ts";

@@ -1,6 +1,7 @@
-/** Tests of lib/util building blocks that no other suite covers: batches and the log stream. */
+/** Tests of lib/util building blocks that no other suite covers: batches, ISO times and the log stream. */
 import assert from "node:assert/strict";
 import { chunks } from "../lib/util/chunks.ts";
+import { isoTime } from "../lib/util/iso_time.ts";
 import { LogStream } from "../lib/util/log_stream.ts";
 
 Deno.test("chunks() cuts a list into batches of the size, the last one shorter", () => {
@@ -16,6 +17,37 @@ Deno.test("chunks() refuses a size that is not a positive integer", () => {
   for (const size of [0, -1, 1.5, NaN]) {
     assert.throws(() => chunks([1], size), RangeError, String(size));
   }
+});
+
+Deno.test("isoTime() gives the text of Date.toISOString() at calendar edges and at random times", () => {
+  const edges = [
+    0,
+    -1, // 1969-12-31T23:59:59.999Z
+    951_782_400_000, // 2000-02-29, a leap day of a century divisible by 400
+    4_107_542_399_999, // 2100-02-28T23:59:59.999Z, 2100 is not a leap year
+    4_107_542_400_000, // 2100-03-01
+    Date.UTC(2024, 1, 29, 23, 59, 59, 999),
+    Date.UTC(2026, 11, 31, 23, 59, 59, 999),
+    -62_167_219_200_000, // 0000-01-01, the first time of the fast path
+    253_402_300_799_999, // 9999-12-31T23:59:59.999Z, its last
+  ];
+  for (const ms of edges) assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  let seed = 12345;
+  const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 20_000; i++) {
+    // Years 0000 to 9999, and the decades around now at a finer grain.
+    const ms = i % 2 === 0
+      ? Math.floor(-62_167_219_200_000 + next() * 315_569_520_000_000)
+      : Math.floor(Date.now() + (next() - 0.5) * 1e12);
+    assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  }
+});
+
+Deno.test("isoTime() hands times outside years 0000-9999 and fractions to Date, errors included", () => {
+  for (const ms of [-62_167_219_200_001, 253_402_300_800_000, 8.64e15, 1.5]) {
+    assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  }
+  for (const ms of [NaN, 8.64e15 + 1, Infinity]) assert.throws(() => isoTime(ms), RangeError);
 });
 
 /** A sink that takes at most `max` bytes a write and answers when `release()` says so (or at once). */

@@ -6,8 +6,12 @@
  * @module
  */
 
-import "reflect-metadata"; // @peculiar/x509 needs the Reflect polyfill loaded first
-import * as x509 from "@peculiar/x509";
+// Full npm specifiers: the agent, which creates missing development files,
+// runs without the project's deno.json (agentDenoFlags in util/defaults.ts).
+// deno-lint-ignore no-import-prefix
+import "npm:reflect-metadata@0.2.2"; // @peculiar/x509 needs the Reflect polyfill loaded first
+// deno-lint-ignore no-import-prefix
+import * as x509 from "npm:@peculiar/x509@2.2.0";
 import { parseIp } from "../protocol/address.ts";
 import { derToPem, hostMatchesNames, pemToDer, splitPem, type SubjectName } from "./names.ts";
 import { toHex } from "../util/bytes.ts";

@@ -16,6 +16,7 @@ import {
 } from "./x509.ts";
 import { parseIp } from "../protocol/address.ts";
 import { toBase64 } from "../util/bytes.ts";
+import { isoTime } from "../util/iso_time.ts";
 
 export type { CertificateFacts };
 
@@ -131,8 +132,8 @@ export async function checkCertificatePair(
   if (now < cert.notBefore || now > cert.notAfter) {
     return {
       file: "cert",
-      reason: `the certificate is valid from ${new Date(cert.notBefore).toISOString()} to ${
-        new Date(cert.notAfter).toISOString()
+      reason: `the certificate is valid from ${isoTime(cert.notBefore)} to ${
+        isoTime(cert.notAfter)
       }, not now`,
     };
   }

@@ -22,8 +22,12 @@
  * @module
  */
 
-import quic from "@matrixai/quic";
-import loggerModule from "@matrixai/logger";
+// Full npm specifiers, not names from deno.json's import map: the agent runs
+// without the project's config (agentDenoFlags), its versions pinned by deno.lock.
+// deno-lint-ignore no-import-prefix
+import quic from "npm:@matrixai/quic@1.2.12";
+// deno-lint-ignore no-import-prefix
+import loggerModule from "npm:@matrixai/logger@3.1.2";
 import { settlesWithin } from "../util/timeout.ts";
 import { STREAM_REFUSED_CODE } from "../protocol/wire.ts";
 import { type Listener, type Transport, TransportError } from "./transport.ts";

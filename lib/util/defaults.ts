@@ -90,12 +90,48 @@ export const LB_DEFAULTS = {
 } as const;
 
 /**
- * Deno flags the agent runs with (`run_quic.sh server`, the benchmarks):
- * without V8's code cache it maps no cache database, a few MB less resident
- * memory for a few milliseconds more at start (docs/PERFORMANCE.md). A test
- * holds run_quic.sh to this list.
+ * Deno flags the agent runs with (`run_quic.sh server`, the benchmarks), from
+ * a checkout at `dir` (a directory path without a trailing slash). Each one
+ * keeps resident memory down (docs/PERFORMANCE.md, agent footprint):
+ * - `--no-config`: the project's deno.json brings its import map and
+ *   node_modules set-up into every process, and the agent uses neither. The agent needs only what follows: QUIC, which is
+ *   unstable (`--unstable-net`, deno.json's `unstable` list), and its npm
+ *   packages at the versions in deno.lock, checked and never rewritten
+ *   (`--lock`, `--frozen`);
+ * - `--v8-flags=--lite-mode`: V8 without its compilers to machine code
+ *   (`--jitless`), with feedback allocated lazily and code optimised for
+ *   size: the agent interprets its few checks a second, and holds less for it
+ *   (much less with matrixai, whose library is mostly JavaScript);
+ * - `--no-code-cache`: V8's code cache is a memory-mapped database, and
+ *   compiling the agent's modules again costs little at start.
+ *
+ * A test holds run_quic.sh to this list.
+ *
+ * @example
+ * ```ts
+ * import { agentDenoFlags } from "./defaults.ts";
+ * agentDenoFlags("/opt/qhcp");
+ * // ["--no-config", "--unstable-net", "--lock=/opt/qhcp/deno.lock", "--frozen",
+ * //  "--v8-flags=--lite-mode", "--no-code-cache"]
+ * ```
  */
-export const AGENT_DENO_FLAGS: readonly string[] = ["--no-code-cache"];
+export function agentDenoFlags(dir: string): string[] {
+  return [...agentGraphFlags(dir), "--v8-flags=--lite-mode", "--no-code-cache"];
+}
+
+/**
+ * The part of {@linkcode agentDenoFlags} that decides which modules and
+ * packages the agent loads: what `run_quic.sh install` caches them with.
+ *
+ * @example
+ * ```ts
+ * import { agentGraphFlags } from "./defaults.ts";
+ * agentGraphFlags("/opt/qhcp"); // ["--no-config", "--unstable-net", "--lock=/opt/qhcp/deno.lock", "--frozen"]
+ * ```
+ */
+export function agentGraphFlags(dir: string): string[] {
+  return ["--no-config", "--unstable-net", `--lock=${dir}/deno.lock`, "--frozen"];
+}
 
 /** Defaults of the server agent (`server.ts`, `Agent`, `ServerSession`). */
 export const AGENT_DEFAULTS = {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { isoTime } from "./iso_time.ts";
 import { stderrStream } from "./log_stream.ts";
 
 /** Severity, lowest first. */
@@ -96,7 +97,7 @@ export const silentLogger: Logger = createLogger({ sink: () => {}, level: "error
 
 /** Formats a record as one text line. */
 export function formatLogRecord(record: LogRecord): string {
-  const parts = [new Date(record.time).toISOString(), record.level.toUpperCase(), record.message];
+  const parts = [isoTime(record.time), record.level.toUpperCase(), record.message];
   for (const [k, v] of Object.entries(record.fields)) {
     if (v === undefined) continue;
     const s = String(v);
@@ -109,7 +110,7 @@ export function formatLogRecord(record: LogRecord): string {
 
 function _json(record: LogRecord): string {
   const out: Record<string, unknown> = {
-    time: new Date(record.time).toISOString(),
+    time: isoTime(record.time),
     level: record.level,
     msg: record.message,
   };

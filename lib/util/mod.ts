@@ -14,4 +14,5 @@ export * from "./timeout.ts";
 export * from "./rate.ts";
 export * from "./text.ts";
 export * from "./chunks.ts";
+export * from "./iso_time.ts";
 export { VERSION } from "./version.ts";

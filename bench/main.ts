@@ -109,11 +109,13 @@ const peers: BenchRecord["peers"] = {};
  * module caches, not every module a development checkout ever ran.
  */
 const agentDenoDir = `${dir}/deno-dir`;
+/** The checkout this benchmark runs from, without a trailing slash. */
+const checkout = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 async function installAgentCache(): Promise<void> {
   say("filling the agents' DENO_DIR with run_quic.sh install ...");
   const out = await new Deno.Command("bash", {
-    args: [new URL("../run_quic.sh", import.meta.url).pathname, "install"],
+    args: [`${checkout}/run_quic.sh`, "install"],
     env: { ...env, DENO_DIR: agentDenoDir },
     stdout: "null",
     stderr: "piped",
@@ -157,10 +159,8 @@ async function startServer(stack: QuicStack, id: string): Promise<{ child: Child
       "--session-rate",
       "1000000",
     ],
-    agentDenoFlags(new URL("..", import.meta.url).pathname.replace(/\/$/, "")),
-    {
-      DENO_DIR: agentDenoDir,
-    },
+    agentDenoFlags(checkout),
+    { DENO_DIR: agentDenoDir },
   );
   const m = await child.waitForLog(/server listening .*port=(\d+)/, 60_000);
   return { child, port: Number(m.match[1]) };

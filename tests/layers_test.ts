@@ -44,15 +44,20 @@ const HOMES: Record<string, string> = {
   "dns-packet": "lib/ops/dns.ts",
 };
 
-/** Every .ts file under lib/, relative to the repository root. */
-function libFiles(dir = `${root}lib`): string[] {
+/** Every .ts file under `dir` (relative to the repository root), node_modules left out. */
+function ownFiles(dir: string): string[] {
   const out: string[] = [];
-  for (const e of Deno.readDirSync(dir)) {
+  for (const e of Deno.readDirSync(`${root}${dir}`)) {
     const p = `${dir}/${e.name}`;
-    if (e.isDirectory) out.push(...libFiles(p));
-    else if (e.name.endsWith(".ts")) out.push(p.slice(root.length));
+    if (e.isDirectory && e.name !== "node_modules") out.push(...ownFiles(p));
+    else if (e.isFile && e.name.endsWith(".ts")) out.push(p);
   }
-  return out.sort();
+  return out;
+}
+
+/** Every .ts file under lib/, relative to the repository root. */
+function libFiles(): string[] {
+  return ownFiles("lib").sort();
 }
 
 /** The specifiers a file imports or re-exports (static and dynamic), outside comments. */
@@ -118,17 +123,6 @@ Deno.test("Each dependency is imported in one module only", () => {
   }
   assert.deepEqual(wrong, []);
 });
-
-/** Every .ts file of the repository's own code (not node_modules, not scratch). */
-function ownFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(`${root}${dir}`)) {
-    const p = `${dir}/${e.name}`;
-    if (e.isDirectory && e.name !== "node_modules") out.push(...ownFiles(p));
-    else if (e.isFile && e.name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
 
 Deno.test("Each npm package has one version: in code, in deno.json's import map, and in deno.lock", () => {
   const config = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)) as {
@@ -196,7 +190,14 @@ Deno.test("The root mod.ts does not load the native QUIC addon: not in its stati
 });
 
 /** The modules server.ts loads at start (static imports only), and its imports of npm or node: modules. */
-async function agentStaticGraph(): Promise<{ modules: string[]; foreign: string[] }> {
+type AgentGraph = { modules: string[]; foreign: string[] };
+let agentGraph: Promise<AgentGraph> | undefined;
+
+function agentStaticGraph(): Promise<AgentGraph> {
+  return agentGraph ??= walkAgentGraph(); // one `deno info` for the tests that read it
+}
+
+async function walkAgentGraph(): Promise<AgentGraph> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", "--config", `${root}deno.json`, `${root}server.ts`],
     stdout: "piped",

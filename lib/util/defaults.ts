@@ -94,10 +94,10 @@ export const LB_DEFAULTS = {
  * a checkout at `dir` (a directory path without a trailing slash). Each one
  * keeps resident memory down (docs/PERFORMANCE.md, agent footprint):
  * - `--no-config`: the project's deno.json brings its import map and
- *   node_modules set-up into every process, and the agent uses neither. The agent needs only what follows: QUIC, which is
- *   unstable (`--unstable-net`, deno.json's `unstable` list), and its npm
- *   packages at the versions in deno.lock, checked and never rewritten
- *   (`--lock`, `--frozen`);
+ *   node_modules set-up into every process, and the agent uses neither. It
+ *   needs only what follows: QUIC, which is unstable (`--unstable-net`,
+ *   deno.json's `unstable` list), and its npm packages at the versions in
+ *   deno.lock, checked and never rewritten (`--lock`, `--frozen`);
  * - `--v8-flags=--lite-mode`: V8 without its compilers to machine code
  *   (`--jitless`), with feedback allocated lazily and code optimised for
  *   size: the agent interprets its few checks a second, and holds less for it

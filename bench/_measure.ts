@@ -108,9 +108,11 @@ export class Child {
     args: readonly string[],
     env: Record<string, string> = {},
     denoFlags: readonly string[] = [],
+    /** The Deno binary to run: this one unless a benchmark holds its page cache (`_page_cache.ts`). */
+    deno: string = Deno.execPath(),
   ) {
     const root = new URL("..", import.meta.url);
-    this.process = new Deno.Command(Deno.execPath(), {
+    this.process = new Deno.Command(deno, {
       args: [
         "run",
         "-A",

@@ -31,8 +31,14 @@ export interface StackResult {
     idle: number;
     three_lbs_peak: number;
     three_lbs_end: number;
-    /** Where the idle RSS is (part `memory` since the footprint work). */
+    /**
+     * Where the idle RSS is (part `memory` since the footprint work); since
+     * the page-cache control, with the Deno binary's pages faulted in by
+     * the agent (`_page_cache.ts`).
+     */
     idle_detail?: { rss: number; anon: number; file: number; pss: number };
+    /** The same with the binary's pages as a write left them (just installed). */
+    idle_written_detail?: { rss: number; anon: number; file: number; pss: number };
   };
   /** The agent's CPU, % of one core: idle over `idle_window_s`, and under 3 LBs at 1 s. */
   server_cpu?: { idle_percent: number; idle_window_s: number; three_lbs_percent: number };
@@ -265,24 +271,31 @@ export function benchTables(b: BenchRecord): string {
     out.push(
       "Agent footprint: `server.ts` with its files in place (no certificate made at start), " +
         "default flags, run as a production host runs it (the Deno flags of `run_quic.sh " +
-        "server`, a DENO_DIR filled by `run_quic.sh install`). RSS splits into anonymous memory (the agent's own) and file-backed " +
-        "pages (the Deno binary's code, shared with any other Deno process); PSS splits the " +
-        "shared pages among their users." +
+        "server`, a DENO_DIR filled by `run_quic.sh install`). RSS splits into anonymous " +
+        "memory (the agent's own) and file-backed pages (the Deno binary's code). How many of " +
+        "the binary's pages the kernel maps depends on how they came into the page cache, so " +
+        "each agent runs on a private copy of the binary in a known state: pages faulted in " +
+        "by the agent itself, as after a reboot, and pages as a write left them, as right " +
+        "after an install (in large folios, mapped more widely). With a private copy no other " +
+        "process shares the binary's pages (PSS, in results.json, is then close to RSS)." +
         (b.agent_sample_us !== undefined
           ? ` One metrics sample (taken at most once a second, only when an LB asks): ${
             us(b.agent_sample_us)
           } p50, no process spawned.`
           : ""),
       "",
-      "| stack | idle RSS (anon + file) | idle PSS | idle CPU | RSS under 3 LBs at 1 s, peak / end | CPU under 3 LBs |",
+      "| stack | idle RSS (anon + file) | idle RSS, binary just written | idle CPU | RSS under 3 LBs at 1 s, peak / end | CPU under 3 LBs |",
       "|---|---|---|---|---|---|",
     );
     for (const [s, r] of footprint) {
       const m = r.server_rss_mb!;
       const d = m.idle_detail!;
+      const w = m.idle_written_detail;
       const c = r.server_cpu!;
       out.push(
-        `| ${s} | ${d.rss} MB (${d.anon} + ${d.file}) | ${d.pss} MB | ${
+        `| ${s} | ${d.rss} MB (${d.anon} + ${d.file}) | ${
+          w ? `${w.rss} MB (${w.anon} + ${w.file})` : "–"
+        } | ${
           c.idle_percent > 0
             ? `${c.idle_percent} %`
             // CPU time is counted in 10 ms clock ticks.

@@ -56,6 +56,8 @@ export interface HeartbeatCost {
 /** What the caller provides: the certificates directory, a logger, and a smoke-run switch. */
 export interface DetectionBench {
   env: Record<string, string>;
+  /** How an agent runs, as on a production host: its Deno flags and environment (DENO_DIR). */
+  agent: { denoFlags: readonly string[]; env: Record<string, string> };
   quick: boolean;
   say: (line: string) => void;
 }
@@ -70,7 +72,8 @@ async function server(b: DetectionBench, stack: QuicStack, args: string[] = []) 
   const child = new Child(
     "server.ts",
     ["--server-ip", "127.0.0.1", "--server-port", "0", "--quic", stack, ...args],
-    b.env,
+    { ...b.env, ...b.agent.env },
+    b.agent.denoFlags,
   );
   const m = await child.waitForLog(/server listening .*port=(\d+)/, 60_000);
   return { child, port: Number(m.match[1]) };

@@ -54,6 +54,7 @@ import {
   updatePerformanceDoc,
 } from "./_report.ts";
 import { runScale } from "./scale.ts";
+import { BINARY_CACHES, denoCopy } from "./_page_cache.ts";
 import { SystemMetrics } from "../lib/agent/metrics.ts";
 import { agentDenoFlags } from "../lib/util/defaults.ts";
 import { type DetectionBench, detectionRuns, heartbeatCosts, pushLatency } from "./detection.ts";
@@ -131,8 +132,9 @@ function spawn(
   args: string[],
   denoFlags: string[] = [],
   more: Record<string, string> = {},
+  deno?: string,
 ): Child {
-  const c = new Child(script, args, { ...env, ...more }, denoFlags);
+  const c = new Child(script, args, { ...env, ...more }, denoFlags, deno);
   children.add(c);
   return c;
 }
@@ -142,8 +144,15 @@ async function stop(c: Child, signal: Deno.Signal = "SIGTERM"): Promise<void> {
   children.delete(c);
 }
 
-/** A real server.ts on 127.0.0.1, any port; resolves with the child and its port. */
-async function startServer(stack: QuicStack, id: string): Promise<{ child: Child; port: number }> {
+/**
+ * A real server.ts on 127.0.0.1, any port, run by `deno` (this Deno unless
+ * given); resolves with the child and its port.
+ */
+async function startServer(
+  stack: QuicStack,
+  id: string,
+  deno?: string,
+): Promise<{ child: Child; port: number }> {
   const child = spawn(
     "server.ts",
     [
@@ -161,6 +170,7 @@ async function startServer(stack: QuicStack, id: string): Promise<{ child: Child
     ],
     agentDenoFlags(checkout),
     { DENO_DIR: agentDenoDir },
+    deno,
   );
   const m = await child.waitForLog(/server listening .*port=(\d+)/, 60_000);
   return { child, port: Number(m.match[1]) };
@@ -271,9 +281,12 @@ function lbArgs(stack: QuicStack, servers: string[], extra: string[]): string[] 
 
 async function memory(stack: QuicStack, out: StackResult): Promise<void> {
   say(
-    `${stack}: server.ts idle for ${IDLE_S} s, then under 3 LBs at 1 s for ${LOADED_S} s ...`,
+    `${stack}: two server.ts idle for ${IDLE_S} s, each on its own copy of the Deno binary ` +
+      `(${BINARY_CACHES.join(", ")}), then the first under 3 LBs at 1 s for ${LOADED_S} s ...`,
   );
-  const server = await startServer(stack, `mem-${stack}`);
+  // Side by side: an idle agent's CPU is a few ticks a minute, and the copies share no page.
+  const server = await startServer(stack, `mem-${stack}`, await denoCopy(dir, "faulted"));
+  const written = await startServer(stack, `mem-${stack}-w`, await denoCopy(dir, "written"));
   const pid = server.child.pid;
   const lbs: Child[] = [];
   try {
@@ -282,6 +295,8 @@ async function memory(stack: QuicStack, out: StackResult): Promise<void> {
     await sleep(IDLE_S * 1000);
     const idleCpu = (procSample(pid).cpuMs - before) / (IDLE_S * 10);
     const idle = memoryDetail(pid);
+    const idleWritten = memoryDetail(written.child.pid);
+    await stop(written.child);
     for (let i = 0; i < 3; i++) {
       lbs.push(
         spawn(
@@ -314,6 +329,7 @@ async function memory(stack: QuicStack, out: StackResult): Promise<void> {
       three_lbs_peak: Math.round(peak),
       three_lbs_end: Math.round(end),
       idle_detail: idle,
+      idle_written_detail: idleWritten,
     };
     out.server_cpu = {
       idle_percent: Math.round(idleCpu * 1000) / 1000,
@@ -322,7 +338,7 @@ async function memory(stack: QuicStack, out: StackResult): Promise<void> {
     };
   } finally {
     await Promise.all(lbs.map((lb) => stop(lb)));
-    await stop(server.child);
+    await Promise.all([server.child, written.child].map((c) => stop(c)));
   }
 }
 
@@ -363,12 +379,19 @@ async function lbCpu(stack: QuicStack, out: StackResult): Promise<void> {
 // --- run -----------------------------------------------------------------------
 
 const started = performance.now();
-const detectionBench: DetectionBench = { env, quick, say };
+const detectionBench: DetectionBench = {
+  env,
+  agent: { denoFlags: agentDenoFlags(checkout), env: { DENO_DIR: agentDenoDir } },
+  quick,
+  say,
+};
 let heartbeats: BenchRecord["heartbeat_costs"];
 let sampleUs: number | undefined;
 try {
   await ensureDefaultFiles(dir);
-  if (parts.has("rtt") || parts.has("setup") || parts.has("memory")) await installAgentCache();
+  if ((["rtt", "setup", "memory", "detection", "heartbeats"] as const).some((p) => parts.has(p))) {
+    await installAgentCache();
+  }
   for (const stack of stacks) {
     const out: StackResult = {};
     results[stack] = out;
@@ -411,6 +434,6 @@ const all = { ...readResults(values.results), bench: record };
 writeResults(all, values.results);
 const documented = !values.results && await updatePerformanceDoc(all);
 say(
-  `done in ${record.took_s} s; results in bench/results.json` +
+  `done in ${record.took_s} s; results in ${values.results ?? "bench/results.json"}` +
     (documented ? (quick ? "" : " and docs/PERFORMANCE.md") : ""),
 );

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { percentile, summarize } from "../bench/_measure.ts";
+import { denoCopy, filesystemOf, MEMORY_FILESYSTEMS, residentBytes } from "../bench/_page_cache.ts";
 import {
   type BenchRecord,
   benchTables,
@@ -58,6 +59,60 @@ Deno.test("benchTables() shows every stack and peer with the ratios against QHCP
   assert.match(text, /\| QHCP check, matrixai \| 0\.8 ms \| 2\.4 ms \| 4× \|/);
   assert.match(text, /gRPC grpc\.health\.v1 Check, grpc-js \| 0\.6 ms \| 1\.8 ms \| 3× \|/);
   assert.match(text, /- native: check \/ echo 2× at p50 .*HTTP \/ QHCP 2×; gRPC \/ QHCP 3×/);
+});
+
+Deno.test("benchTables() gives the agent's idle RSS in both page-cache states of the binary", () => {
+  const detail = (rss: number, anon: number) => ({ rss, anon, file: rss - anon, pss: rss - 1 });
+  const record: BenchRecord = {
+    when: "2026-11-29T00:00:00Z",
+    quick: false,
+    n: 0,
+    warmup: 0,
+    took_s: 1,
+    machine: {},
+    stacks: {
+      native: {
+        server_rss_mb: {
+          idle: 45,
+          three_lbs_peak: 51,
+          three_lbs_end: 50,
+          idle_detail: detail(44.6, 12.3),
+          idle_written_detail: detail(49.5, 12.3),
+        },
+        server_cpu: { idle_percent: 0.011, idle_window_s: 180, three_lbs_percent: 0.8 },
+      },
+    },
+    peers: {},
+  };
+  assert.match(
+    benchTables(record),
+    /\| native \| 44\.6 MB \(12\.3 \+ 32\.3\) \| 49\.5 MB \(12\.3 \+ 37\.2\) \| 0\.011 % of a core over 180 s \| 51 \/ 50 MB \| 0\.8 % \|/,
+  );
+});
+
+Deno.test("filesystemOf() finds the root filesystem and /proc", () => {
+  assert.equal(filesystemOf("/proc/self/status"), "proc");
+  assert.notEqual(filesystemOf("/"), "");
+});
+
+Deno.test({
+  name: "denoCopy() leaves a faulted copy out of the page cache and a written one in it",
+  // Temporary files must be on a disk for a copy to be evicted.
+  ignore: MEMORY_FILESYSTEMS.has(filesystemOf(Deno.env.get("TMPDIR") ?? "/tmp")),
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qhcp-page-cache-test-" });
+  try {
+    const size = (await Deno.stat(Deno.execPath())).size;
+    const faulted = await denoCopy(dir, "faulted");
+    assert.equal(await residentBytes(faulted), 0);
+    const written = await denoCopy(dir, "written");
+    assert.ok(await residentBytes(written) >= size);
+    // The copy runs: it is the binary, not a part of it.
+    const out = await new Deno.Command(faulted, { args: ["--version"], stdout: "piped" }).output();
+    assert.match(new TextDecoder().decode(out.stdout), new RegExp(`^deno ${Deno.version.deno} `));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("fleetTable() shows one takeover, or the p50 and maximum of several kills", () => {

@@ -60,7 +60,15 @@ run_program() { # run_program lb.ts|server.ts ARGS...
   local entry="$1"
   shift
   local flags=(--config "$HERE/deno.json")
-  if [ "$entry" = server.ts ]; then flags=("${AGENT_GRAPH_FLAGS[@]}" "${AGENT_RUN_FLAGS[@]}"); fi
+  if [ "$entry" = server.ts ]; then
+    flags=("${AGENT_GRAPH_FLAGS[@]}" "${AGENT_RUN_FLAGS[@]}")
+    # The Deno binary's cached pages that no process maps leave the page
+    # cache (posix_fadvise DONTNEED, through dd), so the agent maps the pages
+    # it touches, as after a reboot. A binary just written (an install, an
+    # unpacked image) sits in large folios, and the kernel maps about 5 MB
+    # more of them into the agent (docs/PERFORMANCE.md). Best effort.
+    dd if="$DENO" iflag=nocache count=0 status=none 2>/dev/null || true
+  fi
   # A host running the agent or the LB makes no call to dl.deno.land: Deno's
   # update check is off (it also costs each process about 1 MB).
   export DENO_NO_UPDATE_CHECK=1

@@ -11,6 +11,7 @@ import { parseServerArgs } from "../lib/cli/server_flags.ts";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
 import { agentDenoFlags, agentGraphFlags } from "../lib/util/defaults.ts";
 import { fetchStatus, tempDir, waitFor } from "./_helpers.ts";
+import { filesystemOf, MEMORY_FILESYSTEMS, residentBytes } from "../bench/_page_cache.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const UNITS = ["qhcp-server.service", "qhcp-lb.service"];
@@ -227,6 +228,41 @@ Deno.test("run_quic.sh runs server.ts with agentDenoFlags() and no project confi
       "--help",
       "update-check-off=1",
     ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "run_quic.sh server drops the Deno binary's pages from the page cache before the agent starts",
+  // A file on a memory filesystem has nothing to drop.
+  ignore: MEMORY_FILESYSTEMS.has(filesystemOf(Deno.env.get("TMPDIR") ?? "/tmp")),
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qhcp-evict-test-" });
+  try {
+    // A stand-in deno just written, 32 MiB, every page cached as after an install. It
+    // prints how much of itself is cached when it runs: the shell reads only its first lines.
+    const shim = `${dir}/deno`;
+    const head = '#!/bin/sh\nfincore --bytes --noheadings --output RES "$0"\nexit 0\n';
+    const padding = `#${"-".repeat(1022)}\n`.repeat(32 * 1024);
+    await Deno.writeTextFile(shim, head + padding, { mode: 0o755 });
+    {
+      // Written back and closed: a file open for writing cannot be run.
+      using file = await Deno.open(shim);
+      await file.sync();
+    }
+    const size = (await Deno.stat(shim)).size;
+    assert.ok(await residentBytes(shim) >= size, "the stand-in starts fully cached");
+    const out = await new Deno.Command("bash", {
+      args: [`${root}/run_quic.sh`, "server", "--help"],
+      env: { PATH: `${dir}:${Deno.env.get("PATH")}` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const resident = Number(new TextDecoder().decode(out.stdout).trim());
+    assert.ok(resident < size / 4, `${resident} of ${size} bytes cached when deno started`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -70,6 +70,39 @@ export function startTraffic(url: string): {
   };
 }
 
+/**
+ * Runs `fixture` (a script under tests/fixtures/) with both output streams
+ * piped and reads the first chunk of `stream` only, leaving the other unread;
+ * a child that gives nothing within `timeoutMs` is killed and the test fails
+ * with `stalled`. Returns the child, the chunk as text and the reader.
+ */
+export async function firstOutputWhileOtherUnread(
+  fixture: string,
+  stream: "stdout" | "stderr",
+  stalled: string,
+  timeoutMs = 30_000,
+): Promise<
+  { child: Deno.ChildProcess; text: string; reader: ReadableStreamDefaultReader<Uint8Array> }
+> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(`./fixtures/${fixture}`, import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child[stream].getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const first = await Promise.race([
+    reader.read(),
+    new Promise<never>((_, reject) =>
+      timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(stalled));
+      }, timeoutMs)
+    ),
+  ]).finally(() => clearTimeout(timer));
+  return { child, text: new TextDecoder().decode(first.value), reader };
+}
+
 /** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
 export async function waitFor<T>(
   what: string,

@@ -21,6 +21,7 @@ async function fixture() {
         secret,
         serverId: `web-${i + 1}`,
         metrics: metrics[i]!,
+        services: [{ name: "web", port: 8080 }],
       })
     ),
   );
@@ -100,6 +101,41 @@ Deno.test("GET /status gives every server its weight: from load when UP, 0 when 
     }
     // floor 10 + 90 x (1 - max(cpu, mem) / 100)
     assert.deepEqual(servers.map((s) => s.weight), [82, 37, 0]);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("GET /status and /api/servers page the server list with offset and limit; /status builds each view once", async () => {
+  const f = await fixture();
+  const status = f.monitor.status.bind(f.monitor);
+  let views = 0;
+  f.monitor.status = (offset?: number, limit?: number) => {
+    const out = status(offset, limit);
+    views += out.length;
+    return out;
+  };
+  try {
+    const whole = await f.call("GET", "/status");
+    views = 0;
+    const page = await f.call("GET", "/status?offset=1&limit=1");
+    assert.equal(page.status, 200);
+    assert.deepEqual(
+      [page.json.total, page.json.offset, page.json.next],
+      [3, 1, 2],
+    );
+    assert.deepEqual((page.json.servers as { address: string }[]).map((s) => s.address), [
+      "10.0.0.2:4243",
+    ]);
+    // The services count every server, not only the page's.
+    assert.deepEqual(page.json.services, [{ name: "web", healthy: 2, total: 2 }]);
+    assert.deepEqual(page.json.services, whole.json.services);
+    assert.equal(views, 3, "one view per server for /status");
+    const last = await f.call("GET", "/api/servers?offset=2");
+    assert.deepEqual([last.json.total, last.json.offset, last.json.next], [3, 2, null]);
+    assert.deepEqual((last.json.servers as { address: string }[]).map((s) => s.address), [
+      "10.0.0.3:4243",
+    ]);
   } finally {
     await f.close();
   }

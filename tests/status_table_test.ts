@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Redrawer, renderStatusTable, StatusScreen, summarize } from "../lib/ops/status_table.ts";
 import { fewOf, oneLine } from "../lib/util/text.ts";
 import type { WatchView } from "../lib/lb/watch.ts";
-import { sleep } from "./_helpers.ts";
+import { firstOutputWhileOtherUnread, sleep } from "./_helpers.ts";
 
 function view(over: Partial<WatchView>): WatchView {
   return {
@@ -148,4 +148,22 @@ Deno.test("fewOf() shows at most ten items of a list and counts the rest", () =>
   assert.equal(fewOf(["a", "b"]), "a,b");
   assert.equal(fewOf(["a", "b", "c"], 2), "a,b (+1 more)");
   assert.equal(fewOf([]), undefined);
+});
+
+Deno.test("openLbScreen(): an LB whose stdout is not read keeps its event loop running and drops table frames", async () => {
+  // stderr only: with a synchronous write the child would stop at the first
+  // frame larger than the pipe and never report.
+  const { child, text, reader } = await firstOutputWhileOtherUnread(
+    "table_flood.ts",
+    "stderr",
+    "the child stopped while its stdout was not read",
+  );
+  const report = JSON.parse(text) as { ticks: number; dropped: number };
+  // 3 s of a 10 ms timer: about 300 runs unless the loop was held.
+  assert.ok(report.ticks >= 100, `the timer ran ${report.ticks} times`);
+  assert.ok(report.dropped >= 1, "frames past the bound are dropped");
+  // Closing the pipe ends the write the child still waits on.
+  await child.stdout.cancel();
+  await reader.cancel();
+  assert.equal((await child.status).code, 0);
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { chunks } from "../lib/util/chunks.ts";
 import { isoTime } from "../lib/util/iso_time.ts";
 import { LogStream } from "../lib/util/log_stream.ts";
+import { firstOutputWhileOtherUnread } from "./_helpers.ts";
 
 Deno.test("chunks() cuts a list into batches of the size, the last one shorter", () => {
   assert.deepEqual(chunks([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
@@ -113,25 +114,14 @@ Deno.test("LogStream after its sink failed (stderr closed) drops what follows", 
 });
 
 Deno.test("createLogger(): a process whose stderr is not read keeps running, drops past the bound and says how many", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./fixtures/log_flood.ts", import.meta.url).pathname],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
   // stdout first, without reading stderr: with a synchronous write the child
   // would stop at the first full pipe (64 KiB) and never get here.
-  const stdout = child.stdout.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const first = await Promise.race([
-    stdout.read(),
-    new Promise<never>((_, reject) =>
-      timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        reject(new Error("the child stopped while its stderr was not read"));
-      }, 30_000)
-    ),
-  ]).finally(() => clearTimeout(timer));
-  const { ticks } = JSON.parse(new TextDecoder().decode(first.value)) as { ticks: number };
+  const { child, text, reader: stdout } = await firstOutputWhileOtherUnread(
+    "log_flood.ts",
+    "stdout",
+    "the child stopped while its stderr was not read",
+  );
+  const { ticks } = JSON.parse(text) as { ticks: number };
   // 40 bursts 25 ms apart: a timer of 10 ms ran about 100 times, unless the loop was held.
   assert.ok(ticks >= 40, `the timer ran ${ticks} times during the flood`);
   const stderr = await new Response(child.stderr).text();

@@ -13,19 +13,8 @@ import { DefaultFilesError } from "../security/files.ts";
 import { installProcessGuard } from "../util/guard.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../util/version.ts";
-import { stderrStream } from "../util/log_stream.ts";
+import { stderrStream, stdoutStream } from "../util/log_stream.ts";
 import { CliError } from "./flags.ts";
-
-const _encoder = new TextEncoder();
-
-/** Writes all of `text` to a stream; a closed pipe is ignored. */
-export function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = _encoder.encode(text);
-  try {
-    let off = 0;
-    while (off < bytes.length) off += out.writeSync(bytes.subarray(off));
-  } catch { /* closed pipe: nothing useful left to do */ }
-}
 
 /**
  * Prints `program: message` on stderr, after the log lines before it, and
@@ -37,11 +26,12 @@ export function fail(program: string, message: string, code: number): number {
 }
 
 /**
- * Ends the process with `code` once stderr has taken what was queued for it
- * (at most `timeoutMs`: a reader that stopped reading does not hold the exit).
+ * Ends the process with `code` once stderr and stdout have taken what was
+ * queued for them (at most `timeoutMs`: a reader that stopped reading does
+ * not hold the exit).
  */
 export async function exitAfterOutput(code: number, timeoutMs = 2000): Promise<never> {
-  await stderrStream.flush(timeoutMs);
+  await Promise.all([stderrStream.flush(timeoutMs), stdoutStream.flush(timeoutMs)]);
   Deno.exit(code);
 }
 

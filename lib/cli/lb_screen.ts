@@ -9,7 +9,7 @@ import type { ServerDirectory } from "../lb/directory.ts";
 import { servicesOf } from "../lb/services.ts";
 import { Redrawer, StatusScreen, summarize } from "../ops/status_table.ts";
 import { createLogger, type Logger } from "../util/log.ts";
-import { writeAll } from "./entry.ts";
+import { stdoutStream } from "../util/log_stream.ts";
 import type { LbConfig } from "./lb_flags.ts";
 
 /** What {@linkcode openLbScreen} needs beyond the flags. */
@@ -45,7 +45,7 @@ export function openLbScreen(config: LbConfig, options: LbScreenOptions): LbScre
     : "tty";
   const screen = tableMode === "off" ? undefined : new StatusScreen({
     mode: tableMode,
-    write: (text) => writeAll(Deno.stdout, text),
+    write: (text) => void stdoutStream.write(text),
     columns: () => _columns(),
   });
   const drawTable = () => {

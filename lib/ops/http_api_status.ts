@@ -7,6 +7,7 @@
  */
 
 import type { ServerDirectory } from "../lb/directory.ts";
+import type { WatchView } from "../lb/record.ts";
 import { servicesOf } from "../lb/services.ts";
 import { _intParam, _server } from "./http_api_input.ts";
 import { metricsSnapshot, renderPrometheus } from "./prometheus.ts";
@@ -32,18 +33,21 @@ export function _statusRoutes(
     .add(
       "GET",
       "/status",
-      (_req, _p, url) =>
-        json({
+      (_req, _p, url) => {
+        // One view per server, for the services and the page alike.
+        const all = monitor.status();
+        return json({
           lb_id: about.lbId,
           time: new Date().toISOString(),
           // Each service with how many of its servers should get traffic.
-          services: servicesOf(monitor.status()).map((s) => ({
+          services: servicesOf(all).map((s) => ({
             name: s.name,
             healthy: s.healthy,
             total: s.total,
           })),
-          ..._page(url, monitor),
-        }),
+          ..._page(url, all.length, (offset, limit) => all.slice(offset, offset + limit)),
+        });
+      },
     )
     .add("GET", "/api/services", () => json({ services: servicesOf(monitor.status()) }))
     .add("GET", "/api/services/:name", (_req, p) => {
@@ -69,7 +73,11 @@ export function _statusRoutes(
           },
         }),
     )
-    .add("GET", "/api/servers", (_req, _p, url) => json(_page(url, monitor)))
+    .add(
+      "GET",
+      "/api/servers",
+      (_req, _p, url) => json(_page(url, monitor.size, (o, l) => monitor.status(o, l))),
+    )
     .add("GET", "/api/servers/:address", (_req, p, url) => {
       const v = _server(monitor, p.address!);
       const limit = _intParam(url, "history", _HISTORY_PAGE, 1, 3000);
@@ -78,12 +86,18 @@ export function _statusRoutes(
     .add("GET", "/api/totals", () => json(monitor.totals()));
 }
 
-/** One page of the server list (`offset`, `limit`), with the total and the next offset. */
-function _page(url: URL, monitor: ServerDirectory): Record<string, unknown> {
+/**
+ * One page of the server list (`offset`, `limit` from `url`) out of `total`,
+ * with the next offset; `views` gives the servers of a range.
+ */
+function _page(
+  url: URL,
+  total: number,
+  views: (offset: number, limit: number) => WatchView[],
+): Record<string, unknown> {
   const offset = _intParam(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
   const limit = _intParam(url, "limit", _PAGE, 1, 10_000);
-  const servers = monitor.status(offset, limit);
-  const total = monitor.size;
+  const servers = views(offset, limit);
   const next = offset + servers.length < total ? offset + servers.length : null;
   return { total, offset, next, servers };
 }

@@ -127,3 +127,10 @@ export class LogStream {
 
 /** The program's stderr: every logger and message of the process writes here, in order. */
 export const stderrStream: LogStream = new LogStream(Deno.stderr);
+
+/**
+ * The program's stdout: the LB's status table. A stalled reader (a paused
+ * pager, a full pipe) costs frames, never the event loop; each frame is whole,
+ * so the next one replaces what was dropped.
+ */
+export const stdoutStream: LogStream = new LogStream(Deno.stdout);

@@ -147,4 +147,21 @@ export function storeSuite(name: string, make: () => Promise<StoreUnderTest>): v
       assert.equal((await store.list(`${p}owner/new-`)).kvs.length, 0, "all or nothing");
     },
   );
+
+  test(
+    "Store.txn() with no compare deletes 64 keys at one revision, missing ones included",
+    async ({ store }, p) => {
+      const keys = Array.from({ length: 70 }, (_, i) => `${p}gone/${i}`);
+      for (const key of keys) await store.put(key, "x");
+      // 63 that exist and one that never did: the branch runs all the same.
+      const r = await store.txn([], [
+        ...keys.slice(0, 63).map((key) => ({ delete: key })),
+        { delete: `${p}gone/never` },
+      ]);
+      assert.ok(r.succeeded);
+      const { kvs, revision } = await store.list(`${p}gone/`);
+      assert.deepEqual(kvs.map((kv) => kv.key).sort(), keys.slice(63).sort());
+      assert.equal(revision, r.revision, "one revision for every delete");
+    },
+  );
 }

@@ -431,6 +431,44 @@ Deno.test({
     }),
 });
 
+Deno.test("Claims.release() stops checking each server first, then deletes its owner keys 64 to a transaction", async () => {
+  const store = new MemoryStore();
+  const keys = new FleetKeys("/qhcp/");
+  const lease = await store.grant(60);
+  const ended: string[] = [];
+  const keyStillThere: boolean[] = [];
+  const claims = new Claims({
+    store,
+    keys,
+    lbId: "lb-a",
+    monitor: {
+      addServer: () => "",
+      // The local checks stop while the claim still stands in etcd.
+      removeServer: async (a: string) => {
+        keyStillThere.push((await store.list(keys.owner(a, "lb-a"), true)).kvs.length === 1);
+        return true;
+      },
+    },
+    log: silentLogger,
+    isoNow: () => "now",
+    contacted: () => {},
+    ended: (a) => ended.push(a),
+  });
+  const servers = Array.from({ length: 150 }, (_, i) => `10.8.0.${i}:4243`);
+  await claims.claim(servers, lease, () => false);
+  const gone = servers.slice(0, 130);
+  const before = store.revision;
+  await claims.release(gone);
+  assert.equal(store.revision - before, 3, "64 + 64 + 2");
+  assert.deepEqual(ended.sort(), [...gone].sort());
+  assert.equal(keyStillThere.length, 130);
+  assert.ok(keyStillThere.every((x) => x));
+  assert.equal(claims.size, 20);
+  assert.ok(gone.every((a) => !claims.has(a)));
+  const left = (await store.list("/qhcp/owners/")).kvs.map((kv) => kv.key).sort();
+  assert.deepEqual(left, servers.slice(130).map((a) => keys.owner(a, "lb-a")).sort());
+});
+
 Deno.test("VerdictWriter gathers changes into transactions of 50, spreads a refresh, and a refused one finds the lost claim", async () => {
   const store = new MemoryStore();
   const keys = new FleetKeys("/qhcp/");

@@ -2,9 +2,9 @@
  * This LB's claims in the fleet: an owner key per server it checks, created
  * in an etcd transaction under its lease, and the server added to its local
  * {@linkcode Monitor}. The key's creation revision fences every verdict the
- * LB writes about the server (`fleet.ts`). Claims go many to a transaction
- * and releases many at once, so that taking over a dead LB's servers is a
- * few round trips, not hundreds.
+ * LB writes about the server (`fleet.ts`). Claims and releases go many to a
+ * transaction, so that taking over a dead LB's servers, or handing servers
+ * to a new one, is a few round trips, not hundreds.
  *
  * @module
  */
@@ -16,12 +16,10 @@ import { parseServerAddress } from "../protocol/address.ts";
 import type { FleetKeys } from "./keys.ts";
 import type { Store } from "./store.ts";
 
-/** Releases in flight at once (etcd deletes). */
-const _RELEASES_AT_ONCE = 32;
-/** Owner keys created in one etcd transaction (etcd allows 128 operations). */
-const _CLAIMS_PER_TXN = 64;
-/** Claiming transactions in flight at once. */
-const _CLAIM_TXNS_AT_ONCE = 4;
+/** Owner keys created or deleted in one etcd transaction (etcd allows 128 operations). */
+const _KEYS_PER_TXN = 64;
+/** Claiming or releasing transactions in flight at once. */
+const _TXNS_AT_ONCE = 4;
 
 /** Options of {@linkcode Claims}. */
 export interface ClaimsOptions {
@@ -102,17 +100,21 @@ export class Claims {
     lease: string,
     stopped: () => boolean,
   ): Promise<string[]> {
-    for (const now of chunks(chunks(addresses, _CLAIMS_PER_TXN), _CLAIM_TXNS_AT_ONCE)) {
+    for (const now of chunks(chunks(addresses, _KEYS_PER_TXN), _TXNS_AT_ONCE)) {
       if (stopped()) break;
       await Promise.all(now.map((b) => this.#claimBatch(b, lease)));
     }
     return addresses.filter((a) => this.#revisions.has(a));
   }
 
-  /** Hands `addresses` over: no longer checked here, owner keys deleted. */
+  /**
+   * Hands `addresses` over: no longer checked here, then their owner keys
+   * deleted, 64 to a transaction, four transactions at a time. A delete that
+   * fails is left to the lease: the key goes when it expires.
+   */
   async release(addresses: readonly string[]): Promise<void> {
-    for (const now of chunks(addresses, _RELEASES_AT_ONCE)) {
-      await Promise.all(now.map((a) => this.#release(a)));
+    for (const now of chunks(chunks(addresses, _KEYS_PER_TXN), _TXNS_AT_ONCE)) {
+      await Promise.all(now.map((b) => this.#releaseBatch(b)));
     }
   }
 
@@ -161,11 +163,15 @@ export class Claims {
     this.#o.log.debug("checking server for the fleet", { server: address });
   }
 
-  async #release(address: string): Promise<void> {
-    this.#revisions.delete(address);
-    this.#o.ended(address);
-    await this.#o.monitor.removeServer(address, { quiet: true });
-    await this.#o.store.delete(this.#o.keys.owner(address, this.#o.lbId)).catch(() => {});
-    this.#o.log.debug("server handed over", { server: address });
+  async #releaseBatch(addresses: readonly string[]): Promise<void> {
+    const { store, keys, lbId, monitor } = this.#o;
+    // Checks and verdict writes stop before the keys go: the next owner's
+    // claim never meets a verdict of ours written after it.
+    await Promise.all(addresses.map((a) => {
+      this.#revisions.delete(a);
+      this.#o.ended(a);
+      return monitor.removeServer(a, { quiet: true });
+    }));
+    await store.txn([], addresses.map((a) => ({ delete: keys.owner(a, lbId) }))).catch(() => {});
   }
 }

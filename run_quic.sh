@@ -94,7 +94,20 @@ esac
 
 find_deno
 case "${1:-}" in
-  "") run_program tools/menu.ts ;;
+  "")
+    # The menu asks; the chosen program then replaces this shell, run as
+    # `run_quic.sh lb|server` runs it (the agent light, signals direct).
+    export DENO_NO_UPDATE_CHECK=1
+    choice="$(mktemp)"
+    status=0
+    "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/tools/menu.ts" \
+      --choice-file "$choice" || status=$?
+    chosen=()
+    [ -s "$choice" ] && mapfile -d '' -t chosen <"$choice"
+    rm -f "$choice"
+    if [ "$status" -ne 0 ] || [ "${#chosen[@]}" -eq 0 ]; then exit "$status"; fi
+    run_program "${chosen[@]}"
+    ;;
   lb) shift; run_program lb.ts "$@" ;;
   server) shift; run_program server.ts "$@" ;;
   demo)

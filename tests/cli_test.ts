@@ -9,6 +9,7 @@ import { LB_FLAGS, parseLbArgs } from "../lib/cli/lb_flags.ts";
 import { parseServerAddress } from "../lib/protocol/address.ts";
 import { parseServerArgs, SERVER_FLAGS } from "../lib/cli/server_flags.ts";
 import { SYSTEM_METRICS } from "../lib/agent/host_view.ts";
+import { agentDenoFlags } from "../lib/util/defaults.ts";
 import { Program, tempDir } from "./_helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -313,7 +314,8 @@ Deno.test("run_quic.sh menu: 3 exits, a bad choice asks again", async () => {
 });
 
 Deno.test({
-  name: "run_quic.sh menu: 2 prompts with defaults and execs the server with the answers",
+  name:
+    "run_quic.sh menu: 2 prompts with defaults and execs the server with the answers and the agent's flags",
   sanitizeResources: false,
   async fn() {
     const dir = await tempDir("menu");
@@ -351,7 +353,15 @@ Deno.test({
         all,
         /--server-port: expected an integer in 0\.\.65535, got "abc"; please try again/,
       );
-      // exec: the server is the process we started, so SIGTERM reaches it directly.
+      // exec: the server is the process we started, so SIGTERM reaches it directly;
+      // and it runs as `run_quic.sh server` runs it, with the agent's own flags.
+      const argv = (await Deno.readTextFile(`/proc/${child.pid}/cmdline`)).split("\0");
+      const here = root.replace(/\/$/, "");
+      assert.deepEqual(argv.slice(1, 2 + agentDenoFlags(here).length), [
+        "run",
+        ...agentDenoFlags(here),
+      ]);
+      assert.ok(argv.includes(`${here}/server.ts`), argv.join(" "));
       child.kill("SIGTERM");
       const status = await child.status;
       assert.equal(status.code, 0);

@@ -1,8 +1,11 @@
 #!/usr/bin/env -S deno run -A
 /**
- * `./run_quic.sh` with no argument: the interactive menu (see `lib/cli/menu.ts`),
- * then the chosen program in this same process, so that a supervisor's
- * SIGTERM and Ctrl-C reach it directly.
+ * `./run_quic.sh` with no argument: the interactive menu (see `lib/cli/menu.ts`).
+ * With `--choice-file PATH` (as the launcher runs it) the chosen program and
+ * its arguments are written there, NUL-separated, and the launcher then runs
+ * it as `run_quic.sh lb|server` would: the agent with its own light flags,
+ * in place of the launcher, so that signals reach it directly. Without it,
+ * the chosen program runs in this same process.
  *
  * @module
  */
@@ -47,6 +50,11 @@ const chosen = await runMenu({
   show: (text) => write(Deno.stdout, text),
 });
 if (chosen === null) Deno.exit(0);
+const choiceFile = Deno.args[0] === "--choice-file" ? Deno.args[1] : undefined;
+if (choiceFile !== undefined) {
+  await Deno.writeTextFile(choiceFile, [chosen.script, ...chosen.args].join("\0"));
+  Deno.exit(0);
+}
 const code = chosen.script === "lb.ts"
   ? await (await import("../lb.ts")).runLb(chosen.args)
   : await (await import("../server.ts")).runServer(chosen.args);

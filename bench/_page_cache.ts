@@ -38,9 +38,12 @@ export async function denoCopy(dir: string, state: BinaryCache): Promise<string>
   const path = `${dir}/deno-${state}`;
   await Deno.remove(path).catch(() => {});
   await Deno.copyFile(Deno.execPath(), path);
-  // Dirty pages cannot be evicted: written back first.
-  using file = await Deno.open(path, { read: true, write: true });
-  await file.sync();
+  // Dirty pages cannot be evicted: written back first (through a read-only
+  // handle: a file open for writing cannot be run).
+  {
+    using file = await Deno.open(path);
+    await file.sync();
+  }
   if (state === "faulted") {
     await run("dd", [`if=${path}`, "iflag=nocache", "count=0", "status=none"]);
   }

@@ -113,11 +113,9 @@ export class LbSession {
 
   /** When `tick()` must next be called (ms since epoch), or undefined. */
   get deadline(): number | undefined {
-    let d: number | undefined = this.#s.ackDeadline;
-    for (const t of [this.#s.requests.deadline, this.#s.terminate?.deadline]) {
-      if (t !== undefined && (d === undefined || t < d)) d = t;
-    }
-    return d;
+    // Read after every message and tick: no array built for three values.
+    const s = this.#s;
+    return _earliest(_earliest(s.ackDeadline, s.requests.deadline), s.terminate?.deadline);
   }
 
   /** Returns true when the current state accepts this message type. */
@@ -313,4 +311,9 @@ export class LbSession {
       : { kind, message: reason, cause };
     return [...aborted, { kind: "failed", failure }];
   }
+}
+
+/** The earlier of two optional times. */
+function _earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined || a <= b ? a : b;
 }

@@ -69,9 +69,6 @@ run_program() { # run_program lb.ts|server.ts ARGS...
     # more of them into the agent (docs/PERFORMANCE.md). Best effort.
     dd if="$DENO" iflag=nocache count=0 status=none 2>/dev/null || true
   fi
-  # A host running the agent or the LB makes no call to dl.deno.land: Deno's
-  # update check is off (it also costs each process about 1 MB).
-  export DENO_NO_UPDATE_CHECK=1
   exec "$DENO" run "${flags[@]}" "${PERMS[@]}" "$HERE/$entry" "$@"
 }
 
@@ -93,11 +90,14 @@ case "${1:-}" in
 esac
 
 find_deno
+# Nothing the launcher runs calls dl.deno.land: a host running the agent or
+# the LB makes no such call, and Deno's update check also costs each process
+# about 1 MB.
+export DENO_NO_UPDATE_CHECK=1
 case "${1:-}" in
   "")
     # The menu asks; the chosen program then replaces this shell, run as
     # `run_quic.sh lb|server` runs it (the agent light, signals direct).
-    export DENO_NO_UPDATE_CHECK=1
     choice="$(mktemp)"
     status=0
     "$DENO" run --config "$HERE/deno.json" "${PERMS[@]}" "$HERE/tools/menu.ts" \
@@ -127,7 +127,6 @@ case "${1:-}" in
   install)
     # The LB's packages with the project config (node_modules), then every
     # module and package the agent may load, as the agent runs: without it.
-    export DENO_NO_UPDATE_CHECK=1
     "$DENO" install --config "$HERE/deno.json" --entrypoint "$HERE/lb.ts" "$HERE/server.ts"
     "$DENO" cache "${AGENT_GRAPH_FLAGS[@]}" "$HERE/server.ts"
     # Loading the npm packages once also stores Deno's analysis of their

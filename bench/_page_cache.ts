@@ -31,19 +31,16 @@ export const BINARY_CACHES: readonly BinaryCache[] = ["faulted", "written"];
  * `fincore`. Returns the copy's path.
  */
 export async function denoCopy(dir: string, state: BinaryCache): Promise<string> {
-  const fs = filesystemOf(dir);
-  if (state === "faulted" && MEMORY_FILESYSTEMS.has(fs)) {
-    throw new Error(`${dir} is on ${fs}, whose pages cannot be evicted; set TMPDIR to a disk`);
+  if (state === "faulted" && !evictable(dir)) {
+    throw new Error(
+      `${dir} is on ${filesystemOf(dir)}, whose pages cannot be evicted; set TMPDIR to a disk`,
+    );
   }
   const path = `${dir}/deno-${state}`;
   await Deno.remove(path).catch(() => {});
   await Deno.copyFile(Deno.execPath(), path);
-  // Dirty pages cannot be evicted: written back first (through a read-only
-  // handle: a file open for writing cannot be run).
-  {
-    using file = await Deno.open(path);
-    await file.sync();
-  }
+  // Dirty pages cannot be evicted: written back first.
+  await writeBack(path);
   if (state === "faulted") {
     await run("dd", [`if=${path}`, "iflag=nocache", "count=0", "status=none"]);
   }
@@ -62,7 +59,21 @@ export async function denoCopy(dir: string, state: BinaryCache): Promise<string>
 }
 
 /** Filesystems that live in memory: nothing to evict. */
-export const MEMORY_FILESYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+const MEMORY_FILESYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+
+/** True when files under `path` (absolute) can leave the page cache: not a memory filesystem. */
+export function evictable(path: string): boolean {
+  return !MEMORY_FILESYSTEMS.has(filesystemOf(path));
+}
+
+/**
+ * Writes `path`'s dirty pages back to disk, through a read-only handle (a
+ * file open for writing cannot be run), so that they can be evicted.
+ */
+export async function writeBack(path: string): Promise<void> {
+  using file = await Deno.open(path);
+  await file.sync();
+}
 
 /** The type of the filesystem `path` (absolute) is on, from /proc/self/mountinfo. */
 export function filesystemOf(path: string): string {

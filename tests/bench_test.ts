@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { percentile, summarize } from "../bench/_measure.ts";
-import { denoCopy, filesystemOf, MEMORY_FILESYSTEMS, residentBytes } from "../bench/_page_cache.ts";
+import { denoCopy, evictable, filesystemOf, residentBytes } from "../bench/_page_cache.ts";
 import {
   type BenchRecord,
   benchTables,
@@ -98,7 +98,7 @@ Deno.test("filesystemOf() finds the root filesystem and /proc", () => {
 Deno.test({
   name: "denoCopy() leaves a faulted copy out of the page cache and a written one in it",
   // Temporary files must be on a disk for a copy to be evicted.
-  ignore: MEMORY_FILESYSTEMS.has(filesystemOf(Deno.env.get("TMPDIR") ?? "/tmp")),
+  ignore: !evictable(Deno.env.get("TMPDIR") ?? "/tmp"),
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "qhcp-page-cache-test-" });
   try {

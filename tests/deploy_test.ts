@@ -11,7 +11,7 @@ import { parseServerArgs } from "../lib/cli/server_flags.ts";
 import { ensureDefaultFiles } from "../lib/security/files.ts";
 import { agentDenoFlags, agentGraphFlags } from "../lib/util/defaults.ts";
 import { fetchStatus, tempDir, waitFor } from "./_helpers.ts";
-import { filesystemOf, MEMORY_FILESYSTEMS, residentBytes } from "../bench/_page_cache.ts";
+import { evictable, residentBytes, writeBack } from "../bench/_page_cache.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const UNITS = ["qhcp-server.service", "qhcp-lb.service"];
@@ -237,7 +237,7 @@ Deno.test({
   name:
     "run_quic.sh server drops the Deno binary's pages from the page cache before the agent starts",
   // A file on a memory filesystem has nothing to drop.
-  ignore: MEMORY_FILESYSTEMS.has(filesystemOf(Deno.env.get("TMPDIR") ?? "/tmp")),
+  ignore: !evictable(Deno.env.get("TMPDIR") ?? "/tmp"),
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "qhcp-evict-test-" });
   try {
@@ -247,11 +247,7 @@ Deno.test({
     const head = '#!/bin/sh\nfincore --bytes --noheadings --output RES "$0"\nexit 0\n';
     const padding = `#${"-".repeat(1022)}\n`.repeat(32 * 1024);
     await Deno.writeTextFile(shim, head + padding, { mode: 0o755 });
-    {
-      // Written back and closed: a file open for writing cannot be run.
-      using file = await Deno.open(shim);
-      await file.sync();
-    }
+    await writeBack(shim);
     const size = (await Deno.stat(shim)).size;
     assert.ok(await residentBytes(shim) >= size, "the stand-in starts fully cached");
     const out = await new Deno.Command("bash", {

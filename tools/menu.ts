@@ -10,7 +10,10 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
 import { runMenu } from "../lib/cli/menu.ts";
+
+const { values } = parseArgs({ args: Deno.args, options: { "choice-file": { type: "string" } } });
 
 const encoder = new TextEncoder();
 const write = (out: { writeSync(p: Uint8Array): number }, text: string) => {
@@ -50,9 +53,8 @@ const chosen = await runMenu({
   show: (text) => write(Deno.stdout, text),
 });
 if (chosen === null) Deno.exit(0);
-const choiceFile = Deno.args[0] === "--choice-file" ? Deno.args[1] : undefined;
-if (choiceFile !== undefined) {
-  await Deno.writeTextFile(choiceFile, [chosen.script, ...chosen.args].join("\0"));
+if (values["choice-file"] !== undefined) {
+  await Deno.writeTextFile(values["choice-file"], [chosen.script, ...chosen.args].join("\0"));
   Deno.exit(0);
 }
 const code = chosen.script === "lb.ts"

@@ -164,12 +164,12 @@ export class Claims {
   }
 
   async #releaseBatch(addresses: readonly string[]): Promise<void> {
-    const { store, keys, lbId, monitor } = this.#o;
+    const { store, keys, lbId, monitor, ended } = this.#o;
     // Checks and verdict writes stop before the keys go: the next owner's
     // claim never meets a verdict of ours written after it.
     await Promise.all(addresses.map((a) => {
       this.#revisions.delete(a);
-      this.#o.ended(a);
+      ended(a);
       return monitor.removeServer(a, { quiet: true });
     }));
     await store.txn([], addresses.map((a) => ({ delete: keys.owner(a, lbId) }))).catch(() => {});
